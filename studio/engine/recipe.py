@@ -1,0 +1,274 @@
+"""The Recipe: everything that defines a generation, and nothing else.
+
+A Recipe is immutable. It is the history entry of a version, the metadata
+written into exported images, and the key that reproduces an image exactly.
+It round-trips through JSON and through AUTOMATIC1111's ``parameters`` text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+BUNDLED_MODEL = "bundled"
+MAX_SEED = 2**64 - 1
+MAX_STEPS = 1000
+MIN_SIDE = 16
+MAX_SIDE = 4096
+MAX_PROMPT_CHARS = 20_000
+MAX_PARAMETERS_CHARS = 64_000
+
+# A1111 spells some of our sampler names as a base name plus "Schedule type".
+_A1111_KARRAS_SUFFIX = " Karras"
+
+
+class RecipeError(ValueError):
+    """A recipe field holds a value the engine cannot run; the message says which."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One generation, fully specified.
+
+    ``variation_seed``/``variation_strength`` mix a second noise into the start
+    noise (A1111's slerp). ``renoise_seed``/``renoise_strength`` only matter when
+    a run resumes from a checkpoint: they replace part of the noise left in the
+    latent at the branch point, so that a branch from a deterministic sampler
+    can vary.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    guidance: float = 7.0
+    sampler: str = "Euler a"
+    width: int = 64
+    height: int = 64
+    model: str = BUNDLED_MODEL
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+    renoise_seed: int | None = None
+    renoise_strength: float = 0.0
+
+    # ---- JSON -------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Recipe:
+        """Build a recipe from a dict; unknown keys are ignored, wrong types raise RecipeError."""
+        if not isinstance(data, dict):
+            raise RecipeError("A recipe must be a JSON object.")
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in known:
+                kwargs[key] = value
+        if "prompt" not in kwargs:
+            raise RecipeError("The recipe has no prompt.")
+        return cls(**_coerce(kwargs))
+
+    @classmethod
+    def from_json(cls, text: str) -> Recipe:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise RecipeError(f"The recipe is not valid JSON ({exc}).") from exc
+        return cls.from_dict(data)
+
+    def with_changes(self, **changes: Any) -> Recipe:
+        return replace(self, **changes)
+
+    # ---- validation -------------------------------------------------------
+
+    def validate(self, size_factor: int = 8) -> Recipe:
+        """Raise RecipeError with one clear sentence if a field is out of range."""
+        if len(self.prompt) > MAX_PROMPT_CHARS or len(self.negative_prompt) > MAX_PROMPT_CHARS:
+            raise RecipeError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters.")
+        for name in ("seed", "variation_seed", "renoise_seed"):
+            value = getattr(self, name)
+            if value is None and name != "seed":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                raise RecipeError(f"The {name.replace('_', ' ')} must be a whole number from 0 to 2^64-1.")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            raise RecipeError(f"Steps must be a whole number from 1 to {MAX_STEPS}.")
+        if not _finite(self.guidance) or not 0.0 <= self.guidance <= 50.0:
+            raise RecipeError("CFG scale must be a number from 0 to 50.")
+        for name in ("variation_strength", "renoise_strength"):
+            value = getattr(self, name)
+            if not _finite(value) or not 0.0 <= value <= 1.0:
+                raise RecipeError(f"The {name.replace('_', ' ')} must be between 0 and 1.")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
+                raise RecipeError(f"The {name} must be a whole number of pixels from {MIN_SIDE} to {MAX_SIDE}.")
+            if value % size_factor:
+                raise RecipeError(f"The {name} ({value}) must be a multiple of {size_factor} for this model.")
+        from studio.engine.schedulers import SAMPLERS  # local: schedulers pulls in diffusers
+
+        if self.sampler not in SAMPLERS:
+            raise RecipeError(f"Unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
+        return self
+
+    # ---- A1111 "parameters" text -----------------------------------------
+
+    def to_parameters(self, model_hash: str | None = None) -> str:
+        """Render AUTOMATIC1111's ``parameters`` text (see REFERENCE.md)."""
+        lines = [self.prompt]
+        if self.negative_prompt:
+            lines.append(f"Negative prompt: {self.negative_prompt}")
+        sampler, schedule = _a1111_sampler(self.sampler)
+        pairs: list[tuple[str, Any]] = [
+            ("Steps", self.steps),
+            ("Sampler", sampler),
+            ("Schedule type", schedule),
+            ("CFG scale", _number(self.guidance)),
+            ("Seed", self.seed),
+            ("Size", f"{self.width}x{self.height}"),
+            ("Model hash", model_hash),
+            ("Model", self.model),
+        ]
+        if self.variation_seed is not None and self.variation_strength > 0:
+            pairs += [
+                ("Variation seed", self.variation_seed),
+                ("Variation seed strength", _number(self.variation_strength)),
+            ]
+        if self.renoise_seed is not None and self.renoise_strength > 0:
+            pairs += [
+                ("Branch noise seed", self.renoise_seed),
+                ("Branch noise strength", _number(self.renoise_strength)),
+            ]
+        pairs.append(("Version", "Noise Studio"))
+        lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in pairs if v is not None))
+        return "\n".join(lines)
+
+    @classmethod
+    def from_parameters(cls, text: str) -> Recipe:
+        """Parse A1111 ``parameters`` text as data. Unknown keys are ignored."""
+        if not isinstance(text, str):
+            raise RecipeError("The parameters text is not a string.")
+        if len(text) > MAX_PARAMETERS_CHARS:
+            raise RecipeError(f"The parameters text is longer than {MAX_PARAMETERS_CHARS} characters.")
+        lines = text.strip("\n").split("\n")
+        params: dict[str, str] = {}
+        if lines and len(_PAIR_RE.findall(lines[-1])) >= 3:
+            params = {k.strip(): _unquote(v) for k, v in _PAIR_RE.findall(lines[-1])}
+            lines = lines[:-1]
+        prompt_lines: list[str] = []
+        negative_lines: list[str] = []
+        in_negative = False
+        for line in lines:
+            if line.startswith("Negative prompt:"):
+                in_negative = True
+                line = line[len("Negative prompt:") :].lstrip(" ")
+            (negative_lines if in_negative else prompt_lines).append(line)
+        data: dict[str, Any] = {
+            "prompt": "\n".join(prompt_lines).strip(),
+            "negative_prompt": "\n".join(negative_lines).strip(),
+        }
+        if "Steps" in params:
+            data["steps"] = params["Steps"]
+        if "Sampler" in params:
+            data["sampler"] = _our_sampler(params["Sampler"], params.get("Schedule type"))
+        if "CFG scale" in params:
+            data["guidance"] = params["CFG scale"]
+        if "Seed" in params:
+            data["seed"] = params["Seed"]
+        if "Size" in params:
+            match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", params["Size"])
+            if not match:
+                raise RecipeError(f"The size {params['Size']!r} is not of the form WxH.")
+            data["width"], data["height"] = match.group(1), match.group(2)
+        if "Model" in params:
+            data["model"] = params["Model"]
+        if "Variation seed" in params:
+            data["variation_seed"] = params["Variation seed"]
+            data["variation_strength"] = params.get("Variation seed strength", "0")
+        if "Branch noise seed" in params:
+            data["renoise_seed"] = params["Branch noise seed"]
+            data["renoise_strength"] = params.get("Branch noise strength", "0")
+        return cls(**_coerce(data))
+
+
+# Key: value pairs, where value is either a JSON string or runs to the next ", ".
+_PAIR_RE = re.compile(r'\s*([\w][\w \-/+().]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+
+_INT_FIELDS = {"seed", "steps", "width", "height", "variation_seed", "renoise_seed"}
+_FLOAT_FIELDS = {"guidance", "variation_strength", "renoise_strength"}
+_STR_FIELDS = {"prompt", "negative_prompt", "sampler", "model"}
+
+
+def _coerce(data: dict[str, Any]) -> dict[str, Any]:
+    """Turn text or JSON numbers into the field types, with one clear error."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        try:
+            if value is None and key in {"variation_seed", "renoise_seed"}:
+                out[key] = None
+            elif key in _INT_FIELDS:
+                if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                out[key] = int(str(value).strip()) if isinstance(value, str) else int(value)
+            elif key in _FLOAT_FIELDS:
+                if isinstance(value, bool):
+                    raise ValueError
+                out[key] = float(value)
+            elif key in _STR_FIELDS:
+                if not isinstance(value, str):
+                    raise ValueError
+                out[key] = value
+            else:
+                out[key] = value
+        except (TypeError, ValueError, OverflowError):
+            raise RecipeError(f"The recipe field {key!r} has an invalid value {str(value)[:40]!r}.") from None
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _quote(value: Any) -> str:
+    text = str(value)
+    if any(ch in text for ch in ",:\n\"") or text != text.strip():
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, str) else value
+    return value
+
+
+def _a1111_sampler(name: str) -> tuple[str, str | None]:
+    if name.endswith(_A1111_KARRAS_SUFFIX):
+        return name[: -len(_A1111_KARRAS_SUFFIX)], "Karras"
+    return name, None
+
+
+def _our_sampler(name: str, schedule: str | None) -> str:
+    name = name.strip()
+    if name.endswith(_A1111_KARRAS_SUFFIX):  # older A1111 spelled it "DPM++ 2M Karras"
+        return name
+    if schedule and schedule.strip().lower() == "karras":
+        return name + _A1111_KARRAS_SUFFIX
+    return name
