@@ -1,0 +1,570 @@
+"""Checks a model file or folder must pass before anything loads it.
+
+Contract: nothing here executes or unpickles anything from a model file, and
+nothing allocates memory in proportion to what a file *claims* before that
+claim has been checked against the file's real size. Formats are told apart
+by their bytes, never by their extension. Every failure is a
+``ModelFileError`` whose message is one sentence naming the file.
+
+This module is pure Python (json and struct); it never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+from studio.engine.errors import ModelError
+
+SAFETENSORS = "safetensors"
+PICKLE = "pickle"
+ZIP = "zip"
+UNKNOWN = "unknown"
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
+MAX_VOCAB_FILE_BYTES = 64 * 1024 * 1024
+
+# Bits per element; safetensors packs sub-byte types, so sizes are counted in bits.
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E4M3": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "F8_E8M0": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+}
+
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+
+# Component folder -> weight file stem inside it (diffusers vs transformers naming).
+_WEIGHT_STEMS = {
+    "unet": "diffusion_pytorch_model",
+    "vae": "diffusion_pytorch_model",
+    "text_encoder": "model",
+    "text_encoder_2": "model",
+}
+_CORE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+_CHECKED_COMPONENTS = (*_CORE_COMPONENTS, "text_encoder_2", "tokenizer_2")
+
+_CORRUPT = "is an incomplete or corrupt model file"
+
+
+class ModelFileError(ModelError):
+    """A model file or folder failed a check before loading.
+
+    ``reason`` is one of ``"pickle"``, ``"corrupt"``, ``"incompatible"``,
+    ``"missing"`` or ``"unknown"``, so a caller can choose how to present it;
+    the message alone is enough for the user.
+    """
+
+    def __init__(self, message: str, path: str | os.PathLike[str], reason: str) -> None:
+        super().__init__(message)
+        self.path = Path(path)
+        self.reason = reason
+
+
+# ---- format sniffing ---------------------------------------------------------
+
+_PROTO0_GLOBAL = re.compile(rb"c[\w.]+\n[\w.]+\n")
+
+
+def sniff_format(path: str | os.PathLike[str]) -> str:
+    """Return ``"safetensors"``, ``"pickle"``, ``"zip"`` or ``"unknown"`` from the file's bytes.
+
+    ``"safetensors"`` only means the file starts like one; ``check_safetensors``
+    decides whether it is sound. Torch's zip format and any other zip are
+    ``"zip"``; torch's legacy format and bare pickles are ``"pickle"``.
+    """
+    with open(path, "rb") as file:
+        head = file.read(64)
+        kind = _format_of(head)
+        size = os.fstat(file.fileno()).st_size
+        if kind == UNKNOWN and size > len(head):
+            # A zip may carry data in front of it; its end record sits in the last 64 KiB + 22 bytes.
+            file.seek(max(0, size - 65_557))
+            if b"PK\x05\x06" in file.read():
+                kind = ZIP
+    return kind
+
+
+def _format_of(head: bytes) -> str:
+    # Safetensors first: a valid header length can itself begin with b"\x80\x03".
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] >= 2:
+        return SAFETENSORS
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return PICKLE
+    if _PROTO0_GLOBAL.match(head) or (
+        head[:1] in (b"(", b"}", b"]") and head[1:2] in (b"d", b"l", b"p", b"c", b"(")
+    ):
+        return PICKLE
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08") or b"PK\x05\x06" in head:
+        return ZIP
+    return UNKNOWN
+
+
+_REFUSAL = "which can run code when loaded, so Noise Studio refuses it; use a .safetensors file"
+
+
+def refuse_unsafe_format(path: str | os.PathLike[str]) -> None:
+    """Raise if the file is pickle-based by its bytes or its name; nothing is ever unpickled."""
+    path = Path(path)
+    try:
+        kind = sniff_format(path)
+    except OSError as exc:
+        raise ModelFileError(
+            f"The model file {path} cannot be read ({exc.strerror or exc}).", path, "missing"
+        ) from exc
+    if kind == PICKLE:
+        what = "is a Python pickle"
+    elif kind == ZIP:
+        what = "is a zip archive (PyTorch's pickle-based format)"
+    elif kind == UNKNOWN and path.suffix.lower() in PICKLE_SUFFIXES:
+        what = f"has a pickle-based file type ({path.suffix})"
+    else:
+        return
+    raise ModelFileError(f"The model file {path} {what}, {_REFUSAL}.", path, PICKLE)
+
+
+# ---- safetensors -------------------------------------------------------------
+
+
+def check_safetensors(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Validate a .safetensors file's header against the file; raise ``ModelFileError`` if unsound.
+
+    Reads the 8-byte header length, checks it against the file size before
+    reading the header, then checks that every tensor's dtype, shape and
+    offsets agree and that the tensors tile the data section exactly. Tensor
+    data is never read. Returns the tensor entries (name -> dtype, shape,
+    data_offsets) so callers can inspect shapes without loading anything.
+    """
+    path = Path(path)
+    refuse_unsafe_format(path)
+
+    def corrupt(detail: str) -> ModelFileError:
+        return ModelFileError(f"{path} {_CORRUPT} ({detail}).", path, "corrupt")
+
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size == 0:
+            raise corrupt("the file is empty")
+        prefix = file.read(8)
+        if len(prefix) < 8:
+            raise corrupt(f"only {size} bytes long")
+        (header_len,) = struct.unpack("<Q", prefix)
+        if header_len > MAX_HEADER_BYTES:
+            raise corrupt(
+                f"its header claims {header_len} bytes, more than the {MAX_HEADER_BYTES} allowed"
+            )
+        if header_len > size - 8:
+            raise corrupt(
+                f"its header claims {header_len} bytes but the file has only {size - 8} after the length"
+            )
+        if header_len < 2:
+            raise corrupt("its header is empty")
+        raw = file.read(header_len)
+    if len(raw) != header_len:
+        raise corrupt("the file changed while it was read")
+    data_len = size - 8 - header_len
+
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise corrupt("its header is not UTF-8 text") from None
+    if not text.startswith("{"):
+        raise corrupt("its header is not a JSON object")
+    try:
+        header = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        raise corrupt(f"its header repeats the key {exc.key!r}") from None
+    except (ValueError, RecursionError) as exc:
+        raise corrupt(f"its header is not valid JSON: {str(exc)[:80]}") from None
+    if not isinstance(header, dict):
+        raise corrupt("its header is not a JSON object")
+
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise corrupt("its __metadata__ is not a map of strings")
+
+    spans: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        if not isinstance(entry, dict):
+            raise corrupt(f"the entry for tensor {name!r} is not an object")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if dtype not in DTYPE_BITS:
+            raise corrupt(f"tensor {name!r} has an unknown dtype {str(dtype)[:20]!r}")
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise corrupt(f"tensor {name!r} has an invalid shape")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_count(o) for o in offsets)
+            or offsets[0] > offsets[1]
+        ):
+            raise corrupt(f"tensor {name!r} has invalid data offsets")
+        begin, end = offsets
+        if end > data_len:
+            raise corrupt(
+                f"tensor {name!r} ends at byte {end} but the data section has {data_len} bytes"
+            )
+        bits = math.prod(shape) * DTYPE_BITS[dtype]
+        if bits % 8 or bits // 8 != end - begin:
+            raise corrupt(
+                f"tensor {name!r} has shape {shape} of {dtype}, which does not match its {end - begin} bytes"
+            )
+        spans.append((begin, end, name))
+
+    spans.sort()
+    position = 0
+    for begin, end, name in spans:
+        if begin < position:
+            raise corrupt(f"tensor {name!r} overlaps another tensor")
+        if begin > position:
+            raise corrupt(f"there is a gap in the data before tensor {name!r}")
+        position = end
+    if position != data_len:
+        raise corrupt(f"{data_len - position} bytes after the last tensor belong to no tensor")
+    return header
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+# ---- diffusers folders -------------------------------------------------------
+
+
+def check_diffusers_folder(path: str | os.PathLike[str]) -> None:
+    """Raise ``ModelFileError`` listing every file a diffusers folder lacks.
+
+    Checks model_index.json and, for each component Noise Studio loads, its
+    config and weights (safetensors only; a component that has only pickle
+    weights is refused). Every config must be a JSON object and every weights
+    header must pass ``check_safetensors``. Never touches the network.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ModelFileError(f"The model folder {folder} does not exist.", folder, "missing")
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise ModelFileError(
+            f"The model folder {folder} is missing model_index.json, so it is not a diffusers model.",
+            folder,
+            "missing",
+        )
+    index = read_json_object(index_path)
+    components = [
+        name for name in _CHECKED_COMPONENTS if name in _CORE_COMPONENTS or _listed(index.get(name))
+    ]
+
+    missing: list[str] = []
+    for name in _CORE_COMPONENTS:
+        if name in index and not _listed(index[name]):
+            missing.append(f"{name} (model_index.json lists none)")
+    for name in components:
+        sub = folder / name
+        if not sub.is_dir():
+            missing.append(f"{name}/")
+            continue
+        if name.startswith("tokenizer"):
+            if not (sub / "tokenizer.json").is_file():
+                missing += [
+                    f"{name}/{f}" for f in ("vocab.json", "merges.txt") if not (sub / f).is_file()
+                ]
+            continue
+        config = "scheduler_config.json" if name == "scheduler" else "config.json"
+        if not (sub / config).is_file():
+            missing.append(f"{name}/{config}")
+        if name in _WEIGHT_STEMS and not weight_files(sub, _WEIGHT_STEMS[name]):
+            missing.append(f"{name}/{_WEIGHT_STEMS[name]}.safetensors")
+    if missing:
+        raise ModelFileError(
+            f"The model folder {folder} is missing {_join(missing)}.", folder, "missing"
+        )
+
+    for name in components:
+        sub = folder / name
+        for config in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
+            if (sub / config).is_file():
+                read_json_object(sub / config)
+        if name in _WEIGHT_STEMS:
+            for weights in weight_files(sub, _WEIGHT_STEMS[name]):
+                check_safetensors(weights)
+
+
+def _listed(entry: Any) -> bool:
+    return isinstance(entry, list) and len(entry) == 2 and entry[1] is not None
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def weight_files(component: Path, stem: str) -> list[Path]:
+    """The safetensors weight files of one component folder, shards included.
+
+    Raises ``ModelFileError`` when the folder holds only pickle weights (named),
+    or when a shard index points outside the folder.
+    """
+    for variant in ("", ".fp16"):
+        single = component / f"{stem}{variant}.safetensors"
+        if single.is_file():
+            return [single]
+        index = component / f"{stem}{variant}.safetensors.index.json"
+        if index.is_file():
+            weight_map = read_json_object(index).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise ModelFileError(
+                    f"{index} {_CORRUPT} (it has no weight_map).", index, "corrupt"
+                )
+            shards = []
+            for shard in sorted({str(v) for v in weight_map.values()}):
+                if Path(shard).name != shard or not shard.endswith(".safetensors"):
+                    raise ModelFileError(
+                        f"{index} {_CORRUPT} (shard {shard[:60]!r} is not a .safetensors file in its folder).",
+                        index,
+                        "corrupt",
+                    )
+                if not (component / shard).is_file():
+                    raise ModelFileError(
+                        f"The model folder {component.parent} is missing {component.name}/{shard}.",
+                        component.parent,
+                        "missing",
+                    )
+                shards.append(component / shard)
+            return shards
+    pickles = sorted(p for p in component.glob(f"{stem}*") if p.suffix.lower() in PICKLE_SUFFIXES)
+    if pickles:
+        raise ModelFileError(
+            f"The model file {pickles[0]} is pickle-based weights with no .safetensors beside it, {_REFUSAL}.",
+            pickles[0],
+            PICKLE,
+        )
+    return []
+
+
+def read_json_object(path: Path, limit: int = MAX_JSON_FILE_BYTES) -> dict[str, Any]:
+    """Read a small JSON object file with a size cap; raise ``ModelFileError`` if it is not one."""
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ModelFileError(
+                f"{path} {_CORRUPT} (it is {size} bytes, more than the {limit} allowed for this file).",
+                path,
+                "corrupt",
+            )
+        with open(path, "rb") as file:
+            data = json.loads(
+                file.read(limit + 1).decode("utf-8"), object_pairs_hook=_no_duplicate_keys
+            )
+    except ModelFileError:
+        raise
+    except OSError as exc:
+        raise ModelFileError(
+            f"The model file {path} cannot be read ({exc.strerror or exc}).", path, "missing"
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise ModelFileError(
+            f"{path} {_CORRUPT} (not valid JSON: {str(exc)[:80]}).", path, "corrupt"
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path} {_CORRUPT} (not a JSON object).", path, "corrupt")
+    return data
+
+
+# ---- weights versus configs --------------------------------------------------
+
+
+def check_compatibility(folder: str | os.PathLike[str]) -> None:
+    """Raise ``ModelFileError`` ("incompatible model: …") when weights and configs disagree.
+
+    Shapes come from the safetensors headers only. Checks the text encoders'
+    widths, depth and vocabulary against their configs and tokenizers, the
+    VAE's latent channels, the UNet's input/output channels (an inpainting
+    UNet with 9 input channels is refused) and its cross-attention width
+    against the text encoders. Call after ``check_diffusers_folder``.
+    """
+    folder = Path(folder)
+    index = read_json_object(folder / "model_index.json")
+
+    def incompatible(detail: str) -> ModelFileError:
+        return ModelFileError(
+            f"{folder} is an incompatible model: {detail}.", folder, "incompatible"
+        )
+
+    text_widths: list[int] = []
+    for name in ("text_encoder", "text_encoder_2"):
+        if name != "text_encoder" and not _listed(index.get(name)):
+            continue
+        config = read_json_object(folder / name / "config.json")
+        shapes = _shapes(folder / name, _WEIGHT_STEMS[name])
+        text_widths.append(_check_text_encoder(name, config, shapes, incompatible))
+        tokenizer = folder / name.replace("text_encoder", "tokenizer") / "vocab.json"
+        if tokenizer.is_file():
+            vocab = read_json_object(tokenizer, MAX_VOCAB_FILE_BYTES)
+            ids = [v for v in vocab.values() if _is_count(v)]
+            rows = _config_int(config, "vocab_size")
+            if ids and rows is not None and max(ids) >= rows:
+                raise incompatible(
+                    f"the tokenizer has token id {max(ids)} but {name} has only {rows} token embeddings"
+                )
+
+    vae_config = read_json_object(folder / "vae" / "config.json")
+    vae_shapes = _shapes(folder / "vae", "diffusion_pytorch_model")
+    latent = _config_int(vae_config, "latent_channels", 4)
+    post_quant = vae_shapes.get("post_quant_conv.weight")
+    if post_quant and post_quant[:2] != [latent, latent]:
+        raise incompatible(
+            f"the VAE weights have {post_quant[0]} latent channels but vae/config.json says {latent}"
+        )
+    decoder_in = vae_shapes.get("decoder.conv_in.weight")
+    if decoder_in and len(decoder_in) > 1 and decoder_in[1] != latent:
+        raise incompatible(
+            f"the VAE decoder takes {decoder_in[1]} channels but vae/config.json says {latent}"
+        )
+
+    unet_config = read_json_object(folder / "unet" / "config.json")
+    unet_shapes = _shapes(folder / "unet", "diffusion_pytorch_model")
+    in_channels = _config_int(unet_config, "in_channels", 4)
+    out_channels = _config_int(unet_config, "out_channels", 4)
+    conv_in = unet_shapes.get("conv_in.weight")
+    if conv_in and len(conv_in) > 1 and conv_in[1] != in_channels:
+        raise incompatible(
+            f"the UNet weights take {conv_in[1]} input channels but unet/config.json says {in_channels}"
+        )
+    conv_out = unet_shapes.get("conv_out.weight")
+    if conv_out and conv_out[0] != out_channels:
+        raise incompatible(
+            f"the UNet weights give {conv_out[0]} output channels but unet/config.json says {out_channels}"
+        )
+    if in_channels == 9 or in_channels == latent + latent + 1:
+        raise incompatible(
+            f"the UNet has {in_channels} input channels, an inpainting model, which Noise Studio cannot use for text-to-image"
+        )
+    if in_channels != latent or out_channels != latent:
+        raise incompatible(
+            f"the UNet works on {in_channels} in / {out_channels} out channels but the VAE has {latent} latent channels"
+        )
+
+    cross = unet_config.get("cross_attention_dim")
+    cross_weights = {
+        s[1] for k, s in unet_shapes.items() if k.endswith("attn2.to_k.weight") and len(s) == 2
+    }
+    if len(cross_weights) > 1:
+        raise incompatible(
+            f"the UNet's cross-attention layers disagree on their width ({sorted(cross_weights)})"
+        )
+    if isinstance(cross, int) and cross_weights and cross_weights != {cross}:
+        raise incompatible(
+            f"the UNet weights attend to width {cross_weights.pop()} but unet/config.json says {cross}"
+        )
+    width = cross_weights.pop() if cross_weights else cross if isinstance(cross, int) else None
+    # SDXL feeds the UNet both encoders' hidden states side by side.
+    if width is not None and text_widths and width not in (text_widths[-1], sum(text_widths)):
+        raise incompatible(
+            f"the UNet expects text features of width {width} but the text encoder gives {'+'.join(map(str, text_widths))}"
+        )
+
+
+def _check_text_encoder(
+    name: str, config: dict[str, Any], shapes: dict[str, list[int]], incompatible: Any
+) -> int:
+    hidden = _config_int(config, "hidden_size")
+    if hidden is None:
+        raise incompatible(f"{name}/config.json has no hidden_size")
+    # transformers 4 saves CLIP keys under "text_model.", transformers 5 without it.
+    shapes = {k.removeprefix("text_model."): v for k, v in shapes.items()}
+    embedding = shapes.get("embeddings.token_embedding.weight")
+    if embedding is None:
+        raise incompatible(
+            f"{name} has no embeddings.token_embedding.weight, so it is not a CLIP text encoder"
+        )
+    if len(embedding) != 2 or embedding[1] != hidden:
+        raise incompatible(
+            f"the {name} weights have hidden size {embedding[-1]} but {name}/config.json says {hidden}"
+        )
+    vocab = _config_int(config, "vocab_size")
+    if vocab is not None and embedding[0] != vocab:
+        raise incompatible(
+            f"the {name} weights have {embedding[0]} tokens but {name}/config.json says {vocab}"
+        )
+    positions = shapes.get("embeddings.position_embedding.weight")
+    max_positions = _config_int(config, "max_position_embeddings")
+    if positions and max_positions is not None and positions[0] != max_positions:
+        raise incompatible(
+            f"the {name} weights have {positions[0]} positions but {name}/config.json says {max_positions}"
+        )
+    layer_ids = {int(m.group(1)) for k in shapes if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
+    layers = _config_int(config, "num_hidden_layers")
+    if layers is not None and layer_ids and max(layer_ids) + 1 != layers:
+        raise incompatible(
+            f"the {name} weights have {max(layer_ids) + 1} layers but {name}/config.json says {layers}"
+        )
+    fc1 = shapes.get("encoder.layers.0.mlp.fc1.weight")
+    intermediate = _config_int(config, "intermediate_size")
+    if fc1 and intermediate is not None and fc1 != [intermediate, hidden]:
+        raise incompatible(
+            f"the {name} weights have MLP width {fc1[0]} but {name}/config.json says {intermediate}"
+        )
+    return hidden
+
+
+def _shapes(component: Path, stem: str) -> dict[str, list[int]]:
+    shapes: dict[str, list[int]] = {}
+    for weights in weight_files(component, stem):
+        for key, entry in check_safetensors(weights).items():
+            shapes[key] = entry["shape"]
+    return shapes
+
+
+def _config_int(config: dict[str, Any], key: str, default: int | None = None) -> int | None:
+    value = config.get(key, default)
+    return value if _is_count(value) else default
+
+
+def check_model_folder(path: str | os.PathLike[str]) -> None:
+    """All checks for a diffusers folder, in the order a loader needs them."""
+    check_diffusers_folder(path)
+    check_compatibility(path)
