@@ -11,9 +11,11 @@ This module is pure Python (json and struct); it never imports torch.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
+import pickletools
 import re
 import struct
 from pathlib import Path
@@ -87,7 +89,21 @@ class ModelFileError(ModelError):
 
 # ---- format sniffing ---------------------------------------------------------
 
-_PROTO0_GLOBAL = re.compile(rb"c[\w.]+\n[\w.]+\n")
+# Opcodes a protocol 0/1 pickle can start with: MARK, EMPTY_DICT/LIST/TUPLE, GLOBAL, NONE, ints.
+_PICKLE_FIRST_OPCODES = frozenset(b"(}])cNIKJL")
+
+
+def _parses_as_pickle(head: bytes) -> bool:
+    """Whether the first bytes disassemble as pickle opcodes (pickletools only reads, never runs)."""
+    count = 0
+    try:
+        for opcode, _arg, _pos in pickletools.genops(io.BytesIO(head)):
+            count += 1
+            if opcode.name == "STOP" or count >= 4:
+                return True
+    except Exception:  # truncated or not a pickle: genops raises several kinds
+        pass
+    return False
 
 
 def sniff_format(path: str | os.PathLike[str]) -> str:
@@ -115,9 +131,7 @@ def _format_of(head: bytes) -> str:
         return SAFETENSORS
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return PICKLE
-    if _PROTO0_GLOBAL.match(head) or (
-        head[:1] in (b"(", b"}", b"]") and head[1:2] in (b"d", b"l", b"p", b"c", b"(")
-    ):
+    if head[:1] and head[0] in _PICKLE_FIRST_OPCODES and _parses_as_pickle(head):
         return PICKLE
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08") or b"PK\x05\x06" in head:
         return ZIP

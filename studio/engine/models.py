@@ -1,0 +1,422 @@
+"""Finding and loading models, and the device/dtype policy.
+
+Models load from local files only: the bundled model, diffusers folders
+(SD 1.x / 2.x / XL), single-file ``.safetensors`` with a local config folder,
+and snapshots already in the Hugging Face cache. Nothing is downloaded and
+nothing from a model file is executed: only safetensors weights are read, and
+every file is checked by its bytes before it is handed to a loader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Offline before diffusers/transformers are imported: a missing file must fail fast.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import torch  # noqa: E402
+
+from studio.engine.errors import ModelError  # noqa: E402
+from studio.engine.recipe import BUNDLED_MODEL  # noqa: E402
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+BUNDLED_NAME = "noise-world"
+BUNDLED_PATH = RESOURCES / "models" / BUNDLED_NAME
+
+# Published linear latent→RGB maps (RGB in [-1, 1]) for families without a fitted one.
+_PREVIEW_FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
+    "sd1": (
+        [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
+        [0.0, 0.0, 0.0],
+    ),
+    "sdxl": (
+        [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
+        [0.1084, -0.0175, -0.0011],
+    ),
+}
+_PREVIEW_FACTORS["sd2"] = _PREVIEW_FACTORS["sd1"]
+
+_ALLOWED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
+_ALLOWED_TEXT_ENCODERS = {"CLIPTextModel", "CLIPTextModelWithProjection"}
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    """Where the model runs and in which dtype."""
+
+    device: torch.device
+    dtype: torch.dtype
+
+    def describe(self) -> str:
+        kind = {"cuda": "CUDA", "mps": "MPS", "cpu": "CPU"}.get(self.device.type, self.device.type)
+        return f"{kind} {str(self.dtype).removeprefix('torch.')}"
+
+
+def choose_device(override: str | None = None) -> DevicePolicy:
+    """CUDA in fp16 (bf16 where asked), then Apple MPS, then CPU fp32.
+
+    ``override`` (or $NOISE_STUDIO_DEVICE) is "cpu", "cuda", "mps", optionally with
+    ":fp16", ":bf16" or ":fp32", e.g. "cuda:bf16".
+    """
+    override = override or os.environ.get("NOISE_STUDIO_DEVICE") or ""
+    name, _, dtype_name = override.partition(":")
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+    if dtype_name and dtype_name not in dtypes:
+        raise ModelError(f"Unknown dtype {dtype_name!r}; use fp16, bf16 or fp32.")
+    if not name:
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ModelError("CUDA was asked for, but no CUDA device is available.")
+    if name not in {"cpu", "cuda", "mps"}:
+        raise ModelError(f"Unknown device {name!r}; use cpu, cuda or mps.")
+    default = torch.float32 if name == "cpu" else torch.float16
+    return DevicePolicy(torch.device(name), dtypes.get(dtype_name, default))
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A text-to-image model's components on one device, ready for the Sampler."""
+
+    ref: str
+    name: str
+    path: Path
+    family: str  # "sd1", "sd2", "sdxl" or "custom"
+    tokenizer: Any
+    text_encoder: Any
+    unet: Any
+    vae: Any
+    scheduler_config: dict[str, Any]
+    preview_factors: torch.Tensor
+    preview_bias: torch.Tensor
+    policy: DevicePolicy
+    tokenizer_2: Any = None
+    text_encoder_2: Any = None
+    weights_file: Path | None = None
+    _hash: str | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.policy.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.policy.dtype
+
+    @property
+    def size_factor(self) -> int:
+        """Width and height must be multiples of this (the VAE's downsampling)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def is_xl(self) -> bool:
+        return self.text_encoder_2 is not None
+
+    def describe(self) -> str:
+        return self.policy.describe()
+
+    @property
+    def model_hash(self) -> str:
+        """A1111-style short hash: the first 10 hex digits of the weights' sha256."""
+        if self._hash is None:
+            digest = hashlib.sha256()
+            target = self.weights_file
+            if target is not None and target.is_file():
+                with target.open("rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+            else:
+                digest.update(self.name.encode())
+            self._hash = digest.hexdigest()[:10]
+        return self._hash
+
+
+def resolve(ref: str) -> Path:
+    """Turn a model reference ("bundled", a folder, a file, "hf:org/name") into a local path."""
+    if ref in ("", BUNDLED_MODEL, BUNDLED_NAME):
+        return BUNDLED_PATH
+    if ref.startswith("hf:"):
+        return _hf_cache_snapshot(ref[3:])
+    path = Path(ref).expanduser()
+    if not path.exists():
+        raise ModelError(f"The model {ref!r} was not found.")
+    return path
+
+
+def load_model(
+    ref: str = BUNDLED_MODEL,
+    device: str | None = None,
+    config_dir: str | Path | None = None,
+) -> LoadedModel:
+    """Load a model from local files. Raises ModelError with one clear sentence."""
+    policy = choose_device(device)
+    path = resolve(ref)
+    if path.is_dir():
+        model = _load_folder(ref, path, policy)
+    elif path.suffix.lower() == ".safetensors" or path.is_file():
+        model = _load_single_file(ref, path, policy, config_dir)
+    else:
+        raise ModelError(f"The model {ref!r} is neither a folder nor a file.")
+    return model
+
+
+def list_models(extra_dirs: list[Path] | tuple[Path, ...] = ()) -> list[tuple[str, str]]:
+    """(label, ref) pairs: the bundled model, diffusers folders and single files in
+    ``extra_dirs``, and diffusers snapshots in the local Hugging Face cache."""
+    found: list[tuple[str, str]] = [(f"{BUNDLED_NAME} (bundled)", BUNDLED_MODEL)]
+    for folder in extra_dirs:
+        folder = Path(folder).expanduser()
+        if not folder.is_dir():
+            continue
+        if (folder / "model_index.json").is_file():
+            found.append((folder.name, str(folder)))
+            continue
+        for child in sorted(folder.iterdir()):
+            if (child / "model_index.json").is_file():
+                found.append((child.name, str(child)))
+            elif child.suffix.lower() == ".safetensors":
+                found.append((child.name, str(child)))
+    hub = _hf_cache_root()
+    if hub.is_dir():
+        for repo in sorted(hub.glob("models--*")):
+            name = repo.name.removeprefix("models--").replace("--", "/")
+            if any((s / "model_index.json").is_file() for s in (repo / "snapshots").glob("*")):
+                found.append((f"{name} (HF cache)", f"hf:{name}"))
+    return found
+
+
+# ---- loading -----------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"The model is missing its {what} ({path}).") from None
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"The model's {what} ({path}) is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"The model's {what} ({path}) is not a JSON object.")
+    return data
+
+
+def _check_folder(path: Path) -> None:
+    """Byte-level checks of every file before a loader sees it (studio.engine.model_files)."""
+    try:
+        from studio.engine import model_files
+    except ImportError:  # pragma: no cover - model_files is part of the engine
+        return
+    model_files.check_diffusers_folder(path)
+    model_files.check_compatibility(path)
+
+
+def _quiet_loaders() -> None:
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    _quiet_loaders()
+
+    index = _read_json(path / "model_index.json", "model_index.json")
+    pipeline = index.get("_class_name", "StableDiffusionPipeline")
+    if pipeline not in _ALLOWED_PIPELINES:
+        raise ModelError(f"Incompatible model: {pipeline} pipelines are not supported (SD 1.x, 2.x and XL are).")
+    _check_folder(path)
+    text_classes = {"CLIPTextModel": CLIPTextModel, "CLIPTextModelWithProjection": CLIPTextModelWithProjection}
+
+    def text_encoder(sub: str) -> Any:
+        entry = index.get(sub) or [None, "CLIPTextModel"]
+        cls_name = entry[1] if isinstance(entry, list) and len(entry) == 2 else "CLIPTextModel"
+        if cls_name not in _ALLOWED_TEXT_ENCODERS:
+            raise ModelError(f"Incompatible model: text encoder class {cls_name!r} is not supported.")
+        return text_classes[cls_name].from_pretrained(
+            path, subfolder=sub, local_files_only=True, use_safetensors=True, torch_dtype=policy.dtype
+        )
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", local_files_only=True)
+        encoder = text_encoder("text_encoder")
+        tokenizer_2 = encoder_2 = None
+        if "text_encoder_2" in index:
+            tokenizer_2 = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2", local_files_only=True)
+            encoder_2 = text_encoder("text_encoder_2")
+        unet = UNet2DConditionModel.from_pretrained(
+            path, subfolder="unet", local_files_only=True, use_safetensors=True, torch_dtype=policy.dtype
+        )
+        vae = AutoencoderKL.from_pretrained(
+            path, subfolder="vae", local_files_only=True, use_safetensors=True, torch_dtype=policy.dtype
+        )
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise ModelError(f"The model in {path} could not be loaded: {_first_line(exc)}") from None
+    scheduler_config = _read_json(path / "scheduler" / "scheduler_config.json", "scheduler config")
+    family = _family(unet, encoder_2)
+    factors, bias = _preview_map(path, family, int(unet.config.in_channels))
+    model = LoadedModel(
+        ref=ref,
+        name=path.name if path != BUNDLED_PATH else BUNDLED_NAME,
+        path=path,
+        family=family,
+        tokenizer=tokenizer,
+        text_encoder=encoder,
+        unet=unet,
+        vae=vae,
+        scheduler_config=scheduler_config,
+        preview_factors=factors,
+        preview_bias=bias,
+        policy=policy,
+        tokenizer_2=tokenizer_2,
+        text_encoder_2=encoder_2,
+        weights_file=next(iter(sorted((path / "unet").glob("*.safetensors"))), None),
+    )
+    _check_shapes(model)
+    return _to_device(model)
+
+
+def _load_single_file(ref: str, path: Path, policy: DevicePolicy, config_dir: str | Path | None) -> LoadedModel:
+    try:
+        from studio.engine import model_files
+
+        model_files.check_safetensors(path)
+    except ImportError:  # pragma: no cover
+        pass
+    if path.suffix.lower() != ".safetensors":
+        raise ModelError(f"{path.name}: only .safetensors model files are accepted.")
+    if config_dir is None:
+        raise ModelError(
+            f"{path.name} is a single-file model; it needs a local config folder "
+            "(model_index.json plus component configs and tokenizer files), given with --model-config."
+        )
+    config_path = Path(config_dir)
+    index = _read_json(config_path / "model_index.json", "model_index.json in the config folder")
+    pipeline_name = index.get("_class_name", "StableDiffusionPipeline")
+    if pipeline_name not in _ALLOWED_PIPELINES:
+        raise ModelError(f"Incompatible model: {pipeline_name} pipelines are not supported.")
+    import diffusers
+
+    pipeline_cls = getattr(diffusers, pipeline_name)
+    try:
+        pipe = pipeline_cls.from_single_file(
+            str(path), config=str(config_path), local_files_only=True, torch_dtype=policy.dtype
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise ModelError(f"{path.name} could not be loaded with the config in {config_path}: {_first_line(exc)}") from None
+    family = _family(pipe.unet, getattr(pipe, "text_encoder_2", None))
+    factors, bias = _preview_map(config_path, family, int(pipe.unet.config.in_channels))
+    model = LoadedModel(
+        ref=ref,
+        name=path.stem,
+        path=path,
+        family=family,
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        unet=pipe.unet,
+        vae=pipe.vae,
+        scheduler_config=dict(pipe.scheduler.config),
+        preview_factors=factors,
+        preview_bias=bias,
+        policy=policy,
+        tokenizer_2=getattr(pipe, "tokenizer_2", None),
+        text_encoder_2=getattr(pipe, "text_encoder_2", None),
+        weights_file=path,
+    )
+    _check_shapes(model)
+    return _to_device(model)
+
+
+def _check_shapes(model: LoadedModel) -> None:
+    """Refuse combinations that load but cannot work together."""
+    unet = model.unet.config
+    if unet.in_channels != unet.out_channels or unet.in_channels != model.vae.config.latent_channels:
+        raise ModelError(
+            f"Incompatible model: the UNet takes {unet.in_channels} channels but the VAE makes "
+            f"{model.vae.config.latent_channels} (inpainting models are not supported)."
+        )
+    width = model.text_encoder.config.hidden_size
+    if model.text_encoder_2 is not None:
+        width += model.text_encoder_2.config.hidden_size
+    if unet.cross_attention_dim != width:
+        raise ModelError(
+            f"Incompatible model: the text encoder gives {width}-wide embeddings but the UNet expects "
+            f"{unet.cross_attention_dim}."
+        )
+
+
+def _to_device(model: LoadedModel) -> LoadedModel:
+    for part in (model.text_encoder, model.text_encoder_2, model.unet, model.vae):
+        if part is not None:
+            part.to(model.device).eval().requires_grad_(False)
+    return model
+
+
+def _family(unet: Any, text_encoder_2: Any) -> str:
+    if text_encoder_2 is not None:
+        return "sdxl"
+    return {768: "sd1", 1024: "sd2"}.get(int(unet.config.cross_attention_dim), "custom")
+
+
+def _preview_map(folder: Path, family: str, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fitted latent→RGB map from preview.json, else the family's published one."""
+    fitted = folder / "preview.json"
+    if fitted.is_file():
+        data = _read_json(fitted, "preview.json")
+        factors = torch.tensor(data.get("latent_rgb_factors"), dtype=torch.float32)
+        bias = torch.tensor(data.get("latent_rgb_bias", [0.0, 0.0, 0.0]), dtype=torch.float32)
+        if factors.shape == (channels, 3) and bias.shape == (3,):
+            return factors, bias
+    if family in _PREVIEW_FACTORS and channels == 4:
+        factors, bias = _PREVIEW_FACTORS[family]
+        return torch.tensor(factors), torch.tensor(bias)
+    eye = torch.zeros(channels, 3)
+    for i in range(min(3, channels)):
+        eye[i, i] = 0.5
+    return eye, torch.zeros(3)
+
+
+def _hf_cache_root() -> Path:
+    home = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub"
+    )
+    return Path(home)
+
+
+def _hf_cache_snapshot(repo: str) -> Path:
+    folder = _hf_cache_root() / ("models--" + repo.replace("/", "--"))
+    ref_file = folder / "refs" / "main"
+    if ref_file.is_file():
+        snapshot = folder / "snapshots" / ref_file.read_text().strip()
+        if snapshot.is_dir():
+            return snapshot
+    snapshots = sorted((folder / "snapshots").glob("*")) if folder.is_dir() else []
+    if not snapshots:
+        raise ModelError(f"{repo} is not in the local Hugging Face cache ({folder}); nothing is downloaded.")
+    return snapshots[-1]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

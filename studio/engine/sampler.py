@@ -1,0 +1,299 @@
+"""The denoising loop as a generator of Steps, resumable from any Checkpoint.
+
+Exactness contract (checked bit for bit on CPU by the tests):
+
+- the same recipe on the same device and dtype gives the same latents;
+- ``run(recipe, start=checkpoint_k)`` with the recipe that produced the
+  checkpoint yields exactly the steps k+1 … N-1 of the uninterrupted run, so the
+  final latent is identical. The checkpoint carries the scheduler's multistep
+  history and counters; ancestral and SDE noise is derived from (seed, step).
+
+Threading: a Sampler is used by one thread at a time (the worker that owns
+torch). ``cancel`` is an Event checked before every step, so a cancel takes
+effect within one step; the Steps already yielded stay valid.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from studio.engine import noise, schedulers
+from studio.engine.checkpoint import Checkpoint
+from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
+from studio.engine.models import LoadedModel
+from studio.engine.preview import decode, linear_preview
+from studio.engine.recipe import Recipe
+
+OOM_ADVICE = "Try a smaller size, fewer steps or a smaller model."
+
+
+@dataclass(frozen=True)
+class PromptInfo:
+    """What the text encoder actually receives for a prompt."""
+
+    tokens: int
+    limit: int
+    encoded_text: str
+    dropped_text: str
+
+    @property
+    def dropped_tokens(self) -> int:
+        return max(0, self.tokens - self.limit)
+
+    @property
+    def truncated(self) -> bool:
+        return self.tokens > self.limit
+
+
+@dataclass(frozen=True, eq=False)
+class Step:
+    """One completed denoising step. ``index`` is 0-based; the UI shows "step index+1 of total"."""
+
+    index: int
+    total: int
+    timestep: float
+    sigma: float
+    latent: torch.Tensor
+    x0_pred: torch.Tensor
+    preview_x0: np.ndarray
+    preview_xt: np.ndarray
+    checkpoint: Checkpoint
+
+    @property
+    def is_last(self) -> bool:
+        return self.index == self.total - 1
+
+
+@dataclass(frozen=True, eq=False)
+class _Conditioning:
+    embeddings: torch.Tensor  # (2, T, D) negative then positive, or (1, T, D) when guidance is 1
+    added: dict[str, torch.Tensor] | None
+
+
+class Sampler:
+    """Runs recipes on one loaded model. See the module docstring for the contracts."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self._conditioning_cache: dict[tuple[str, str, bool, int, int], _Conditioning] = {}
+
+    # ---- prompts ----------------------------------------------------------
+
+    def prompt_info(self, text: str) -> PromptInfo:
+        """Token count, the encoder's limit and what was dropped past it."""
+        tokenizer = self.model.tokenizer
+        ids = tokenizer(text, truncation=False, add_special_tokens=False).input_ids
+        limit = int(tokenizer.model_max_length) - 2
+        return PromptInfo(
+            tokens=len(ids),
+            limit=limit,
+            encoded_text=tokenizer.decode(ids[:limit]),
+            dropped_text=tokenizer.decode(ids[limit:]) if len(ids) > limit else "",
+        )
+
+    @torch.no_grad()
+    def _encode_one(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        model = self.model
+
+        def tokens(tokenizer: Any) -> torch.Tensor:
+            return tokenizer(
+                text,
+                padding="max_length",
+                max_length=tokenizer.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids.to(model.device)
+
+        if not model.is_xl:
+            return model.text_encoder(tokens(model.tokenizer)).last_hidden_state, None
+        first = model.text_encoder(tokens(model.tokenizer), output_hidden_states=True)
+        second = model.text_encoder_2(tokens(model.tokenizer_2), output_hidden_states=True)
+        hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+        return hidden, second.text_embeds
+
+    def _conditioning(self, recipe: Recipe) -> _Conditioning:
+        guided = recipe.guidance != 1.0
+        key = (recipe.prompt, recipe.negative_prompt, guided, recipe.width, recipe.height)
+        cached = self._conditioning_cache.get(key)
+        if cached is not None:
+            return cached
+        positive, pooled = self._encode_one(recipe.prompt)
+        added = None
+        if guided:
+            negative, negative_pooled = self._encode_one(recipe.negative_prompt)
+            embeddings = torch.cat([negative, positive])
+        else:
+            embeddings, negative_pooled = positive, None
+        if self.model.is_xl:
+            pooled_all = torch.cat([negative_pooled, pooled]) if guided else pooled
+            size = [recipe.height, recipe.width, 0, 0, recipe.height, recipe.width]
+            time_ids = torch.tensor([size] * embeddings.shape[0], device=self.model.device, dtype=embeddings.dtype)
+            added = {"text_embeds": pooled_all, "time_ids": time_ids}
+        conditioning = _Conditioning(embeddings.to(self.model.dtype), added)
+        if len(self._conditioning_cache) > 8:
+            self._conditioning_cache.clear()
+        self._conditioning_cache[key] = conditioning
+        return conditioning
+
+    # ---- the loop ---------------------------------------------------------
+
+    def latent_shape(self, recipe: Recipe) -> tuple[int, int, int, int]:
+        factor = self.model.size_factor
+        return (1, self.model.latent_channels, recipe.height // factor, recipe.width // factor)
+
+    def run(
+        self,
+        recipe: Recipe,
+        start: Checkpoint | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Step]:
+        """Yield one Step per denoising step; from ``start`` on if given (see the module docstring)."""
+        model = self.model
+        recipe.validate(model.size_factor)
+        shape = self.latent_shape(recipe)
+        scheduler = schedulers.build_scheduler(recipe.sampler, model.scheduler_config, recipe.steps, model.device)
+        spec = schedulers.sampler_spec(recipe.sampler)
+        levels = [schedulers.noise_levels(scheduler, recipe.sampler, i) for i in range(recipe.steps + 1)]
+        prediction = scheduler.config.get("prediction_type", "epsilon")
+        conditioning = self._conditioning(recipe)
+
+        if start is None:
+            first = 0
+            start_noise = noise.start_noise(recipe.seed, shape, recipe.variation_seed, recipe.variation_strength)
+            latent = start_noise.to(model.device, torch.float32) * scheduler.init_noise_sigma
+        else:
+            _check_resumable(start, recipe, shape)
+            first = start.step_index + 1
+            schedulers.restore(scheduler, start.scheduler_state, model.device, torch.float32)
+            latent = start.latent.to(model.device)
+            if recipe.renoise_strength > 0.0 and first < recipe.steps:
+                latent = _renoise(latent, start.x0_pred.to(model.device, latent.dtype), levels[first], recipe, first)
+
+        for index in range(first, recipe.steps):
+            if cancel is not None and cancel.is_set():
+                return
+            timestep = scheduler.timesteps[index]
+            try:
+                model_output, x0_pred = self._predict(scheduler, latent, timestep, conditioning, recipe, levels[index], prediction)
+                kwargs: dict[str, Any] = {}
+                if spec.noise == "generator":
+                    kwargs["generator"] = noise.step_generator(recipe.seed, index)
+                elif spec.noise == "variance":
+                    kwargs["variance_noise"] = noise.step_noise(recipe.seed, index, shape).to(model.device)
+                latent = scheduler.step(model_output, timestep, latent, **kwargs).prev_sample
+            except torch.OutOfMemoryError as exc:
+                _release_memory()
+                raise OutOfMemoryError(
+                    f"Out of memory at step {index + 1} of {recipe.steps}. {OOM_ADVICE}", index
+                ) from exc
+            except RuntimeError as exc:
+                if "out of memory" not in str(exc).lower():
+                    raise
+                _release_memory()
+                raise OutOfMemoryError(
+                    f"Out of memory at step {index + 1} of {recipe.steps}. {OOM_ADVICE}", index
+                ) from exc
+            if not bool(torch.isfinite(latent).all()):
+                raise NonFiniteError(
+                    f"The image became invalid (NaN) at step {index + 1} of {recipe.steps}; "
+                    "the steps before it are kept.",
+                    index,
+                )
+            a, s = levels[index + 1]
+            checkpoint = Checkpoint(recipe, index, latent, x0_pred, schedulers.snapshot(scheduler))
+            yield Step(
+                index=index,
+                total=recipe.steps,
+                timestep=float(timestep),
+                sigma=s / a if a else float("inf"),
+                latent=latent,
+                x0_pred=x0_pred,
+                preview_x0=linear_preview(x0_pred, model.preview_factors, model.preview_bias),
+                preview_xt=linear_preview(latent / (a * a + s * s) ** 0.5, model.preview_factors, model.preview_bias),
+                checkpoint=checkpoint,
+            )
+
+    @torch.no_grad()
+    def _predict(
+        self,
+        scheduler: Any,
+        latent: torch.Tensor,
+        timestep: torch.Tensor,
+        conditioning: _Conditioning,
+        recipe: Recipe,
+        level: tuple[float, float],
+        prediction: str,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The guided model output for one step, and the x0 prediction it implies."""
+        batch = conditioning.embeddings.shape[0]
+        model_input = torch.cat([latent] * batch) if batch > 1 else latent
+        model_input = scheduler.scale_model_input(model_input, timestep)
+        output = self.model.unet(
+            model_input.to(self.model.dtype),
+            timestep,
+            encoder_hidden_states=conditioning.embeddings,
+            added_cond_kwargs=conditioning.added,
+        ).sample.to(torch.float32)
+        if batch > 1:
+            unconditional, conditional = output.chunk(2)
+            output = unconditional + recipe.guidance * (conditional - unconditional)
+        return output, _x0_from_output(latent, output, level, prediction)
+
+    def decode(self, latent: torch.Tensor) -> np.ndarray:
+        """Full-quality VAE decode to uint8 H×W×3 (raises DecodeError on NaN or black)."""
+        return decode(self.model.vae, latent)
+
+    def render(self, recipe: Recipe, cancel: threading.Event | None = None) -> tuple[list[Step], np.ndarray | None]:
+        """Run a whole recipe; returns its steps and the decoded image (None if cancelled)."""
+        steps = list(self.run(recipe, cancel=cancel))
+        if len(steps) < recipe.steps:
+            return steps, None
+        return steps, self.decode(steps[-1].latent)
+
+
+def _x0_from_output(
+    latent: torch.Tensor, output: torch.Tensor, level: tuple[float, float], prediction: str
+) -> torch.Tensor:
+    a, s = level
+    norm = (a * a + s * s) ** 0.5
+    alpha, sigma = a / norm, s / norm
+    vp_latent = latent / norm
+    if prediction == "v_prediction":
+        return alpha * vp_latent - sigma * output
+    if prediction == "sample":
+        return output
+    return (vp_latent - sigma * output) / alpha
+
+
+def _renoise(
+    latent: torch.Tensor, x0_pred: torch.Tensor, level: tuple[float, float], recipe: Recipe, index: int
+) -> torch.Tensor:
+    """Replace part of the noise left in ``latent`` with fresh noise from the branch's seed."""
+    a, s = level
+    if s <= 0.0:
+        return latent
+    seed = recipe.renoise_seed if recipe.renoise_seed is not None else recipe.seed
+    current = (latent - a * x0_pred) / s
+    fresh = noise.renoise_noise(seed, index, tuple(latent.shape)).to(latent.device)
+    return a * x0_pred + s * noise.slerp(recipe.renoise_strength, current, fresh)
+
+
+def _check_resumable(start: Checkpoint, recipe: Recipe, shape: tuple[int, ...]) -> None:
+    base = start.recipe
+    if (base.steps, base.sampler, base.width, base.height) != (recipe.steps, recipe.sampler, recipe.width, recipe.height):
+        raise CheckpointError(
+            "A branch keeps its parent's steps, sampler and size; change prompt, guidance or noise instead."
+        )
+    if tuple(start.latent.shape) != shape:
+        raise CheckpointError("The checkpoint's latent does not fit this model.")
+
+
+def _release_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

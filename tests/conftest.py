@@ -1,0 +1,40 @@
+"""Shared fixtures. Qt runs offscreen; models are tiny, random and built in code."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.tiny_models import build_tiny_pipeline  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD-shaped diffusers folder (VAE factor 2, 4 latent channels)."""
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_xl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SDXL-shaped diffusers folder (two text encoders, text_time conditioning)."""
+    return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-xl"), xl=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir: Path):
+    from studio.engine.models import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_sampler(tiny_model):
+    from studio.engine.sampler import Sampler
+
+    return Sampler(tiny_model)
