@@ -1,0 +1,500 @@
+"""Hostile and broken model files (issue 7, cases 1-4).
+
+Every test makes its hostile input itself. Nothing here may run code from a
+file: a pickle payload that creates a marker file proves it when the marker
+stays absent.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import shutil
+import socket
+import struct
+import tracemalloc
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from studio.engine.errors import ModelError
+from studio.engine.model_files import (
+    PICKLE,
+    SAFETENSORS,
+    UNKNOWN,
+    ZIP,
+    ModelFileError,
+    check_compatibility,
+    check_diffusers_folder,
+    check_model_folder,
+    check_safetensors,
+    sniff_format,
+)
+from tests.engine.hostile_inputs import (
+    evil_pickle,
+    safetensors_bytes,
+    tiny_sd_folder,
+    torch_style_zip,
+)
+
+STUDIO_SOURCE = Path(__file__).resolve().parents[2] / "studio"
+CORRUPT = "incomplete or corrupt model file"
+
+
+# ---- fixtures ------------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Any network attempt fails the test loudly."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+@pytest.fixture(scope="session")
+def sd_folder(tmp_path_factory) -> Path:
+    return tiny_sd_folder(tmp_path_factory.mktemp("tiny-sd") / "model")
+
+
+@pytest.fixture(scope="session")
+def wide_sd_folder(tmp_path_factory) -> Path:
+    """The same layout with a wider text encoder: stands in for SD2-shaped weights."""
+    return tiny_sd_folder(tmp_path_factory.mktemp("tiny-wide") / "model", text_width=48)
+
+
+@pytest.fixture(scope="session")
+def inpainting_folder(tmp_path_factory) -> Path:
+    return tiny_sd_folder(tmp_path_factory.mktemp("tiny-inpaint") / "model", unet_in=9)
+
+
+@pytest.fixture
+def model_copy(sd_folder, tmp_path) -> Path:
+    return Path(shutil.copytree(sd_folder, tmp_path / "model-copy"))
+
+
+def assert_names(error: pytest.ExceptionInfo, path: Path) -> None:
+    assert str(path) in str(error.value)
+    assert "\n" not in str(error.value)
+    assert isinstance(error.value, ModelError)
+
+
+# ---- case 1: pickles and zips are refused, never unpickled --------------------
+
+
+def test_marker_payload_really_runs_code_when_unpickled(tmp_path):
+    """Guards the other tests: an absent marker only means something if the payload works."""
+    marker = tmp_path / "ran"
+    pickle.loads(evil_pickle(marker)).get("state_dict").close()
+    assert marker.exists()
+
+
+def _hostile_files(tmp_path: Path, marker: Path) -> list[Path]:
+    payload = evil_pickle(marker)
+    inner_zip = torch_style_zip(payload)
+    files: dict[str, bytes] = {}
+    for suffix in (".ckpt", ".pt", ".bin", ".pth", ".safetensors", ""):
+        files[f"model-p2{suffix}"] = payload
+    for protocol in (0, 1, 5):
+        files[f"model-protocol{protocol}.safetensors"] = evil_pickle(marker, protocol)
+    for name, member in {
+        "torch-zip.pt": "archive/data.pkl",
+        "torch-zip.safetensors": "archive/data.pkl",
+        "deep-zip.ckpt": "a/b/c/d/e/f/data.pkl",
+        "dotdot-zip.safetensors": "../../data.pkl",
+        "absolute-zip.bin": "/etc/data.pkl",
+    }.items():
+        files[name] = torch_style_zip(payload, member)
+    files["nested-zip.safetensors"] = torch_style_zip(inner_zip, "archive/inner.zip")
+    files["prefixed-zip.safetensors"] = b"\x00" * 300 + inner_zip
+    files["fake-header-zip.safetensors"] = safetensors_bytes(b'{"x": 1}') + inner_zip
+    paths = []
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        paths.append(tmp_path / name)
+    return paths
+
+
+def test_sniff_format_goes_by_bytes_not_extension(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / "pickle.safetensors").write_bytes(evil_pickle(marker))
+    (tmp_path / "zip.safetensors").write_bytes(torch_style_zip(evil_pickle(marker)))
+    (tmp_path / "prefixed.ckpt").write_bytes(b"\x00" * 100 + torch_style_zip(b"x"))
+    save_file({"w": np.zeros((2, 2), np.float32)}, str(tmp_path / "real.ckpt"))
+    (tmp_path / "text.safetensors").write_text("just some words, not weights")
+    assert sniff_format(tmp_path / "pickle.safetensors") == PICKLE
+    assert sniff_format(tmp_path / "zip.safetensors") == ZIP
+    assert sniff_format(tmp_path / "prefixed.ckpt") == ZIP
+    assert sniff_format(tmp_path / "real.ckpt") == SAFETENSORS
+    assert sniff_format(tmp_path / "text.safetensors") == UNKNOWN
+    assert not marker.exists()
+
+
+def test_pickles_and_odd_zips_are_refused_and_never_run(tmp_path, monkeypatch):
+    import torch
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("something tried to unpickle a model file")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    monkeypatch.setattr(pickle, "load", no_unpickling)
+    monkeypatch.setattr(pickle, "loads", no_unpickling)
+    monkeypatch.setattr(pickle, "Unpickler", no_unpickling)
+    marker = tmp_path / "ran"
+    for path in _hostile_files(tmp_path, marker):
+        with pytest.raises(ModelFileError) as error:
+            check_safetensors(path)
+        assert_names(error, path)
+        if path.name != "fake-header-zip.safetensors":  # that one sniffs as a broken safetensors
+            assert error.value.reason == PICKLE, path.name
+            assert "refuses" in str(error.value)
+    assert not marker.exists()
+
+
+def test_pickle_weights_in_a_folder_are_refused(model_copy, tmp_path, offline):
+    marker = tmp_path / "ran"
+    weights = model_copy / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.unlink()
+    (model_copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(evil_pickle(marker))
+    with pytest.raises(ModelFileError) as error:
+        check_model_folder(model_copy)
+    assert error.value.reason == PICKLE
+    assert_names(error, model_copy / "unet" / "diffusion_pytorch_model.bin")
+    assert not marker.exists()
+
+
+def test_a_pickle_renamed_safetensors_in_a_folder_is_refused(model_copy, tmp_path):
+    marker = tmp_path / "ran"
+    weights = model_copy / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(torch_style_zip(evil_pickle(marker)))
+    with pytest.raises(ModelFileError) as error:
+        check_model_folder(model_copy)
+    assert error.value.reason == PICKLE
+    assert_names(error, weights)
+    assert not marker.exists()
+
+
+_UNSAFE_CALLS = re.compile(
+    r"weights_only\s*=\s*False|pickle\.loads?\(|Unpickler\(|use_safetensors\s*=\s*False"
+)
+
+
+def test_no_source_file_can_unpickle_a_model():
+    """torch.load only ever with weights_only=True; no pickle.load, no weights_only=False."""
+    offenders = []
+    for source in STUDIO_SOURCE.rglob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        for match in _UNSAFE_CALLS.finditer(text):
+            offenders.append(f"{source}: {match.group(0)}")
+        for match in re.finditer(r"torch\.load\(", text):
+            call = text[match.start() : text.find(")", match.end()) + 1]
+            if not re.search(r"weights_only\s*=\s*True", call):
+                offenders.append(f"{source}: {call}")
+    assert STUDIO_SOURCE.is_dir() and any(STUDIO_SOURCE.rglob("*.py"))
+    assert offenders == []
+
+
+# ---- case 2: truncated and crafted safetensors ---------------------------------
+
+
+def _valid_tensors() -> dict[str, np.ndarray]:
+    return {
+        "conv.weight": np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2),
+        "conv.bias": np.ones(2, dtype=np.float16),
+        "ids": np.arange(5, dtype=np.int64),
+        "mask": np.array([True, False, True]),
+        "empty": np.zeros((0, 4), dtype=np.float32),
+    }
+
+
+@pytest.fixture
+def valid_file(tmp_path) -> Path:
+    path = tmp_path / "valid.safetensors"
+    save_file(_valid_tensors(), str(path), metadata={"format": "pt"})
+    return path
+
+
+def test_valid_safetensors_pass_and_report_shapes(valid_file):
+    header = check_safetensors(valid_file)
+    assert header["conv.weight"]["shape"] == [2, 3, 2, 2]
+    assert header["empty"]["shape"] == [0, 4]
+    assert set(header) == set(_valid_tensors())
+
+
+def _f32(shape, begin):
+    size = int(np.prod(shape)) * 4
+    return {"dtype": "F32", "shape": list(shape), "data_offsets": [begin, begin + size]}
+
+
+def _crafted() -> dict[str, bytes]:
+    data = bytes(32)
+    two = {"a": _f32([4], 0), "b": _f32([4], 16)}
+    header = json.dumps(two).encode()
+    return {
+        "length beyond file": safetensors_bytes(two, data, length=10_000),
+        "huge length": safetensors_bytes(two, data, length=2**62),
+        "max length": safetensors_bytes(two, data, length=2**64 - 1),
+        "length cuts json": safetensors_bytes(header, data, length=len(header) - 5),
+        "overlapping offsets": safetensors_bytes({"a": _f32([4], 0), "b": _f32([4], 8)}, data),
+        "out of range offsets": safetensors_bytes({"a": _f32([4], 0), "b": _f32([4], 24)}, data),
+        "reversed offsets": safetensors_bytes(
+            {"a": {"dtype": "F32", "shape": [0], "data_offsets": [16, 0]}}, data
+        ),
+        "gap between tensors": safetensors_bytes({"a": _f32([2], 0), "b": _f32([4], 16)}, data),
+        "trailing bytes": safetensors_bytes({"a": _f32([4], 0)}, data),
+        "shape times dtype wrong": safetensors_bytes(
+            {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 16]}, "b": _f32([4], 16)}, data
+        ),
+        "huge shape": safetensors_bytes(
+            {"a": {"dtype": "F32", "shape": [2**40, 2**40], "data_offsets": [0, 32]}}, data
+        ),
+        "negative dim": safetensors_bytes(
+            {"a": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}, "b": _f32([4], 16)},
+            data,
+        ),
+        "unknown dtype": safetensors_bytes(
+            {
+                "a": {"dtype": "PY_OBJECT", "shape": [4], "data_offsets": [0, 16]},
+                "b": _f32([4], 16),
+            },
+            data,
+        ),
+        "duplicate keys": safetensors_bytes(
+            b'{"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},'
+            b' "a": {"dtype": "F32", "shape": [4], "data_offsets": [16, 32]}}',
+            data,
+        ),
+        "duplicate inner keys": safetensors_bytes(
+            b'{"a": {"dtype": "F32", "dtype": "F16", "shape": [8], "data_offsets": [0, 32]}}', data
+        ),
+        "not an object": safetensors_bytes(b"[1, 2, 3]", data),
+        "not json": safetensors_bytes(b"{this is not json}", data),
+        "not utf-8": safetensors_bytes(b'{"\xff\xfe": 1}', data),
+        "nan in header": safetensors_bytes(
+            b'{"a": {"dtype": "F32", "shape": [NaN], "data_offsets": [0, 32]}}', data
+        ),
+        "deep nesting": safetensors_bytes(b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}", data),
+        "bad metadata": safetensors_bytes({"__metadata__": {"x": 1}, "a": _f32([8], 0)}, data),
+    }
+
+
+@pytest.mark.parametrize("name", list(_crafted()))
+def test_crafted_headers_are_corrupt(tmp_path, name):
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(_crafted()[name])
+    with pytest.raises(ModelFileError) as error:
+        check_safetensors(path)
+    assert error.value.reason == "corrupt"
+    assert CORRUPT in str(error.value)
+    assert_names(error, path)
+
+
+@pytest.mark.parametrize("name", list(_crafted()))
+def test_reference_reader_also_rejects_crafted_headers(tmp_path, name):
+    """Our checks are no looser than the safetensors library's own."""
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(_crafted()[name])
+    with pytest.raises(Exception), safe_open(str(path), "np") as handle:  # noqa: B017
+        for key in handle.keys():  # noqa: SIM118
+            handle.get_tensor(key)
+
+
+@pytest.mark.parametrize("keep", [0.5, "8 bytes", "0 bytes", "half header"])
+def test_truncated_files_are_corrupt(valid_file, keep):
+    data = valid_file.read_bytes()
+    header_len = struct.unpack("<Q", data[:8])[0]
+    cut = {0.5: len(data) // 2, "8 bytes": 8, "0 bytes": 0, "half header": 8 + header_len // 2}[
+        keep
+    ]
+    valid_file.write_bytes(data[:cut])
+    with pytest.raises(ModelFileError) as error:
+        check_safetensors(valid_file)
+    assert CORRUPT in str(error.value)
+    assert_names(error, valid_file)
+
+
+@pytest.mark.parametrize("claimed", [2**62, 99 * 1024 * 1024, 2**64 - 1])
+def test_a_huge_claimed_header_allocates_nothing(tmp_path, claimed):
+    path = tmp_path / "liar.safetensors"
+    path.write_bytes(safetensors_bytes(b'{"a": 1}' + b" " * 200, length=claimed))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=CORRUPT):
+            check_safetensors(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+
+
+def test_a_huge_claimed_tensor_allocates_nothing(tmp_path):
+    path = tmp_path / "liar.safetensors"
+    path.write_bytes(
+        safetensors_bytes(
+            {"a": {"dtype": "F64", "shape": [2**31, 2**31], "data_offsets": [0, 8]}}, bytes(8)
+        )
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=CORRUPT):
+            check_safetensors(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+
+
+def test_corrupt_weights_inside_a_folder_name_the_file(model_copy):
+    weights = model_copy / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelFileError) as error:
+        check_model_folder(model_copy)
+    assert CORRUPT in str(error.value)
+    assert_names(error, weights)
+
+
+def test_corrupt_config_names_the_file(model_copy):
+    config = model_copy / "unet" / "config.json"
+    config.write_text('{"in_channels": 4, "in_channels": 9}')
+    with pytest.raises(ModelFileError) as error:
+        check_model_folder(model_copy)
+    assert CORRUPT in str(error.value)
+    assert_names(error, config)
+
+
+def test_a_shard_index_cannot_point_outside_its_folder(model_copy, tmp_path):
+    unet = model_copy / "unet"
+    outside = tmp_path / "outside.safetensors"
+    shutil.move(unet / "diffusion_pytorch_model.safetensors", outside)
+    (unet / "diffusion_pytorch_model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"conv_in.weight": "../../outside.safetensors"}})
+    )
+    with pytest.raises(ModelFileError, match=CORRUPT) as error:
+        check_model_folder(model_copy)
+    assert_names(error, unet / "diffusion_pytorch_model.safetensors.index.json")
+
+
+# ---- case 3: valid weights, wrong family or configuration ----------------------
+
+
+def test_the_tiny_folder_itself_is_compatible(sd_folder, offline):
+    check_model_folder(sd_folder)
+
+
+def test_wider_text_encoder_weights_with_a_narrower_config(model_copy, wide_sd_folder):
+    shutil.copy(
+        wide_sd_folder / "text_encoder" / "model.safetensors",
+        model_copy / "text_encoder" / "model.safetensors",
+    )
+    check_diffusers_folder(model_copy)  # every file is present and sound ...
+    with pytest.raises(ModelFileError, match="incompatible model") as error:
+        check_compatibility(model_copy)  # ... but the shapes are not what the config says
+    assert "hidden size 48" in str(error.value)
+    assert error.value.reason == "incompatible"
+    assert_names(error, model_copy)
+
+
+def test_a_whole_wider_text_encoder_does_not_fit_the_unet(model_copy, wide_sd_folder):
+    shutil.rmtree(model_copy / "text_encoder")
+    shutil.copytree(wide_sd_folder / "text_encoder", model_copy / "text_encoder")
+    with pytest.raises(ModelFileError, match="incompatible model") as error:
+        check_model_folder(model_copy)
+    assert "width 32" in str(error.value) and "48" in str(error.value)
+
+
+def test_an_inpainting_unet_is_refused(inpainting_folder, offline):
+    with pytest.raises(ModelFileError, match="incompatible model") as error:
+        check_model_folder(inpainting_folder)
+    assert "9 input channels" in str(error.value) and "inpainting" in str(error.value)
+    assert_names(error, inpainting_folder)
+
+
+def test_unet_config_disagreeing_with_its_weights(model_copy):
+    config_path = model_copy / "unet" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["in_channels"] = 9
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ModelFileError, match=r"incompatible model.*4 input channels"):
+        check_model_folder(model_copy)
+
+
+def test_a_tokenizer_larger_than_the_embedding(model_copy):
+    vocab_path = model_copy / "tokenizer" / "vocab.json"
+    vocab = json.loads(vocab_path.read_text())
+    vocab["extra</w>"] = 5000
+    vocab_path.write_text(json.dumps(vocab))
+    with pytest.raises(ModelFileError, match=r"incompatible model.*token id 5000"):
+        check_model_folder(model_copy)
+
+
+# ---- case 4: missing parts, offline ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("remove", "expected"),
+    [
+        (["vae"], ["vae/"]),
+        (["unet/config.json"], ["unet/config.json"]),
+        (["text_encoder/model.safetensors"], ["text_encoder/model.safetensors"]),
+        (["scheduler/scheduler_config.json"], ["scheduler/scheduler_config.json"]),
+        (["tokenizer/merges.txt", "tokenizer/tokenizer.json"], ["tokenizer/merges.txt"]),
+        (["model_index.json"], ["model_index.json"]),
+        (
+            ["vae/config.json", "unet/diffusion_pytorch_model.safetensors", "tokenizer"],
+            ["vae/config.json", "unet/diffusion_pytorch_model.safetensors", "tokenizer/"],
+        ),
+    ],
+)
+def test_a_missing_part_is_named_exactly(model_copy, offline, remove, expected):
+    for relative in remove:
+        target = model_copy / relative
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(ModelFileError) as error:
+        check_model_folder(model_copy)
+    assert error.value.reason == "missing"
+    assert_names(error, model_copy)
+    listed = str(error.value).split(" is missing ", 1)[1].removesuffix(".")
+    listed = listed.split(", so it is not")[0]
+    assert set(re.split(r", | and ", listed)) == set(expected)
+
+
+def test_a_missing_folder_is_named(tmp_path, offline):
+    with pytest.raises(ModelFileError, match="does not exist") as error:
+        check_model_folder(tmp_path / "nowhere")
+    assert_names(error, tmp_path / "nowhere")
+
+
+def test_a_component_listed_as_none_is_missing(model_copy, offline):
+    index_path = model_copy / "model_index.json"
+    index = json.loads(index_path.read_text())
+    index["vae"] = [None, None]
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(ModelFileError, match=r"vae \(model_index.json lists none\)"):
+        check_model_folder(model_copy)
+
+
+def test_the_socket_guard_is_armed(offline):
+    with pytest.raises(AssertionError, match="network access attempted"):
+        socket.create_connection(("huggingface.co", 443))
+
+
+def test_zip_member_names_are_not_extracted(tmp_path):
+    """Refusal happens on the first bytes: no member of an odd zip is ever written out."""
+    path = tmp_path / "escape.safetensors"
+    path.write_bytes(torch_style_zip(b"payload", "../escaped.txt"))
+    with pytest.raises(ModelFileError):
+        check_safetensors(path)
+    assert not (tmp_path.parent / "escaped.txt").exists()
+    assert zipfile.is_zipfile(path)
