@@ -1,0 +1,338 @@
+"""Blend modes and the cached layer compositor (numpy, premultiplied alpha).
+
+Colours are float32 in [0, 1], premultiplied by alpha, and planar: shaped
+(4, H, W), because numpy runs several times faster over contiguous planes than
+over interleaved RGBA.
+Each blend mode follows the W3C "Compositing and Blending Level 1" formulas
+for a separable blend function B(Cb, Cs) followed by source-over:
+
+    co = cs·(1 − ab) + cb·(1 − as) + as·ab·B(Cb, Cs)
+    ao = as + ab·(1 − as)
+
+with cs, cb premultiplied and Cs = cs/as, Cb = cb/ab. Every ``as·ab·B`` term
+below is rewritten without division so that transparent pixels need no care.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+
+class BlendMode(str, Enum):
+    """How a layer's colour combines with the composite below it."""
+
+    NORMAL = "normal"
+    MULTIPLY = "multiply"
+    SCREEN = "screen"
+    OVERLAY = "overlay"
+    DARKEN = "darken"
+    LIGHTEN = "lighten"
+    DIFFERENCE = "difference"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+    @property
+    def composite_op(self) -> str:
+        """The OpenRaster ``composite-op`` name of this mode."""
+        return "svg:src-over" if self is BlendMode.NORMAL else f"svg:{self.value}"
+
+    @classmethod
+    def from_composite_op(cls, op: str) -> BlendMode:
+        name = op.removeprefix("svg:")
+        return cls.NORMAL if name == "src-over" else cls(name)
+
+
+Rect = tuple[int, int, int, int]
+"""(x0, y0, x1, y1) in canvas pixels, half-open."""
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """uint8 straight-alpha RGBA (H, W, 4) -> planar float32 premultiplied (4, H, W) in [0, 1]."""
+    out = np.empty((4, *rgba.shape[:2]), np.float32)
+    np.multiply(rgba.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out)
+    out[:3] *= out[3:4]
+    return out
+
+
+def to_premultiplied_u8(premul: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Planar float32 premultiplied -> uint8 premultiplied (H, W, 4), QImage's RGBA8888_Premultiplied."""
+    scaled = premul * np.float32(255.0)
+    scaled += np.float32(0.5)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    if out is None:
+        out = np.empty((*premul.shape[1:], 4), np.uint8)
+    out[...] = scaled.transpose(1, 2, 0)  # the cast truncates, so +0.5 rounds
+    return out
+
+
+def to_straight_u8(premul: np.ndarray) -> np.ndarray:
+    """Planar float32 premultiplied -> uint8 straight-alpha RGBA (H, W, 4), for export."""
+    alpha = premul[3:4]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        colour = np.where(alpha > 0, premul[:3] / np.maximum(alpha, 1e-12), 0.0)
+    out = np.concatenate([colour, alpha], axis=0) * 255.0 + 0.5
+    np.clip(out, 0.0, 255.0, out=out)
+    return out.astype(np.uint8).transpose(1, 2, 0).copy()
+
+
+def _mixed(mode: BlendMode, cs: np.ndarray, as_: np.ndarray, cb: np.ndarray, ab: np.ndarray):
+    """The ``as·ab·B(Cb, Cs)`` term of the W3C formula, premultiplied and division-free."""
+    if mode is BlendMode.NORMAL:
+        return cs * ab
+    if mode is BlendMode.MULTIPLY:
+        return cs * cb
+    if mode is BlendMode.SCREEN:
+        return as_ * cb + ab * cs - cs * cb
+    if mode is BlendMode.DARKEN:
+        return np.minimum(as_ * cb, ab * cs)
+    if mode is BlendMode.LIGHTEN:
+        return np.maximum(as_ * cb, ab * cs)
+    if mode is BlendMode.DIFFERENCE:
+        return np.abs(as_ * cb - ab * cs)
+    if mode is BlendMode.OVERLAY:
+        # Overlay is hard-light with the layers swapped: multiply where Cb <= 0.5, screen above.
+        low = 2.0 * cs * cb
+        high = as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
+        return np.where(2.0 * cb <= ab, low, high)
+    raise ValueError(f"Unknown blend mode {mode!r}.")
+
+
+def blend(src: np.ndarray, dst: np.ndarray, mode: BlendMode, opacity: float = 1.0) -> np.ndarray:
+    """Composite planar premultiplied ``src`` onto ``dst`` (both (4, H, W)); returns a new array."""
+    if opacity != 1.0:
+        src = src * np.float32(opacity)
+    as_ = src[3:4]
+    ab = dst[3:4]
+    inv_as = 1.0 - as_
+    if mode is BlendMode.NORMAL:
+        out = dst * inv_as
+        out += src
+        return out
+    cs = src[:3]
+    cb = dst[:3]
+    out = np.empty_like(dst)
+    colour = out[:3]
+    np.multiply(cs, 1.0 - ab, out=colour)
+    colour += cb * inv_as
+    colour += _mixed(mode, cs, as_, cb, ab)
+    out[3:4] = as_ + ab * inv_as
+    return out
+
+
+class CompositeLayer(Protocol):
+    """What the compositor needs from a layer (``studio.document.layers.Layer`` fits)."""
+
+    id: str
+    pixels: np.ndarray
+    visible: bool
+    opacity: float
+    blend: BlendMode
+    offset: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class _Key:
+    """Everything about a layer that changes its contribution to the composite."""
+
+    id: str
+    pixels: int  # id() of the pixel array; ``array`` keeps it alive so that id stays unique
+    visible: bool
+    opacity: float
+    blend: BlendMode
+    offset: tuple[int, int]
+    shape: tuple[int, ...]
+    array: np.ndarray = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, layer: CompositeLayer) -> _Key:
+        return cls(
+            layer.id,
+            id(layer.pixels),
+            layer.visible,
+            float(layer.opacity),
+            layer.blend,
+            tuple(layer.offset),
+            layer.pixels.shape,
+            layer.pixels,
+        )
+
+
+def _intersect(a: Rect, b: Rect) -> Rect | None:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    return (x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
+
+def _union(a: Rect | None, b: Rect | None) -> Rect | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def layer_bounds(key_or_layer, canvas: Rect) -> Rect | None:
+    """The canvas rectangle a layer covers (clipped), or None if it lies outside."""
+    h, w = (
+        key_or_layer.shape[:2] if isinstance(key_or_layer, _Key) else key_or_layer.pixels.shape[:2]
+    )
+    x, y = key_or_layer.offset
+    return _intersect((x, y, x + w, y + h), canvas)
+
+
+class Compositor:
+    """Composites a layer stack and redraws only what changed.
+
+    Per layer it keeps the premultiplied float pixels. For the common edit of
+    one layer (an opacity or position drag, a blend or visibility toggle) it
+    keeps the composite *below* that layer and, when every visible layer above
+    uses normal blending (src-over is associative), the composite of the layers
+    *above* it as one group; an update is then two blends over the changed
+    rectangle only. Any other change recomputes the changed rectangle through
+    the whole stack. The result is bit-for-bit the same either way up to float
+    rounding of the grouped src-over (tested).
+    """
+
+    def __init__(self) -> None:
+        self._size: tuple[int, int] = (0, 0)
+        self._keys: list[_Key] = []
+        self._result: np.ndarray | None = None
+        self._result_u8: np.ndarray | None = None
+        self._premul: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._below: tuple[int, tuple[_Key, ...], np.ndarray] | None = None
+        self._above: tuple[int, tuple[_Key, ...], np.ndarray | None] | None = None
+        self.last_dirty: Rect | None = None
+
+    # ---- public -------------------------------------------------------------
+
+    def composite(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> np.ndarray:
+        """Planar premultiplied float32 (4, H, W) composite; read-only, valid until the next call."""
+        self._update(layers, size)
+        assert self._result is not None
+        view = self._result.view()
+        view.flags.writeable = False
+        return view
+
+    def composite_u8(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> np.ndarray:
+        """uint8 premultiplied RGBA composite; read-only, valid until the next call."""
+        self._update(layers, size)
+        assert self._result_u8 is not None
+        view = self._result_u8.view()
+        view.flags.writeable = False
+        return view
+
+    # ---- internals ----------------------------------------------------------
+
+    def _canvas(self) -> Rect:
+        return (0, 0, self._size[0], self._size[1])
+
+    def _layer_premul(self, layer: CompositeLayer) -> np.ndarray:
+        cached = self._premul.get(layer.id)
+        if cached is not None and cached[0] is layer.pixels:
+            return cached[1]
+        arr = premultiply(layer.pixels)
+        self._premul[layer.id] = (layer.pixels, arr)
+        return arr
+
+    def _apply(self, layer: CompositeLayer, key: _Key, x: np.ndarray, region: Rect) -> np.ndarray:
+        """Blend one layer onto ``x`` (the composite restricted to ``region``), in place where possible."""
+        if not key.visible or key.opacity <= 0.0:
+            return x
+        bounds = layer_bounds(key, self._canvas())
+        if bounds is None:
+            return x
+        part = _intersect(bounds, region)
+        if part is None:
+            return x
+        ox, oy = key.offset
+        src = self._layer_premul(layer)[:, part[1] - oy : part[3] - oy, part[0] - ox : part[2] - ox]
+        dst_slice = (
+            slice(None),
+            slice(part[1] - region[1], part[3] - region[1]),
+            slice(part[0] - region[0], part[2] - region[0]),
+        )
+        x[dst_slice] = blend(src, x[dst_slice], key.blend, key.opacity)
+        return x
+
+    def _compose(self, layers, keys, region: Rect, start: np.ndarray | None = None) -> np.ndarray:
+        x0, y0, x1, y1 = region
+        x = np.zeros((4, y1 - y0, x1 - x0), np.float32) if start is None else start
+        for layer, key in zip(layers, keys, strict=True):
+            x = self._apply(layer, key, x, region)
+        return x
+
+    def _set_result(self, region: Rect, values: np.ndarray) -> None:
+        assert self._result is not None and self._result_u8 is not None
+        x0, y0, x1, y1 = region
+        self._result[:, y0:y1, x0:x1] = values
+        to_premultiplied_u8(values, out=self._result_u8[y0:y1, x0:x1])
+
+    def _update(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> None:
+        keys = [_Key.of(layer) for layer in layers]
+        live = {key.id for key in keys}
+        for stale in [k for k in self._premul if k not in live]:
+            del self._premul[stale]
+        if self._result is None or tuple(size) != self._size:
+            self._size = (int(size[0]), int(size[1]))
+            w, h = self._size
+            self._result = np.zeros((4, h, w), np.float32)
+            self._result_u8 = np.zeros((h, w, 4), np.uint8)
+            self._below = self._above = None
+            self._keys = []
+            self._full(layers, keys)
+            return
+        if keys == self._keys:
+            self.last_dirty = None
+            return
+        old = self._keys
+        canvas = self._canvas()
+        if len(old) == len(keys) and all(a.id == b.id for a, b in zip(old, keys, strict=True)):
+            changed = [i for i, (a, b) in enumerate(zip(old, keys, strict=True)) if a != b]
+            dirty: Rect | None = None
+            for i in changed:
+                dirty = _union(dirty, layer_bounds(old[i], canvas))
+                dirty = _union(dirty, layer_bounds(keys[i], canvas))
+            self._keys = keys
+            self.last_dirty = dirty
+            if dirty is None:
+                return
+            if len(changed) == 1:
+                self._update_one(layers, keys, changed[0], dirty)
+            else:
+                self._set_result(dirty, self._compose(layers, keys, dirty))
+            return
+        self._full(layers, keys)
+
+    def _full(self, layers, keys) -> None:
+        canvas = self._canvas()
+        self._keys = keys
+        self.last_dirty = canvas if canvas[2] and canvas[3] else None
+        if self.last_dirty is not None:
+            self._set_result(canvas, self._compose(layers, keys, canvas))
+
+    def _update_one(self, layers, keys: list[_Key], k: int, dirty: Rect) -> None:
+        canvas = self._canvas()
+        below_keys = tuple(keys[:k])
+        if self._below is None or self._below[0] != k or self._below[1] != below_keys:
+            self._below = (k, below_keys, self._compose(layers[:k], keys[:k], canvas))
+        above_keys = tuple(keys[k + 1 :])
+        if self._above is None or self._above[0] != k or self._above[1] != above_keys:
+            groupable = all(key.blend is BlendMode.NORMAL or not key.visible for key in above_keys)
+            group = self._compose(layers[k + 1 :], keys[k + 1 :], canvas) if groupable else None
+            self._above = (k, above_keys, group)
+        x0, y0, x1, y1 = dirty
+        x = self._below[2][:, y0:y1, x0:x1].copy()
+        x = self._apply(layers[k], keys[k], x, dirty)
+        group = self._above[2]
+        if group is not None:
+            x = blend(group[:, y0:y1, x0:x1], x, BlendMode.NORMAL)
+        else:
+            x = self._compose(layers[k + 1 :], keys[k + 1 :], dirty, start=x)
+        self._set_result(dirty, x)

@@ -1,0 +1,252 @@
+"""Layer stack model and numpy compositing, checked against the W3C reference formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.document.compositing import (
+    BlendMode,
+    Compositor,
+    blend,
+    premultiply,
+    to_straight_u8,
+)
+from studio.document.layers import Layer, LayerError, LayerStack
+
+# ---- reference: the W3C spec written literally, in straight alpha ------------
+
+
+def _reference_b(mode: BlendMode, cb: np.ndarray, cs: np.ndarray) -> np.ndarray:
+    """B(Cb, Cs) exactly as written in Compositing and Blending Level 1, section 10."""
+    if mode is BlendMode.NORMAL:
+        return cs
+    if mode is BlendMode.MULTIPLY:
+        return cb * cs
+    if mode is BlendMode.SCREEN:
+        return cb + cs - cb * cs
+    if mode is BlendMode.OVERLAY:
+        # HardLight(Cs=Cb, Cb=Cs)
+        hard_cs, hard_cb = cb, cs
+        return np.where(
+            hard_cs <= 0.5,
+            hard_cb * 2 * hard_cs,
+            hard_cb + (2 * hard_cs - 1) - hard_cb * (2 * hard_cs - 1),
+        )
+    if mode is BlendMode.DARKEN:
+        return np.minimum(cb, cs)
+    if mode is BlendMode.LIGHTEN:
+        return np.maximum(cb, cs)
+    if mode is BlendMode.DIFFERENCE:
+        return np.abs(cb - cs)
+    raise AssertionError(mode)
+
+
+def _reference_composite(src: np.ndarray, dst: np.ndarray, mode: BlendMode, opacity: float):
+    """Straight-alpha float64 inputs in [0,1]; returns straight colour and alpha."""
+    cs, as_ = src[..., :3], src[..., 3:4] * opacity
+    cb, ab = dst[..., :3], dst[..., 3:4]
+    mixed = (1 - ab) * cs + ab * _reference_b(mode, cb, cs)  # "Cs = (1 - αb) x Cs + αb x B(Cb, Cs)"
+    co = as_ * mixed + ab * cb * (1 - as_)  # source-over, premultiplied result
+    ao = as_ + ab * (1 - as_)
+    colour = np.where(ao > 0, co / np.where(ao > 0, ao, 1), 0)
+    return colour, ao
+
+
+def _random_rgba(rng: np.random.Generator, shape=(32, 48)) -> np.ndarray:
+    rgba = rng.random((*shape, 4))
+    # include the edge cases: fully transparent, fully opaque, exact 0.5 for overlay's branch
+    rgba[0, :, 3] = 0.0
+    rgba[1, :, 3] = 1.0
+    rgba[2, :, :3] = 0.5
+    return rgba
+
+
+@pytest.mark.parametrize("mode", list(BlendMode))
+@pytest.mark.parametrize("opacity", [1.0, 0.37])
+def test_blend_matches_w3c_reference(mode: BlendMode, opacity: float) -> None:
+    rng = np.random.default_rng(hash(mode.value) % 2**32)
+    src, dst = _random_rgba(rng), _random_rgba(rng)
+    pre_src = src.copy()
+    pre_src[..., :3] *= pre_src[..., 3:4]
+    pre_dst = dst.copy()
+    pre_dst[..., :3] *= pre_dst[..., 3:4]
+    planar = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32)  # noqa: E731
+    out = blend(planar(pre_src), planar(pre_dst), mode, opacity).transpose(1, 2, 0)
+    ref_colour, ref_alpha = _reference_composite(src, dst, mode, opacity)
+    np.testing.assert_allclose(out[..., 3:4], ref_alpha, atol=1e-5)
+    ref_premul = ref_colour * ref_alpha
+    np.testing.assert_allclose(out[..., :3], ref_premul, atol=1e-5)
+
+
+def test_blend_modes_give_distinct_results() -> None:
+    rng = np.random.default_rng(1)
+    src = premultiply((rng.random((8, 8, 4)) * 255).astype(np.uint8))
+    dst = premultiply((rng.random((8, 8, 4)) * 255).astype(np.uint8))
+    results = {mode: blend(src, dst, mode).round(5).tobytes() for mode in BlendMode}
+    assert len(set(results.values())) == len(BlendMode)
+
+
+def test_known_values_multiply_and_screen_on_opaque() -> None:
+    src = np.array([0.5, 0.25, 1.0, 1.0], np.float32).reshape(4, 1, 1)
+    dst = np.array([0.5, 1.0, 0.0, 1.0], np.float32).reshape(4, 1, 1)
+    np.testing.assert_allclose(blend(src, dst, BlendMode.MULTIPLY)[:, 0, 0], [0.25, 0.25, 0.0, 1.0])
+    np.testing.assert_allclose(blend(src, dst, BlendMode.SCREEN)[:, 0, 0], [0.75, 1.0, 1.0, 1.0])
+    np.testing.assert_allclose(
+        blend(src, dst, BlendMode.DIFFERENCE)[:, 0, 0], [0.0, 0.75, 1.0, 1.0]
+    )
+
+
+def test_composite_op_names_round_trip() -> None:
+    assert BlendMode.NORMAL.composite_op == "svg:src-over"
+    assert BlendMode.MULTIPLY.composite_op == "svg:multiply"
+    for mode in BlendMode:
+        assert BlendMode.from_composite_op(mode.composite_op) is mode
+
+
+# ---- the model --------------------------------------------------------------
+
+
+def _solid(w: int, h: int, rgba: tuple[int, int, int, int]) -> np.ndarray:
+    return np.broadcast_to(np.array(rgba, np.uint8), (h, w, 4)).copy()
+
+
+def test_layer_validates_and_is_read_only() -> None:
+    layer = Layer(_solid(4, 3, (1, 2, 3, 4)), name="a")
+    assert layer.pixels.shape == (3, 4, 4)
+    with pytest.raises(ValueError):
+        layer.pixels[0, 0, 0] = 9
+    with pytest.raises(LayerError):
+        Layer(np.zeros((2, 2, 4), np.float32))
+    with pytest.raises(LayerError):
+        Layer(_solid(2, 2, (0, 0, 0, 0)), opacity=1.5)
+    rgb = Layer(np.zeros((2, 2, 3), np.uint8))
+    assert rgb.pixels[..., 3].min() == 255
+    copy = layer.duplicate()
+    assert copy.id != layer.id and copy.name == "a copy" and copy.pixels is layer.pixels
+
+
+def test_stack_signals_and_edits(qtbot) -> None:
+    stack = LayerStack()
+    seen: list[tuple] = []
+    stack.layer_inserted.connect(lambda i: seen.append(("ins", i)))
+    stack.layer_removed.connect(lambda i, lid: seen.append(("rem", i)))
+    stack.layer_moved.connect(lambda a, b: seen.append(("mov", a, b)))
+    stack.layer_changed.connect(lambda lid, name: seen.append(("chg", name)))
+    a = Layer(_solid(8, 6, (255, 0, 0, 255)), name="a")
+    b = Layer(_solid(4, 4, (0, 255, 0, 255)), name="b")
+    stack.add(a)
+    assert stack.size == (8, 6)  # taken from the first layer
+    stack.add(b)
+    with qtbot.waitSignal(stack.changed) as blocker:
+        stack.update(b.id, offset=(2, 1))
+    # dirty rect covers the old and the new position
+    assert blocker.args == [0, 0, 6, 5]
+    stack.move(b.id, 0)
+    assert [layer.name for layer in stack] == ["b", "a"]
+    previous = stack.update(a.id, opacity=0.5, name="renamed")
+    assert previous.opacity == 1.0 and stack.layer(a.id).name == "renamed"
+    stack.remove(b.id)
+    assert len(stack) == 1
+    assert seen == [
+        ("ins", 0),
+        ("ins", 1),
+        ("chg", "offset"),
+        ("mov", 1, 0),
+        ("chg", "opacity"),
+        ("chg", "name"),
+        ("rem", 0),
+    ]
+    with pytest.raises(LayerError):
+        stack.update(a.id, colour=1)
+    with pytest.raises(LayerError):
+        stack.index_of("missing")
+    with pytest.raises(LayerError):
+        stack.add(stack[0])
+
+
+def test_composite_places_offsets_and_respects_visibility() -> None:
+    stack = LayerStack(6, 4)
+    stack.add(Layer(_solid(6, 4, (0, 0, 255, 255)), name="bg"))
+    top = Layer(_solid(2, 2, (255, 0, 0, 255)), offset=(3, 1), name="red")
+    stack.add(top)
+    out = stack.composite_rgba()
+    assert out[1, 3].tolist() == [255, 0, 0, 255]
+    assert out[2, 4].tolist() == [255, 0, 0, 255]
+    assert out[0, 0].tolist() == [0, 0, 255, 255]
+    assert out[1, 5].tolist() == [0, 0, 255, 255]
+    stack.update(top.id, visible=False)
+    assert stack.composite_rgba()[1, 3].tolist() == [0, 0, 255, 255]
+    stack.update(top.id, visible=True, opacity=0.5)
+    assert stack.composite_rgba()[1, 3].tolist() == [128, 0, 128, 255]
+    # a layer partly outside the canvas is clipped, not an error
+    stack.update(top.id, offset=(5, -1), opacity=1.0)
+    out = stack.composite_rgba()
+    assert out[0, 5].tolist() == [255, 0, 0, 255] and out[1, 5].tolist() == [0, 0, 255, 255]
+    stack.update(top.id, offset=(100, 100))
+    assert (stack.composite_rgba()[..., 2] == 255).all()
+
+
+def _uncached(layers, size) -> np.ndarray:
+    return Compositor().composite(layers, size).copy()
+
+
+def test_cached_updates_equal_a_fresh_composite() -> None:
+    """Each kind of edit, applied through the cache, matches compositing from scratch."""
+    rng = np.random.default_rng(7)
+    stack = LayerStack(40, 30)
+    modes = list(BlendMode)
+    for i in range(6):
+        pixels = (rng.random((20 + i, 25, 4)) * 255).astype(np.uint8)
+        stack.add(
+            Layer(pixels, name=f"l{i}", blend=modes[i % len(modes)], offset=(i * 2, i), opacity=0.9)
+        )
+    ids = [layer.id for layer in stack]
+    edits = [
+        (ids[2], {"opacity": 0.3}),
+        (ids[2], {"opacity": 0.6}),  # a drag: same layer again, uses both caches
+        (ids[2], {"offset": (10, 8)}),
+        (ids[4], {"blend": BlendMode.SCREEN}),
+        (ids[0], {"visible": False}),
+        (ids[5], {"opacity": 0.1}),
+    ]
+    stack.composite_float()
+    for layer_id, change in edits:
+        stack.update(layer_id, **change)
+        np.testing.assert_allclose(
+            stack.composite_float(), _uncached(stack.layers, stack.size), atol=2e-6
+        )
+    # an all-normal stack above the edited layer takes the grouped path
+    for layer_id in ids[3:]:
+        stack.update(layer_id, blend=BlendMode.NORMAL)
+    for opacity in (0.2, 0.8):
+        stack.update(ids[1], opacity=opacity)
+        np.testing.assert_allclose(
+            stack.composite_float(), _uncached(stack.layers, stack.size), atol=2e-6
+        )
+    stack.move(ids[1], 4)
+    stack.remove(ids[3])
+    np.testing.assert_allclose(
+        stack.composite_float(), _uncached(stack.layers, stack.size), atol=2e-6
+    )
+
+
+def test_only_the_changed_rectangle_is_recomputed() -> None:
+    stack = LayerStack(64, 64)
+    stack.add(Layer(_solid(64, 64, (10, 20, 30, 255))))
+    small = Layer(_solid(8, 8, (200, 0, 0, 255)), offset=(10, 12))
+    stack.add(small)
+    stack.composite_premultiplied()
+    stack.update(small.id, opacity=0.4)
+    stack.composite_premultiplied()
+    assert stack.last_dirty == (10, 12, 18, 20)
+    stack.composite_premultiplied()
+    assert stack.last_dirty is None  # nothing changed, nothing recomputed
+
+
+def test_premultiplied_output_for_qimage_and_straight_for_export() -> None:
+    stack = LayerStack(1, 1)
+    stack.add(Layer(_solid(1, 1, (200, 100, 50, 128))))
+    assert stack.composite_premultiplied()[0, 0].tolist() == [100, 50, 25, 128]
+    assert stack.composite_rgba()[0, 0].tolist() == [200, 100, 50, 128]
+    assert to_straight_u8(np.zeros((4, 1, 1), np.float32))[0, 0].tolist() == [0, 0, 0, 0]
