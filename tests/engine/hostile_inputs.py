@@ -1,7 +1,8 @@
 """Builders for hostile and broken model inputs, each made on the spot by a test.
 
-``tiny_sd_folder`` writes a valid, tiny SD-shaped diffusers folder (random
-weights, fixed seed, safetensors only) that tests then damage in one way.
+Tests copy the tiny valid folder from ``tests/tiny_models.py`` and damage it
+in one way; the ``rebuild_*`` functions swap a component for one of another
+shape (random weights, fixed seed, safetensors only).
 """
 
 from __future__ import annotations
@@ -45,96 +46,31 @@ def safetensors_bytes(header: dict | bytes, data: bytes = b"", length: int | Non
     return struct.pack("<Q", len(raw) if length is None else length) + raw + data
 
 
-def _byte_characters() -> list[str]:
-    """GPT-2/CLIP's printable stand-in for each of the 256 byte values."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    extra = iter(range(256, 512))
-    return [chr(b) if b in printable else chr(next(extra)) for b in range(256)]
-
-
-def _clip_vocab_files(folder: Path) -> int:
-    """Byte-level BPE vocabulary without merges: enough for CLIPTokenizer to run."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chars = _byte_characters()
-    vocab = {c: i for i, c in enumerate(chars)}
-    vocab.update({c + "</w>": i + len(chars) for i, c in enumerate(chars)})
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return len(vocab)
-
-
-def tiny_sd_folder(root: Path, *, text_width: int = 32, unet_in: int = 4) -> Path:
-    """Write a tiny SD1-shaped diffusers folder to ``root`` and return it."""
+def rebuild_text_encoder(folder: Path, component: str = "text_encoder", **changes: object) -> Path:
+    """Replace a component's CLIP text encoder with random weights for a changed config."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    torch.manual_seed(0)
-    vocab_size = _clip_vocab_files(root / "tokenizer")
-    tokenizer = CLIPTokenizer(
-        str(root / "tokenizer" / "vocab.json"), str(root / "tokenizer" / "merges.txt")
-    )
-    tokenizer.model_max_length = 77
-    tokenizer.save_pretrained(root / "tokenizer")
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=vocab_size,
-            hidden_size=text_width,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            bos_token_id=vocab_size - 2,
-            eos_token_id=vocab_size - 1,
-            pad_token_id=vocab_size - 1,
-        )
-    )
-    text_encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=unet_in,
-        out_channels=4,
-        block_out_channels=(32, 32),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=text_width,
-        attention_head_dim=4,
-        norm_num_groups=8,
-    )
-    unet.save_pretrained(root / "unet", safe_serialization=True)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 8),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    )
-    vae.save_pretrained(root / "vae", safe_serialization=True)
-    DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False
-    ).save_pretrained(root / "scheduler")
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": "0.42.1",
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
+    config = json.loads((folder / component / "config.json").read_text())
+    keep = {
+        k: v
+        for k, v in config.items()
+        if k not in ("architectures", "transformers_version", "dtype")
     }
-    (root / "model_index.json").write_text(json.dumps(index, indent=2))
-    return root
+    torch.manual_seed(0)
+    model = CLIPTextModel(CLIPTextConfig(**{**keep, **changes}))
+    model.save_pretrained(folder / component, safe_serialization=True)
+    return folder / component
+
+
+def rebuild_unet(folder: Path, **changes: object) -> Path:
+    """Replace the UNet with random weights for a changed config (e.g. in_channels=9)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    torch.manual_seed(0)
+    UNet2DConditionModel.from_config({**config, **changes}).save_pretrained(
+        folder / "unet", safe_serialization=True
+    )
+    return folder / "unet"

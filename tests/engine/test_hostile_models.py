@@ -37,8 +37,9 @@ from studio.engine.model_files import (
 )
 from tests.engine.hostile_inputs import (
     evil_pickle,
+    rebuild_text_encoder,
+    rebuild_unet,
     safetensors_bytes,
-    tiny_sd_folder,
     torch_style_zip,
 )
 
@@ -65,19 +66,23 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def sd_folder(tmp_path_factory) -> Path:
-    return tiny_sd_folder(tmp_path_factory.mktemp("tiny-sd") / "model")
+def sd_folder(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="session")
-def wide_sd_folder(tmp_path_factory) -> Path:
-    """The same layout with a wider text encoder: stands in for SD2-shaped weights."""
-    return tiny_sd_folder(tmp_path_factory.mktemp("tiny-wide") / "model", text_width=48)
+def wide_sd_folder(tiny_model_dir, tmp_path_factory) -> Path:
+    """The same model with a wider text encoder: stands in for SD2-shaped weights with an SD1 config."""
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("wide") / "model"))
+    rebuild_text_encoder(folder, hidden_size=24)
+    return folder
 
 
 @pytest.fixture(scope="session")
-def inpainting_folder(tmp_path_factory) -> Path:
-    return tiny_sd_folder(tmp_path_factory.mktemp("tiny-inpaint") / "model", unet_in=9)
+def inpainting_folder(tiny_model_dir, tmp_path_factory) -> Path:
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("inpaint") / "model"))
+    rebuild_unet(folder, in_channels=9)
+    return folder
 
 
 @pytest.fixture
@@ -401,7 +406,7 @@ def test_wider_text_encoder_weights_with_a_narrower_config(model_copy, wide_sd_f
     check_diffusers_folder(model_copy)  # every file is present and sound ...
     with pytest.raises(ModelFileError, match="incompatible model") as error:
         check_compatibility(model_copy)  # ... but the shapes are not what the config says
-    assert "hidden size 48" in str(error.value)
+    assert "hidden size 24" in str(error.value)
     assert error.value.reason == "incompatible"
     assert_names(error, model_copy)
 
@@ -411,7 +416,7 @@ def test_a_whole_wider_text_encoder_does_not_fit_the_unet(model_copy, wide_sd_fo
     shutil.copytree(wide_sd_folder / "text_encoder", model_copy / "text_encoder")
     with pytest.raises(ModelFileError, match="incompatible model") as error:
         check_model_folder(model_copy)
-    assert "width 32" in str(error.value) and "48" in str(error.value)
+    assert "width 16" in str(error.value) and "24" in str(error.value)
 
 
 def test_an_inpainting_unet_is_refused(inpainting_folder, offline):
@@ -449,7 +454,7 @@ def test_a_tokenizer_larger_than_the_embedding(model_copy):
         (["unet/config.json"], ["unet/config.json"]),
         (["text_encoder/model.safetensors"], ["text_encoder/model.safetensors"]),
         (["scheduler/scheduler_config.json"], ["scheduler/scheduler_config.json"]),
-        (["tokenizer/merges.txt", "tokenizer/tokenizer.json"], ["tokenizer/merges.txt"]),
+        (["tokenizer/merges.txt"], ["tokenizer/merges.txt"]),
         (["model_index.json"], ["model_index.json"]),
         (
             ["vae/config.json", "unet/diffusion_pytorch_model.safetensors", "tokenizer"],
@@ -498,3 +503,128 @@ def test_zip_member_names_are_not_extracted(tmp_path):
         check_safetensors(path)
     assert not (tmp_path.parent / "escaped.txt").exists()
     assert zipfile.is_zipfile(path)
+
+
+# ---- the loader refuses all of it, and the model loaded before keeps working ----
+
+
+def _pickle_unet(folder: Path, marker: Path) -> Path:
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.unlink()
+    (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(evil_pickle(marker))
+    return folder / "unet" / "diffusion_pytorch_model.bin"
+
+
+def _zip_as_safetensors(folder: Path, marker: Path) -> Path:
+    weights = folder / "text_encoder" / "model.safetensors"
+    weights.write_bytes(torch_style_zip(evil_pickle(marker), "x/y/data.pkl"))
+    return weights
+
+
+def _truncated_vae(folder: Path, marker: Path) -> Path:
+    weights = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return weights
+
+
+def _lying_header(folder: Path, marker: Path) -> Path:
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[:8] = struct.pack("<Q", 2**62)
+    weights.write_bytes(bytes(data))
+    return weights
+
+
+def _missing_vae_config(folder: Path, marker: Path) -> Path:
+    (folder / "vae" / "config.json").unlink()
+    return folder
+
+
+def _missing_tokenizer(folder: Path, marker: Path) -> Path:
+    shutil.rmtree(folder / "tokenizer")
+    return folder
+
+
+def _wide_text_weights(folder: Path, marker: Path) -> Path:
+    rebuild_text_encoder(folder, hidden_size=24)
+    config = folder / "text_encoder" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "hidden_size": 16}))
+    return folder
+
+
+def _inpainting_unet(folder: Path, marker: Path) -> Path:
+    rebuild_unet(folder, in_channels=9)
+    return folder
+
+
+_DAMAGES = {
+    "pickle unet": (_pickle_unet, "refuses"),
+    "zip named safetensors": (_zip_as_safetensors, "refuses"),
+    "truncated vae": (_truncated_vae, CORRUPT),
+    "header claims 2**62": (_lying_header, CORRUPT),
+    "missing vae config": (_missing_vae_config, "missing vae/config.json"),
+    "missing tokenizer": (_missing_tokenizer, "missing tokenizer/"),
+    "wide text weights": (_wide_text_weights, "incompatible model"),
+    "inpainting unet": (_inpainting_unet, "incompatible model"),
+}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_model):
+    from studio.engine.recipe import Recipe
+    from studio.engine.sampler import Sampler
+
+    recipe = Recipe(prompt="a red car", steps=2, width=16, height=16, seed=7, sampler="Euler")
+    return recipe, Sampler(tiny_model), [s.latent.clone() for s in Sampler(tiny_model).run(recipe)]
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGES))
+def test_load_model_refuses_and_the_loaded_model_stays_usable(
+    sd_folder, tmp_path, offline, monkeypatch, reference_run, damage
+):
+    import torch
+
+    from studio.engine.models import load_model
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("something tried to unpickle a model file")
+
+    recipe, sampler, reference = reference_run
+    folder = Path(shutil.copytree(sd_folder, tmp_path / "model"))
+    marker = tmp_path / "ran"
+    make, expected = _DAMAGES[damage]
+    named = make(folder, marker)
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    with pytest.raises(ModelError) as error:
+        load_model(str(folder), device="cpu")
+    assert expected in str(error.value)
+    assert str(named) in str(error.value)
+    assert not marker.exists()
+    monkeypatch.undo()
+    latents = [s.latent for s in sampler.run(recipe)]
+    assert len(latents) == len(reference)
+    assert all(torch.equal(a, b) for a, b in zip(latents, reference, strict=True))
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt", ".bin", ".safetensors"])
+def test_load_model_refuses_a_single_pickle_file(tmp_path, offline, suffix):
+    from studio.engine.models import load_model
+
+    marker = tmp_path / "ran"
+    path = tmp_path / f"downloaded{suffix}"
+    path.write_bytes(evil_pickle(marker))
+    with pytest.raises(ModelError) as error:
+        load_model(str(path), device="cpu")
+    assert str(path) in str(error.value) and "refuses" in str(error.value)
+    assert not marker.exists()
+
+
+def test_load_model_refuses_a_truncated_single_file(tmp_path, offline):
+    from studio.engine.models import load_model
+
+    path = tmp_path / "half.safetensors"
+    save_file({"w": np.zeros((64, 64), np.float32)}, str(path))
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelError, match=CORRUPT) as error:
+        load_model(str(path), device="cpu")
+    assert str(path) in str(error.value)
