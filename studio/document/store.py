@@ -1002,7 +1002,7 @@ def check_project_file(path: str | os.PathLike[str]) -> int:
             R.NOT_A_PROJECT,
         )
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn = _connect_probe(path)
     except sqlite3.Error as exc:
         raise _project_error(exc, path, "open") from None
     try:
@@ -1038,6 +1038,53 @@ def check_project_file(path: str | os.PathLike[str]) -> int:
             R.READ_ONLY,
         )
     return schema
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    """What a project holds, read without opening it for writing."""
+
+    schema_version: int
+    version_count: int
+    layer_count: int
+
+
+def peek(path: str | os.PathLike[str]) -> ProjectSummary:
+    """Check ``path`` like :meth:`ProjectStore.open` (read-only problems aside) and count its contents.
+
+    Never writes to the file; raises :class:`ProjectError` for a file that
+    cannot be opened.
+    """
+    path = Path(path)
+    try:
+        schema = check_project_file(path)
+    except ProjectError as exc:
+        if exc.reason is not R.READ_ONLY:
+            raise
+        schema = SCHEMA_VERSION
+    conn = _connect_probe(path)
+    try:
+        versions = conn.execute("SELECT count(*) FROM versions WHERE deleted = 0").fetchone()[0]
+        layers = conn.execute("SELECT count(*) FROM layers WHERE deleted = 0").fetchone()[0]
+    except sqlite3.Error as exc:
+        raise _project_error(exc, path, "read") from None
+    finally:
+        conn.close()
+    return ProjectSummary(schema, versions, layers)
+
+
+def _connect_probe(path: Path) -> sqlite3.Connection:
+    """A connection that cannot change anything on disk, not even by creating sidecar files.
+
+    Without a ``-wal`` or ``-journal`` beside it the main file is the whole
+    database, so ``immutable=1`` reads it with no locks and no ``-shm``. With
+    one (a crash, or another app has it open) a plain read-only connection
+    reads through it; the sidecars exist already then.
+    """
+    uri = path.resolve().as_uri()
+    if _sidecars_exist(path):
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
 
 
 def _is_read_only(path: Path, st: os.stat_result) -> bool:
