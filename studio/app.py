@@ -1,0 +1,74 @@
+"""Start the studio window: a Qt application on a qasync event loop.
+
+Start-up must stay light: this module and everything it imports at module level
+(studio.ui, studio.document, studio.worker) never import torch or diffusers.
+The worker thread imports them while the window is already on screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+from studio.engine.recipe import BUNDLED_MODEL
+
+# Set by tests/bench/startup.py: print when the window has first been painted, then quit.
+STARTUP_PROBE_ENV = "NOISE_STUDIO_STARTUP_PROBE"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="noise-studio", description="Open the Noise Studio window."
+    )
+    parser.add_argument(
+        "--model",
+        default=BUNDLED_MODEL,
+        help="model to load: 'bundled', a diffusers folder or a .safetensors file",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    import qasync
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from studio.ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Noise Studio")
+    app.setOrganizationName("Noise Studio")
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    closed = asyncio.Event()
+    app.aboutToQuit.connect(closed.set)
+
+    window = MainWindow(model_ref=args.model)
+    probe = os.environ.get(STARTUP_PROBE_ENV)
+    if probe:
+
+        class FirstPaint(QObject):
+            def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+                if event.type() == QEvent.Type.Paint and watched is window:
+                    window.removeEventFilter(self)
+                    print(f"window-painted {time.time():.6f}", flush=True)
+                    if probe == "quit":
+                        QTimer.singleShot(0, window.close)
+                return False
+
+        paint_probe = FirstPaint(window)
+        window.installEventFilter(paint_probe)
+    window.show()
+    # Start the worker after the first show so the model import never delays the window.
+    QTimer.singleShot(0, window.start_worker)
+    with loop:
+        loop.run_until_complete(closed.wait())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

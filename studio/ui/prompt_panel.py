@@ -1,0 +1,411 @@
+"""The prompt and seed panel: one widget per Recipe field, and the branch banner."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from PySide6.QtCore import QRegularExpression, Qt, Signal
+from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.engine.recipe import BUNDLED_MODEL, MAX_SEED, Recipe, RecipeError
+
+# The same names as studio.engine.schedulers.SAMPLERS (a test keeps them equal);
+# importing that module would pull diffusers into the UI thread at start-up.
+SAMPLERS: tuple[str, ...] = (
+    "Euler",
+    "Euler a",
+    "DDIM",
+    "DPM++ 2M",
+    "DPM++ 2M Karras",
+    "UniPC",
+    "DPM++ 2M SDE",
+    "DPM++ 2M SDE Karras",
+)
+APPROX_TOKEN_LIMIT = 77
+_SEED_RE = QRegularExpression(r"\d{0,20}")
+
+
+@dataclass(frozen=True)
+class BranchTarget:
+    """Where a branch resumes: after step ``step_index`` (0-based) of version ``version_id``."""
+
+    version_id: str
+    step_index: int
+
+
+class PromptPanel(QWidget):
+    """Edits a Recipe. Every field maps to one Recipe field; :meth:`recipe` reads them all.
+
+    In branch mode the panel also names a :class:`BranchTarget`, and the fields
+    a resumed run cannot change (steps, sampler, size, model, variation) are locked.
+    """
+
+    generate_requested = Signal()
+    cancel_requested = Signal()
+    recipe_edited = Signal()
+    model_changed = Signal(str)
+    add_model_folder_requested = Signal()
+    branch_cancelled = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._branch: BranchTarget | None = None
+        self._size_factor = 8
+
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("Describe the image…")
+        self.prompt.setTabChangesFocus(True)
+        self.prompt.setFixedHeight(84)
+        self.prompt_tokens = QLabel()
+        self.negative = QPlainTextEdit()
+        self.negative.setPlaceholderText("What to steer away from (optional)")
+        self.negative.setTabChangesFocus(True)
+        self.negative.setFixedHeight(52)
+        self.negative_tokens = QLabel()
+        for label in (self.prompt_tokens, self.negative_tokens):
+            label.setAlignment(Qt.AlignmentFlag.AlignRight)
+            label.setStyleSheet("color: palette(mid); font-size: 11px;")
+
+        self.seed = QLineEdit("0")
+        self.seed.setValidator(QRegularExpressionValidator(_SEED_RE, self))
+        self.seed_random = QToolButton()
+        self.seed_random.setText("random")
+        self.seed_random.setCheckable(True)
+        self.seed_random.setChecked(True)
+        self.seed_random.setToolTip("On: a new seed for every generation. Off: keep this seed.")
+        self.dice = QToolButton()
+        self.dice.setText("⚄")
+        self.dice.setToolTip("Roll a new seed now")
+
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 1000)
+        self.steps.setValue(20)
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 50.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setDecimals(2)
+        self.guidance.setValue(7.0)
+        self.sampler = QComboBox()
+        self.sampler.addItems(SAMPLERS)
+        self.sampler.setCurrentText("Euler a")
+        self.width_box = QSpinBox()
+        self.height_box = QSpinBox()
+        for box in (self.width_box, self.height_box):
+            box.setRange(16, 4096)
+            box.setSingleStep(8)
+            box.setValue(64)
+            box.setSuffix(" px")
+        self.model = QComboBox()
+        self.model.setMinimumContentsLength(12)
+        self.model.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.model.addItem("noise-world (bundled)", BUNDLED_MODEL)
+        self.add_folder = QToolButton()
+        self.add_folder.setText("+")
+        self.add_folder.setToolTip("Add a folder of models")
+
+        self.variation_seed = QLineEdit()
+        self.variation_seed.setPlaceholderText("none")
+        self.variation_seed.setValidator(QRegularExpressionValidator(_SEED_RE, self))
+        self.variation_strength = QDoubleSpinBox()
+        self.variation_strength.setRange(0.0, 1.0)
+        self.variation_strength.setSingleStep(0.05)
+
+        self.branch_label = QLabel()
+        self.branch_label.setWordWrap(True)
+        self.branch_leave = QPushButton("Leave branch mode")
+        self.renoise_seed = QLineEdit()
+        self.renoise_seed.setPlaceholderText("none")
+        self.renoise_seed.setValidator(QRegularExpressionValidator(_SEED_RE, self))
+        self.renoise_strength = QDoubleSpinBox()
+        self.renoise_strength.setRange(0.0, 1.0)
+        self.renoise_strength.setSingleStep(0.05)
+
+        self.error = QLabel()
+        self.error.setWordWrap(True)
+        self.error.setStyleSheet("color: #e0564a;")
+        self.error.hide()
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setToolTip("Generate (Ctrl+Enter)")
+        self.generate_button.setDefault(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel the running generation (Esc)")
+
+        self._layout()
+        self._connect()
+        self.update_approximate_tokens()
+
+    # ---- layout ------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.seed_random)
+        seed_row.addWidget(self.dice)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_box)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_box)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model, 1)
+        model_row.addWidget(self.add_folder)
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.addRow("Seed", seed_row)
+        form.addRow("Steps", self.steps)
+        form.addRow("CFG", self.guidance)
+        form.addRow("Sampler", self.sampler)
+        form.addRow("Size", size_row)
+        form.addRow("Model", model_row)
+
+        self.variation_group = QGroupBox("Variation")
+        variation_form = QFormLayout(self.variation_group)
+        variation_form.addRow("Seed", self.variation_seed)
+        variation_form.addRow("Strength", self.variation_strength)
+
+        self.branch_group = QGroupBox("Branch")
+        branch_form = QFormLayout(self.branch_group)
+        branch_form.addRow(self.branch_label)
+        branch_form.addRow("Noise seed", self.renoise_seed)
+        branch_form.addRow("Noise strength", self.renoise_strength)
+        branch_form.addRow(self.branch_leave)
+        self.branch_group.hide()
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 1)
+        buttons.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Prompt"))
+        layout.addWidget(self.prompt)
+        layout.addWidget(self.prompt_tokens)
+        layout.addWidget(QLabel("Negative prompt"))
+        layout.addWidget(self.negative)
+        layout.addWidget(self.negative_tokens)
+        layout.addLayout(form)
+        layout.addWidget(self.variation_group)
+        layout.addWidget(self.branch_group)
+        line = QFrame()
+        line.setFrameShape(QFrame.Shape.HLine)
+        layout.addWidget(line)
+        layout.addWidget(self.error)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+
+    def _connect(self) -> None:
+        for edit in (self.prompt, self.negative):
+            edit.textChanged.connect(self.update_approximate_tokens)
+            edit.textChanged.connect(self.recipe_edited)
+        for line in (self.seed, self.variation_seed, self.renoise_seed):
+            line.textChanged.connect(self.recipe_edited)
+        for spin in (self.steps, self.width_box, self.height_box):
+            spin.valueChanged.connect(self.recipe_edited)
+        for dspin in (self.guidance, self.variation_strength, self.renoise_strength):
+            dspin.valueChanged.connect(self.recipe_edited)
+        self.sampler.currentTextChanged.connect(self.recipe_edited)
+        self.model.currentIndexChanged.connect(self._on_model_index)
+        self.dice.clicked.connect(self.roll_seed)
+        self.add_folder.clicked.connect(self.add_model_folder_requested)
+        self.generate_button.clicked.connect(self.generate_requested)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        self.branch_leave.clicked.connect(self._leave_clicked)
+
+    # ---- the recipe ------------------------------------------------------------------
+
+    def recipe(self) -> Recipe:
+        """The Recipe the fields describe; raises RecipeError if a field cannot be read."""
+        seed = _parse_seed(self.seed.text(), "seed")
+        if seed is None:
+            raise RecipeError("Enter a seed, or switch the seed to random.")
+        return Recipe(
+            prompt=self.prompt.toPlainText(),
+            negative_prompt=self.negative.toPlainText(),
+            seed=seed,
+            steps=self.steps.value(),
+            guidance=round(self.guidance.value(), 4),
+            sampler=self.sampler.currentText(),
+            width=self.width_box.value(),
+            height=self.height_box.value(),
+            model=self.model_ref(),
+            variation_seed=_parse_seed(self.variation_seed.text(), "variation seed"),
+            variation_strength=round(self.variation_strength.value(), 4),
+            renoise_seed=_parse_seed(self.renoise_seed.text(), "branch noise seed")
+            if self._branch
+            else None,
+            renoise_strength=round(self.renoise_strength.value(), 4) if self._branch else 0.0,
+        )
+
+    def set_recipe(self, recipe: Recipe) -> None:
+        """Fill every field from ``recipe``; the seed becomes fixed so it is kept as shown."""
+        self.prompt.setPlainText(recipe.prompt)
+        self.negative.setPlainText(recipe.negative_prompt)
+        self.seed_random.setChecked(False)
+        self.seed.setText(str(recipe.seed))
+        self.steps.setValue(recipe.steps)
+        self.guidance.setValue(recipe.guidance)
+        if self.sampler.findText(recipe.sampler) < 0:
+            self.sampler.addItem(recipe.sampler)
+        self.sampler.setCurrentText(recipe.sampler)
+        self.width_box.setValue(recipe.width)
+        self.height_box.setValue(recipe.height)
+        self.select_model(recipe.model)
+        self.variation_seed.setText(
+            "" if recipe.variation_seed is None else str(recipe.variation_seed)
+        )
+        self.variation_strength.setValue(recipe.variation_strength)
+        self.renoise_seed.setText("" if recipe.renoise_seed is None else str(recipe.renoise_seed))
+        self.renoise_strength.setValue(recipe.renoise_strength)
+
+    def roll_seed(self) -> None:
+        self.seed.setText(str(random.randrange(0, 2**32)))
+
+    def prepare_for_generation(self) -> None:
+        """Roll the seed if it is random, so the field shows the seed actually used."""
+        if self.seed_random.isChecked() or not self.seed.text().strip():
+            self.roll_seed()
+
+    # ---- models ------------------------------------------------------------------------
+
+    def model_ref(self) -> str:
+        return self.model.currentData() or BUNDLED_MODEL
+
+    def select_model(self, ref: str, label: str | None = None) -> None:
+        index = self.model.findData(ref)
+        if index < 0:
+            self.model.addItem(label or _model_label(ref), ref)
+            index = self.model.count() - 1
+        self.model.setCurrentIndex(index)
+
+    def set_models(self, models: list[tuple[str, str]]) -> None:
+        """Replace the picker's list with (label, ref) pairs, keeping the current choice."""
+        current = self.model_ref()
+        self.model.blockSignals(True)
+        self.model.clear()
+        for label, ref in models:
+            self.model.addItem(label, ref)
+        self.model.blockSignals(False)
+        self.select_model(current)
+
+    def set_size_factor(self, factor: int) -> None:
+        self._size_factor = max(1, factor)
+        for box in (self.width_box, self.height_box):
+            box.setSingleStep(self._size_factor)
+
+    def _on_model_index(self, _index: int) -> None:
+        self.model_changed.emit(self.model_ref())
+        self.recipe_edited.emit()
+
+    # ---- branch mode -------------------------------------------------------------------
+
+    def branch_target(self) -> BranchTarget | None:
+        return self._branch
+
+    def enter_branch_mode(self, target: BranchTarget, recipe: Recipe, description: str) -> None:
+        """Fill the fields with ``recipe`` and resume after ``target`` on the next Generate."""
+        self.set_recipe(recipe)
+        self._branch = target
+        self.branch_label.setText(description)
+        self.branch_group.show()
+        for widget in (
+            self.steps,
+            self.sampler,
+            self.width_box,
+            self.height_box,
+            self.model,
+            self.add_folder,
+        ):
+            widget.setEnabled(False)
+        self.variation_group.setEnabled(False)
+        self.generate_button.setText("Generate branch")
+        self.recipe_edited.emit()
+
+    def leave_branch_mode(self) -> None:
+        self._branch = None
+        self.branch_group.hide()
+        for widget in (
+            self.steps,
+            self.sampler,
+            self.width_box,
+            self.height_box,
+            self.model,
+            self.add_folder,
+        ):
+            widget.setEnabled(True)
+        self.variation_group.setEnabled(True)
+        self.renoise_seed.clear()
+        self.renoise_strength.setValue(0.0)
+        self.generate_button.setText("Generate")
+        self.recipe_edited.emit()
+
+    def _leave_clicked(self) -> None:
+        self.leave_branch_mode()
+        self.branch_cancelled.emit()
+
+    # ---- feedback ------------------------------------------------------------------------
+
+    def show_error(self, text: str | None) -> None:
+        self.error.setText(text or "")
+        self.error.setVisible(bool(text))
+
+    def error_text(self) -> str:
+        return self.error.text() if self.error.isVisibleTo(self) else ""
+
+    def update_approximate_tokens(self) -> None:
+        """Count words until the model's tokenizer can answer (see :meth:`set_token_info`)."""
+        for edit, label in (
+            (self.prompt, self.prompt_tokens),
+            (self.negative, self.negative_tokens),
+        ):
+            words = len(edit.toPlainText().split())
+            label.setText(f"≈{words} / {APPROX_TOKEN_LIMIT} tokens")
+
+    def set_token_info(self, text: str, used: int, limit: int, dropped: str) -> None:
+        """Show the tokenizer's count for whichever field still holds ``text``."""
+        for edit, label in (
+            (self.prompt, self.prompt_tokens),
+            (self.negative, self.negative_tokens),
+        ):
+            if edit.toPlainText() != text:
+                continue
+            message = f"{used} / {limit} tokens"
+            if dropped:
+                message += f" — dropped: {dropped[:60]}"
+                label.setStyleSheet("color: #e0a030; font-size: 11px;")
+            else:
+                label.setStyleSheet("color: palette(mid); font-size: 11px;")
+            label.setText(message)
+
+
+def _parse_seed(text: str, name: str) -> int | None:
+    text = text.strip()
+    if not text:
+        return None
+    value = int(text)
+    if value > MAX_SEED:
+        raise RecipeError(f"The {name} must be a whole number from 0 to 2^64-1.")
+    return value
+
+
+def _model_label(ref: str) -> str:
+    if ref == BUNDLED_MODEL:
+        return "noise-world (bundled)"
+    return ref.rstrip("/").rsplit("/", 1)[-1] or ref

@@ -1,0 +1,42 @@
+"""The job queue: the running generation and the ones waiting behind it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QMenu, QWidget
+
+from studio.worker import JobInfo
+
+
+class QueueView(QListWidget):
+    """Lists the worker's jobs; the context menu cancels one."""
+
+    cancel_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
+        self.set_jobs(())
+
+    def set_jobs(self, jobs: tuple[JobInfo, ...]) -> None:
+        self.clear()
+        for job in jobs:
+            mark = "▶ running" if job.running else "… waiting"
+            item = QListWidgetItem(f"{mark}  #{job.job_id}  {job.label}")
+            item.setData(Qt.ItemDataRole.UserRole, job.job_id)
+            self.addItem(item)
+        if not jobs:
+            item = QListWidgetItem("No jobs.")
+            item.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.addItem(item)
+
+    def _menu(self, point: QPoint) -> None:
+        item = self.itemAt(point)
+        job_id = item.data(Qt.ItemDataRole.UserRole) if item else None
+        if job_id is None:
+            return
+        menu = QMenu(self)
+        cancel = menu.addAction("Cancel this job")
+        if menu.exec(self.viewport().mapToGlobal(point)) is cancel:
+            self.cancel_requested.emit(job_id)

@@ -1,0 +1,218 @@
+"""The timeline scrubber: a slider over the stored steps, a filmstrip of thumbnails, play and branch."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QPoint, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPushButton,
+    QSlider,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.ui.qimage import to_pixmap
+
+THUMB = 44
+PLAY_INTERVAL_MS = 90
+SETTLE_MS = 220
+
+
+class Timeline(QWidget):
+    """Scrubs the trajectory of the version on the canvas.
+
+    Positions are indices into the version's stored steps (inherited steps first).
+    ``position_changed`` fires at once on every move (the canvas shows the stored
+    preview); ``position_settled`` fires once the slider has rested for
+    ``SETTLE_MS`` (the window then asks the worker for a full decode).
+    Labels read "step k / N": step k of an N-step run, never a k-step image.
+    """
+
+    position_changed = Signal(int)
+    position_settled = Signal(int)
+    branch_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._step_numbers: list[int] = []
+        self._total = 0
+        self._follow_live = True
+
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, 0)
+        self.slider.setPageStep(5)
+        self.slider.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.slider.setToolTip("Scrub through the steps (←/→ one step, Home/End to the ends)")
+        self.label = QLabel("no steps")
+        self.label.setMinimumWidth(110)
+        self.play_button = QToolButton()
+        self.play_button.setText("▶")
+        self.play_button.setCheckable(True)
+        self.play_button.setToolTip("Play: static → image")
+        self.branch_button = QPushButton("Branch from this step")
+        self.branch_button.setToolTip(
+            "Resume from this step with changed settings; creates a child version"
+        )
+        self.branch_button.setEnabled(False)
+
+        self.filmstrip = QListWidget()
+        self.filmstrip.setViewMode(QListView.ViewMode.IconMode)
+        self.filmstrip.setFlow(QListView.Flow.LeftToRight)
+        self.filmstrip.setWrapping(False)
+        self.filmstrip.setMovement(QListView.Movement.Static)
+        self.filmstrip.setIconSize(QSize(THUMB, THUMB))
+        self.filmstrip.setSpacing(2)
+        self.filmstrip.setUniformItemSizes(True)
+        self.filmstrip.setFixedHeight(THUMB + 30)
+        self.filmstrip.setHorizontalScrollMode(QListView.ScrollMode.ScrollPerPixel)
+        self.filmstrip.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.filmstrip.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+
+        controls = QHBoxLayout()
+        controls.addWidget(self.play_button)
+        controls.addWidget(self.slider, 1)
+        controls.addWidget(self.label)
+        controls.addWidget(self.branch_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.setSpacing(2)
+        layout.addLayout(controls)
+        layout.addWidget(self.filmstrip)
+
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(SETTLE_MS)
+        self._settle.timeout.connect(lambda: self.position_settled.emit(self.slider.value()))
+        self._player = QTimer(self)
+        self._player.setInterval(PLAY_INTERVAL_MS)
+        self._player.timeout.connect(self._advance)
+
+        self.slider.valueChanged.connect(self._on_value_changed)
+        self.filmstrip.currentRowChanged.connect(self._on_film_row)
+        self.filmstrip.customContextMenuRequested.connect(self._film_menu)
+        self.play_button.toggled.connect(self._on_play)
+        self.branch_button.clicked.connect(lambda: self.branch_requested.emit(self.slider.value()))
+
+    # ---- content ---------------------------------------------------------------
+
+    def set_steps(
+        self,
+        step_numbers: list[int],
+        total: int,
+        thumbs: list[np.ndarray],
+        position: int | None = None,
+    ) -> None:
+        """Show a trajectory: its 0-based step numbers, the run length and one thumbnail per step."""
+        self._step_numbers = list(step_numbers)
+        self._total = total
+        self.filmstrip.blockSignals(True)
+        self.filmstrip.clear()
+        for number, thumb in zip(step_numbers, thumbs, strict=True):
+            self.filmstrip.addItem(self._thumb_item(number, thumb))
+        self.filmstrip.blockSignals(False)
+        last = max(0, len(step_numbers) - 1)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, last)
+        self.slider.setValue(last if position is None else min(position, last))
+        self.slider.blockSignals(False)
+        self._follow_live = position is None or position >= last
+        self.branch_button.setEnabled(bool(step_numbers))
+        self._sync_label_and_strip(self.slider.value())
+
+    def append_step(self, step_number: int, thumb: np.ndarray) -> None:
+        """A new step arrived for the shown version; follow it if the user is at the end."""
+        was_at_end = self._follow_live or self.slider.value() >= self.slider.maximum()
+        self._step_numbers.append(step_number)
+        self.filmstrip.addItem(self._thumb_item(step_number, thumb))
+        self.slider.blockSignals(True)
+        self.slider.setMaximum(len(self._step_numbers) - 1)
+        if was_at_end:
+            self.slider.setValue(self.slider.maximum())
+        self.slider.blockSignals(False)
+        self.branch_button.setEnabled(True)
+        self._sync_label_and_strip(self.slider.value())
+
+    def replace_thumbnails(self, thumbs: list[np.ndarray]) -> None:
+        for row, thumb in enumerate(thumbs[: self.filmstrip.count()]):
+            self.filmstrip.item(row).setIcon(QIcon(to_pixmap(thumb)))
+
+    def clear(self) -> None:
+        self.set_steps([], 0, [])
+        self.label.setText("no steps")
+
+    def position(self) -> int:
+        return self.slider.value()
+
+    def set_position(self, position: int) -> None:
+        self.slider.setValue(position)
+
+    def step_number(self, position: int | None = None) -> int | None:
+        position = self.slider.value() if position is None else position
+        if 0 <= position < len(self._step_numbers):
+            return self._step_numbers[position]
+        return None
+
+    def count(self) -> int:
+        return len(self._step_numbers)
+
+    # ---- internals -------------------------------------------------------------------
+
+    def _thumb_item(self, step_number: int, thumb: np.ndarray) -> QListWidgetItem:
+        item = QListWidgetItem(QIcon(to_pixmap(thumb)), str(step_number + 1))
+        item.setToolTip(f"step {step_number + 1} / {self._total}")
+        item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
+        return item
+
+    def _on_value_changed(self, position: int) -> None:
+        self._follow_live = position >= self.slider.maximum()
+        self._sync_label_and_strip(position)
+        self.position_changed.emit(position)
+        self._settle.start()
+
+    def _sync_label_and_strip(self, position: int) -> None:
+        number = self.step_number(position)
+        self.label.setText("no steps" if number is None else f"step {number + 1} / {self._total}")
+        if self.filmstrip.currentRow() != position and position < self.filmstrip.count():
+            self.filmstrip.blockSignals(True)
+            self.filmstrip.setCurrentRow(position)
+            self.filmstrip.blockSignals(False)
+            self.filmstrip.scrollToItem(self.filmstrip.item(position))
+
+    def _on_film_row(self, row: int) -> None:
+        if row >= 0:
+            self.slider.setValue(row)
+
+    def _film_menu(self, point: QPoint) -> None:
+        item = self.filmstrip.itemAt(point)
+        if item is None:
+            return
+        row = self.filmstrip.row(item)
+        menu = QMenu(self)
+        action = menu.addAction(f"Branch from step {self._step_numbers[row] + 1}")
+        chosen = menu.exec(self.filmstrip.mapToGlobal(point))
+        if chosen is action:
+            self.slider.setValue(row)
+            self.branch_requested.emit(row)
+
+    def _on_play(self, playing: bool) -> None:
+        self.play_button.setText("❚❚" if playing else "▶")
+        if playing:
+            if self.slider.value() >= self.slider.maximum():
+                self.slider.setValue(0)
+            self._player.start()
+        else:
+            self._player.stop()
+
+    def _advance(self) -> None:
+        if self.slider.value() >= self.slider.maximum():
+            self.play_button.setChecked(False)
+            return
+        self.slider.setValue(self.slider.value() + 1)

@@ -1,0 +1,236 @@
+"""The versions panel: the version tree with thumbnails, names and branch marks."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QMenu,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.document.versions import Version, VersionTree
+from studio.ui.qimage import to_pixmap
+
+ICON = 40
+_ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+class VersionsPanel(QWidget):
+    """Mirrors a VersionTree; every edit is sent back as a request signal.
+
+    Renaming in place emits ``rename_requested`` and the item shows the new name
+    only when the tree says so, so undo and redo keep the panel truthful.
+    """
+
+    version_activated = Signal(str)
+    branch_requested = Signal(str)
+    rename_requested = Signal(str, str)
+    delete_requested = Signal(str)
+    compare_requested = Signal(str, str)
+
+    def __init__(self, tree: VersionTree, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._tree = tree
+        self._items: dict[str, QTreeWidgetItem] = {}
+
+        self.view = QTreeWidget()
+        self.view.setColumnCount(2)
+        self.view.setHeaderLabels(["Version", "From"])
+        self.view.setIconSize(QSize(ICON, ICON))
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setEditTriggers(
+            QAbstractItemView.EditTrigger.EditKeyPressed
+            | QAbstractItemView.EditTrigger.DoubleClicked
+        )
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.setColumnWidth(0, 150)
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip(
+            "Compare the two selected versions (Ctrl+click to select two)"
+        )
+        self.compare_button.setEnabled(False)
+        self.delete_button = QPushButton("Delete")
+        self.delete_button.setEnabled(False)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.compare_button)
+        buttons.addWidget(self.delete_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.view)
+        layout.addLayout(buttons)
+
+        tree.version_added.connect(self._on_added)
+        tree.version_removed.connect(self._on_removed)
+        tree.version_renamed.connect(self._on_renamed)
+        tree.version_finished.connect(self._refresh)
+        tree.result_changed.connect(self._refresh)
+        tree.step_appended.connect(self._on_step)
+        self.view.itemClicked.connect(self._on_clicked)
+        self.view.itemChanged.connect(self._on_item_changed)
+        self.view.itemSelectionChanged.connect(self._on_selection)
+        self.view.customContextMenuRequested.connect(self._menu)
+        self.compare_button.clicked.connect(self._compare_selected)
+        self.delete_button.clicked.connect(self._delete_selected)
+        for version in tree.versions():
+            self._on_added(version.id)
+
+    # ---- public -------------------------------------------------------------------
+
+    def select(self, version_id: str | None) -> None:
+        self.view.blockSignals(True)
+        self.view.clearSelection()
+        item = self._items.get(version_id) if version_id else None
+        if item is not None:
+            item.setSelected(True)
+            self.view.setCurrentItem(item)
+            self.view.scrollToItem(item)
+        self.view.blockSignals(False)
+        self._on_selection()
+
+    def selected_ids(self) -> list[str]:
+        return [item.data(0, _ID_ROLE) for item in self.view.selectedItems()]
+
+    def item(self, version_id: str) -> QTreeWidgetItem | None:
+        return self._items.get(version_id)
+
+    # ---- tree -> view ---------------------------------------------------------------
+
+    def _on_added(self, version_id: str) -> None:
+        version = self._tree.get(version_id)
+        item = QTreeWidgetItem()
+        item.setData(0, _ID_ROLE, version_id)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+        parent_item = self._items.get(version.parent_id) if version.parent_id else None
+        if parent_item is not None:
+            parent_item.addChild(item)
+            parent_item.setExpanded(True)
+        else:
+            self.view.addTopLevelItem(item)
+        self._items[version_id] = item
+        self._fill(item, version)
+        for child in self._tree.children(version_id):  # re-added by undo after its children
+            if child.id in self._items:
+                self._reparent(child.id, item)
+
+    def _reparent(self, version_id: str, new_parent: QTreeWidgetItem) -> None:
+        item = self._items[version_id]
+        old_parent = item.parent()
+        if old_parent is new_parent:
+            return
+        if old_parent is None:
+            self.view.takeTopLevelItem(self.view.indexOfTopLevelItem(item))
+        else:
+            old_parent.removeChild(item)
+        new_parent.addChild(item)
+
+    def _on_removed(self, version_id: str) -> None:
+        item = self._items.pop(version_id, None)
+        if item is None:
+            return
+        parent = item.parent()
+        if parent is None:
+            self.view.takeTopLevelItem(self.view.indexOfTopLevelItem(item))
+        else:
+            parent.removeChild(item)
+        self._on_selection()
+
+    def _on_renamed(self, version_id: str, _name: str) -> None:
+        self._refresh(version_id)
+
+    def _on_step(self, version_id: str, _index: int) -> None:
+        version = self._tree.get(version_id)
+        if len(version.steps) == 1 or not version.finished:
+            self._refresh(version_id)
+
+    def _refresh(self, version_id: str) -> None:
+        item = self._items.get(version_id)
+        if item is not None and version_id in self._tree:
+            self._fill(item, self._tree.get(version_id))
+
+    def _fill(self, item: QTreeWidgetItem, version: Version) -> None:
+        self.view.blockSignals(True)
+        item.setText(0, version.name)
+        item.setText(1, self._origin(version))
+        image = version.result
+        if image is None and version.steps:
+            image = version.steps[-1].preview_x0
+        item.setIcon(0, QIcon(to_pixmap(image)) if image is not None else QIcon())
+        item.setToolTip(0, f"{version.name}\n{version.recipe.prompt}\nseed {version.recipe.seed}")
+        self.view.blockSignals(False)
+
+    def _origin(self, version: Version) -> str:
+        parts = []
+        if version.parent_id is not None and version.branch_step is not None:
+            parent = self._tree.get(version.parent_id) if version.parent_id in self._tree else None
+            name = parent.name if parent else "?"
+            parts.append(f"from step {version.branch_step + 1} of {name}")
+        if not version.finished:
+            parts.append(f"generating {len(version.steps)}/{version.recipe.steps}…")
+        elif version.partial:
+            parts.append("partial")
+        return " · ".join(parts)
+
+    # ---- view -> requests -------------------------------------------------------------
+
+    def _on_clicked(self, item: QTreeWidgetItem, _column: int) -> None:
+        if len(self.view.selectedItems()) <= 1:
+            self.version_activated.emit(item.data(0, _ID_ROLE))
+
+    def _on_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
+        version_id = item.data(0, _ID_ROLE)
+        if column != 0 or version_id not in self._tree:
+            return
+        name = item.text(0).strip()
+        current = self._tree.get(version_id).name
+        self._refresh(version_id)  # show the tree's name until the command says otherwise
+        if name and name != current:
+            self.rename_requested.emit(version_id, name)
+
+    def _on_selection(self) -> None:
+        count = len(self.view.selectedItems())
+        self.compare_button.setEnabled(count == 2)
+        self.delete_button.setEnabled(count >= 1)
+
+    def _compare_selected(self) -> None:
+        ids = self.selected_ids()
+        if len(ids) == 2:
+            self.compare_requested.emit(ids[0], ids[1])
+
+    def _delete_selected(self) -> None:
+        for version_id in self.selected_ids():
+            if version_id in self._tree:
+                self.delete_requested.emit(version_id)
+
+    def _menu(self, point: QPoint) -> None:
+        item = self.view.itemAt(point)
+        if item is None:
+            return
+        version_id = item.data(0, _ID_ROLE)
+        menu = QMenu(self)
+        show = menu.addAction("Show")
+        branch = menu.addAction("Branch from this step")
+        rename = menu.addAction("Rename")
+        compare = None
+        if len(self.selected_ids()) == 2:
+            compare = menu.addAction("Compare selected")
+        menu.addSeparator()
+        delete = menu.addAction("Delete")
+        chosen = menu.exec(self.view.viewport().mapToGlobal(point))
+        if chosen is show:
+            self.version_activated.emit(version_id)
+        elif chosen is branch:
+            self.branch_requested.emit(version_id)
+        elif chosen is rename:
+            self.view.editItem(item, 0)
+        elif compare is not None and chosen is compare:
+            self._compare_selected()
+        elif chosen is delete:
+            self.delete_requested.emit(version_id)
