@@ -7,11 +7,11 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.tiny_models import build_tiny_pipeline  # noqa: E402
+from tests.tiny_models import build_tiny_pipeline
 
 
 @pytest.fixture(scope="session")

@@ -81,7 +81,9 @@ def build_tiny_pipeline(folder: Path, xl: bool = False, seed: int = 0) -> Path:
         "requires_safety_checker": False,
     }
     if xl:
-        CLIPTextModelWithProjection(text_config).save_pretrained(folder / "text_encoder_2", safe_serialization=True)
+        CLIPTextModelWithProjection(text_config).save_pretrained(
+            folder / "text_encoder_2", safe_serialization=True
+        )
         write_char_tokenizer(folder / "tokenizer_2")
         cross = 32
         unet_extra = {

@@ -111,7 +111,7 @@ def _encode_value(name: str, value: Any, tensors: dict[str, torch.Tensor]) -> An
 def _decode_value(spec: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if not isinstance(spec, dict) or len(spec) != 1:
         raise ValueError("bad scheduler state layout")
-    (kind, payload), = spec.items()
+    ((kind, payload),) = spec.items()
     if kind == "tensor":
         return tensors[payload]
     if kind == "list":

@@ -22,10 +22,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-import torch  # noqa: E402
+import torch
 
-from studio.engine.errors import ModelError  # noqa: E402
-from studio.engine.recipe import BUNDLED_MODEL  # noqa: E402
+from studio.engine.errors import ModelError
+from studio.engine.recipe import BUNDLED_MODEL
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 BUNDLED_NAME = "noise-world"
@@ -34,11 +34,21 @@ BUNDLED_PATH = RESOURCES / "models" / BUNDLED_NAME
 # Published linear latent→RGB maps (RGB in [-1, 1]) for families without a fitted one.
 _PREVIEW_FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
     "sd1": (
-        [[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
+        [
+            [0.3512, 0.2297, 0.3227],
+            [0.3250, 0.4974, 0.2350],
+            [-0.2829, 0.1762, 0.2721],
+            [-0.2120, -0.2616, -0.7177],
+        ],
         [0.0, 0.0, 0.0],
     ),
     "sdxl": (
-        [[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
+        [
+            [0.3651, 0.4232, 0.4341],
+            [-0.2533, -0.0042, 0.1068],
+            [0.1076, 0.1111, -0.0362],
+            [-0.3165, -0.2492, -0.2188],
+        ],
         [0.1084, -0.0175, -0.0011],
     ),
 }
@@ -188,9 +198,7 @@ def list_models(extra_dirs: list[Path] | tuple[Path, ...] = ()) -> list[tuple[st
             found.append((folder.name, str(folder)))
             continue
         for child in sorted(folder.iterdir()):
-            if (child / "model_index.json").is_file():
-                found.append((child.name, str(child)))
-            elif child.suffix.lower() == ".safetensors":
+            if (child / "model_index.json").is_file() or child.suffix.lower() == ".safetensors":
                 found.append((child.name, str(child)))
     hub = _hf_cache_root()
     if hub.is_dir():
@@ -243,31 +251,56 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
     index = _read_json(path / "model_index.json", "model_index.json")
     pipeline = index.get("_class_name", "StableDiffusionPipeline")
     if pipeline not in _ALLOWED_PIPELINES:
-        raise ModelError(f"Incompatible model: {pipeline} pipelines are not supported (SD 1.x, 2.x and XL are).")
+        raise ModelError(
+            f"Incompatible model: {pipeline} pipelines are not supported (SD 1.x, 2.x and XL are)."
+        )
     _check_folder(path)
-    text_classes = {"CLIPTextModel": CLIPTextModel, "CLIPTextModelWithProjection": CLIPTextModelWithProjection}
+    text_classes = {
+        "CLIPTextModel": CLIPTextModel,
+        "CLIPTextModelWithProjection": CLIPTextModelWithProjection,
+    }
 
     def text_encoder(sub: str) -> Any:
         entry = index.get(sub) or [None, "CLIPTextModel"]
         cls_name = entry[1] if isinstance(entry, list) and len(entry) == 2 else "CLIPTextModel"
         if cls_name not in _ALLOWED_TEXT_ENCODERS:
-            raise ModelError(f"Incompatible model: text encoder class {cls_name!r} is not supported.")
+            raise ModelError(
+                f"Incompatible model: text encoder class {cls_name!r} is not supported."
+            )
         return text_classes[cls_name].from_pretrained(
-            path, subfolder=sub, local_files_only=True, use_safetensors=True, torch_dtype=policy.dtype
+            path,
+            subfolder=sub,
+            local_files_only=True,
+            use_safetensors=True,
+            torch_dtype=policy.dtype,
         )
 
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", local_files_only=True)
+        tokenizer = CLIPTokenizer.from_pretrained(
+            path, subfolder="tokenizer", local_files_only=True
+        )
         encoder = text_encoder("text_encoder")
         tokenizer_2 = encoder_2 = None
         if "text_encoder_2" in index:
-            tokenizer_2 = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2", local_files_only=True)
+            tokenizer_2 = CLIPTokenizer.from_pretrained(
+                path, subfolder="tokenizer_2", local_files_only=True
+            )
             encoder_2 = text_encoder("text_encoder_2")
         unet = UNet2DConditionModel.from_pretrained(
-            path, subfolder="unet", local_files_only=True, use_safetensors=True, torch_dtype=policy.dtype
+            path,
+            subfolder="unet",
+            local_files_only=True,
+            use_safetensors=True,
+            torch_dtype=policy.dtype,
+            low_cpu_mem_usage=False,
         )
         vae = AutoencoderKL.from_pretrained(
-            path, subfolder="vae", local_files_only=True, use_safetensors=True, torch_dtype=policy.dtype
+            path,
+            subfolder="vae",
+            local_files_only=True,
+            use_safetensors=True,
+            torch_dtype=policy.dtype,
+            low_cpu_mem_usage=False,
         )
     except ModelError:
         raise
@@ -297,7 +330,9 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
     return _to_device(model)
 
 
-def _load_single_file(ref: str, path: Path, policy: DevicePolicy, config_dir: str | Path | None) -> LoadedModel:
+def _load_single_file(
+    ref: str, path: Path, policy: DevicePolicy, config_dir: str | Path | None
+) -> LoadedModel:
     try:
         from studio.engine import model_files
 
@@ -324,7 +359,9 @@ def _load_single_file(ref: str, path: Path, policy: DevicePolicy, config_dir: st
             str(path), config=str(config_path), local_files_only=True, torch_dtype=policy.dtype
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-        raise ModelError(f"{path.name} could not be loaded with the config in {config_path}: {_first_line(exc)}") from None
+        raise ModelError(
+            f"{path.name} could not be loaded with the config in {config_path}: {_first_line(exc)}"
+        ) from None
     family = _family(pipe.unet, getattr(pipe, "text_encoder_2", None))
     factors, bias = _preview_map(config_path, family, int(pipe.unet.config.in_channels))
     model = LoadedModel(
@@ -351,7 +388,10 @@ def _load_single_file(ref: str, path: Path, policy: DevicePolicy, config_dir: st
 def _check_shapes(model: LoadedModel) -> None:
     """Refuse combinations that load but cannot work together."""
     unet = model.unet.config
-    if unet.in_channels != unet.out_channels or unet.in_channels != model.vae.config.latent_channels:
+    if (
+        unet.in_channels != unet.out_channels
+        or unet.in_channels != model.vae.config.latent_channels
+    ):
         raise ModelError(
             f"Incompatible model: the UNet takes {unet.in_channels} channels but the VAE makes "
             f"{model.vae.config.latent_channels} (inpainting models are not supported)."
@@ -399,7 +439,8 @@ def _preview_map(folder: Path, family: str, channels: int) -> tuple[torch.Tensor
 
 def _hf_cache_root() -> Path:
     home = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")), "hub"
+        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")),
+        "hub",
     )
     return Path(home)
 
@@ -413,7 +454,9 @@ def _hf_cache_snapshot(repo: str) -> Path:
             return snapshot
     snapshots = sorted((folder / "snapshots").glob("*")) if folder.is_dir() else []
     if not snapshots:
-        raise ModelError(f"{repo} is not in the local Hugging Face cache ({folder}); nothing is downloaded.")
+        raise ModelError(
+            f"{repo} is not in the local Hugging Face cache ({folder}); nothing is downloaded."
+        )
     return snapshots[-1]
 
 

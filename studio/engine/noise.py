@@ -23,7 +23,9 @@ def seeded_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
 
 def derived_seed(seed: int, purpose: int, index: int) -> int:
     """A 64-bit seed that depends only on (seed, purpose, index)."""
-    words = np.random.SeedSequence(entropy=int(seed), spawn_key=(purpose, index)).generate_state(2, np.uint32)
+    words = np.random.SeedSequence(entropy=int(seed), spawn_key=(purpose, index)).generate_state(
+        2, np.uint32
+    )
     return int(words[0]) | (int(words[1]) << 32)
 
 

@@ -18,7 +18,9 @@ from studio.engine.errors import DecodeError
 
 def linear_preview(latent: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor) -> np.ndarray:
     """uint8 H×W×3 at latent resolution from a (1, C, H, W) latent."""
-    pixels = torch.einsum("chw,cr->hwr", latent[0].float(), factors.to(latent.device)) + bias.to(latent.device)
+    pixels = torch.einsum("chw,cr->hwr", latent[0].float(), factors.to(latent.device)) + bias.to(
+        latent.device
+    )
     pixels = ((pixels + 1.0) * 127.5).clamp(0, 255)
     return torch.nan_to_num(pixels).to(torch.uint8).cpu().numpy()
 
@@ -35,7 +37,9 @@ def decode(vae: Any, latent: torch.Tensor) -> np.ndarray:
             vae.to(original)
     if not torch.isfinite(image).all():
         raise DecodeError("The decoded image contains NaN values; it was not kept.")
-    pixels = ((image[0].float().permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8)
+    pixels = (
+        ((image[0].float().permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round().to(torch.uint8)
+    )
     array = pixels.cpu().numpy()
     if not array.any():
         raise DecodeError("The decoded image is entirely black; it was not kept.")

@@ -98,8 +98,14 @@ class Recipe:
             if value is None and name != "seed":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-                raise RecipeError(f"The {name.replace('_', ' ')} must be a whole number from 0 to 2^64-1.")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+                raise RecipeError(
+                    f"The {name.replace('_', ' ')} must be a whole number from 0 to 2^64-1."
+                )
+        if (
+            isinstance(self.steps, bool)
+            or not isinstance(self.steps, int)
+            or not 1 <= self.steps <= MAX_STEPS
+        ):
             raise RecipeError(f"Steps must be a whole number from 1 to {MAX_STEPS}.")
         if not _finite(self.guidance) or not 0.0 <= self.guidance <= 50.0:
             raise RecipeError("CFG scale must be a number from 0 to 50.")
@@ -109,14 +115,24 @@ class Recipe:
                 raise RecipeError(f"The {name.replace('_', ' ')} must be between 0 and 1.")
         for name in ("width", "height"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE:
-                raise RecipeError(f"The {name} must be a whole number of pixels from {MIN_SIDE} to {MAX_SIDE}.")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not MIN_SIDE <= value <= MAX_SIDE
+            ):
+                raise RecipeError(
+                    f"The {name} must be a whole number of pixels from {MIN_SIDE} to {MAX_SIDE}."
+                )
             if value % size_factor:
-                raise RecipeError(f"The {name} ({value}) must be a multiple of {size_factor} for this model.")
+                raise RecipeError(
+                    f"The {name} ({value}) must be a multiple of {size_factor} for this model."
+                )
         from studio.engine.schedulers import SAMPLERS  # local: schedulers pulls in diffusers
 
         if self.sampler not in SAMPLERS:
-            raise RecipeError(f"Unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}.")
+            raise RecipeError(
+                f"Unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}."
+            )
         return self
 
     # ---- A1111 "parameters" text -----------------------------------------
@@ -157,7 +173,9 @@ class Recipe:
         if not isinstance(text, str):
             raise RecipeError("The parameters text is not a string.")
         if len(text) > MAX_PARAMETERS_CHARS:
-            raise RecipeError(f"The parameters text is longer than {MAX_PARAMETERS_CHARS} characters.")
+            raise RecipeError(
+                f"The parameters text is longer than {MAX_PARAMETERS_CHARS} characters."
+            )
         lines = text.strip("\n").split("\n")
         params: dict[str, str] = {}
         if lines and len(_PAIR_RE.findall(lines[-1])) >= 3:
@@ -215,7 +233,7 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
             if value is None and key in {"variation_seed", "renoise_seed"}:
                 out[key] = None
             elif key in _INT_FIELDS:
-                if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
                 out[key] = int(str(value).strip()) if isinstance(value, str) else int(value)
             elif key in _FLOAT_FIELDS:
@@ -229,7 +247,9 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
             else:
                 out[key] = value
         except (TypeError, ValueError, OverflowError):
-            raise RecipeError(f"The recipe field {key!r} has an invalid value {str(value)[:40]!r}.") from None
+            raise RecipeError(
+                f"The recipe field {key!r} has an invalid value {str(value)[:40]!r}."
+            ) from None
     return out
 
 
@@ -243,7 +263,7 @@ def _number(value: float) -> str:
 
 def _quote(value: Any) -> str:
     text = str(value)
-    if any(ch in text for ch in ",:\n\"") or text != text.strip():
+    if any(ch in text for ch in ',:\n"') or text != text.strip():
         return json.dumps(text, ensure_ascii=False)
     return text
 

@@ -133,7 +133,9 @@ class Sampler:
         if self.model.is_xl:
             pooled_all = torch.cat([negative_pooled, pooled]) if guided else pooled
             size = [recipe.height, recipe.width, 0, 0, recipe.height, recipe.width]
-            time_ids = torch.tensor([size] * embeddings.shape[0], device=self.model.device, dtype=embeddings.dtype)
+            time_ids = torch.tensor(
+                [size] * embeddings.shape[0], device=self.model.device, dtype=embeddings.dtype
+            )
             added = {"text_embeds": pooled_all, "time_ids": time_ids}
         conditioning = _Conditioning(embeddings.to(self.model.dtype), added)
         if len(self._conditioning_cache) > 8:
@@ -157,15 +159,29 @@ class Sampler:
         model = self.model
         recipe.validate(model.size_factor)
         shape = self.latent_shape(recipe)
-        scheduler = schedulers.build_scheduler(recipe.sampler, model.scheduler_config, recipe.steps, model.device)
+        scheduler = schedulers.build_scheduler(
+            recipe.sampler, model.scheduler_config, recipe.steps, model.device
+        )
         spec = schedulers.sampler_spec(recipe.sampler)
-        levels = [schedulers.noise_levels(scheduler, recipe.sampler, i) for i in range(recipe.steps + 1)]
+        levels = [
+            schedulers.noise_levels(scheduler, recipe.sampler, i) for i in range(recipe.steps + 1)
+        ]
         prediction = scheduler.config.get("prediction_type", "epsilon")
-        conditioning = self._conditioning(recipe)
+        try:
+            conditioning = self._conditioning(recipe)
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            _release_memory()
+            raise OutOfMemoryError(
+                f"Out of memory while encoding the prompt. {OOM_ADVICE}"
+            ) from exc
 
         if start is None:
             first = 0
-            start_noise = noise.start_noise(recipe.seed, shape, recipe.variation_seed, recipe.variation_strength)
+            start_noise = noise.start_noise(
+                recipe.seed, shape, recipe.variation_seed, recipe.variation_strength
+            )
             latent = start_noise.to(model.device, torch.float32) * scheduler.init_noise_sigma
         else:
             _check_resumable(start, recipe, shape)
@@ -173,27 +189,32 @@ class Sampler:
             schedulers.restore(scheduler, start.scheduler_state, model.device, torch.float32)
             latent = start.latent.to(model.device)
             if recipe.renoise_strength > 0.0 and first < recipe.steps:
-                latent = _renoise(latent, start.x0_pred.to(model.device, latent.dtype), levels[first], recipe, first)
+                latent = _renoise(
+                    latent,
+                    start.x0_pred.to(model.device, latent.dtype),
+                    levels[first],
+                    recipe,
+                    first,
+                )
 
         for index in range(first, recipe.steps):
             if cancel is not None and cancel.is_set():
                 return
             timestep = scheduler.timesteps[index]
             try:
-                model_output, x0_pred = self._predict(scheduler, latent, timestep, conditioning, recipe, levels[index], prediction)
+                model_output, x0_pred = self._predict(
+                    scheduler, latent, timestep, conditioning, recipe, levels[index], prediction
+                )
                 kwargs: dict[str, Any] = {}
                 if spec.noise == "generator":
                     kwargs["generator"] = noise.step_generator(recipe.seed, index)
                 elif spec.noise == "variance":
-                    kwargs["variance_noise"] = noise.step_noise(recipe.seed, index, shape).to(model.device)
+                    kwargs["variance_noise"] = noise.step_noise(recipe.seed, index, shape).to(
+                        model.device
+                    )
                 latent = scheduler.step(model_output, timestep, latent, **kwargs).prev_sample
-            except torch.OutOfMemoryError as exc:
-                _release_memory()
-                raise OutOfMemoryError(
-                    f"Out of memory at step {index + 1} of {recipe.steps}. {OOM_ADVICE}", index
-                ) from exc
             except RuntimeError as exc:
-                if "out of memory" not in str(exc).lower():
+                if not _is_out_of_memory(exc):
                     raise
                 _release_memory()
                 raise OutOfMemoryError(
@@ -215,7 +236,9 @@ class Sampler:
                 latent=latent,
                 x0_pred=x0_pred,
                 preview_x0=linear_preview(x0_pred, model.preview_factors, model.preview_bias),
-                preview_xt=linear_preview(latent / (a * a + s * s) ** 0.5, model.preview_factors, model.preview_bias),
+                preview_xt=linear_preview(
+                    latent / (a * a + s * s) ** 0.5, model.preview_factors, model.preview_bias
+                ),
                 checkpoint=checkpoint,
             )
 
@@ -247,9 +270,17 @@ class Sampler:
 
     def decode(self, latent: torch.Tensor) -> np.ndarray:
         """Full-quality VAE decode to uint8 H×W×3 (raises DecodeError on NaN or black)."""
-        return decode(self.model.vae, latent)
+        try:
+            return decode(self.model.vae, latent)
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            _release_memory()
+            raise OutOfMemoryError(f"Out of memory while decoding the image. {OOM_ADVICE}") from exc
 
-    def render(self, recipe: Recipe, cancel: threading.Event | None = None) -> tuple[list[Step], np.ndarray | None]:
+    def render(
+        self, recipe: Recipe, cancel: threading.Event | None = None
+    ) -> tuple[list[Step], np.ndarray | None]:
         """Run a whole recipe; returns its steps and the decoded image (None if cancelled)."""
         steps = list(self.run(recipe, cancel=cancel))
         if len(steps) < recipe.steps:
@@ -272,7 +303,11 @@ def _x0_from_output(
 
 
 def _renoise(
-    latent: torch.Tensor, x0_pred: torch.Tensor, level: tuple[float, float], recipe: Recipe, index: int
+    latent: torch.Tensor,
+    x0_pred: torch.Tensor,
+    level: tuple[float, float],
+    recipe: Recipe,
+    index: int,
 ) -> torch.Tensor:
     """Replace part of the noise left in ``latent`` with fresh noise from the branch's seed."""
     a, s = level
@@ -286,12 +321,25 @@ def _renoise(
 
 def _check_resumable(start: Checkpoint, recipe: Recipe, shape: tuple[int, ...]) -> None:
     base = start.recipe
-    if (base.steps, base.sampler, base.width, base.height) != (recipe.steps, recipe.sampler, recipe.width, recipe.height):
+    if (base.steps, base.sampler, base.width, base.height) != (
+        recipe.steps,
+        recipe.sampler,
+        recipe.width,
+        recipe.height,
+    ):
         raise CheckpointError(
             "A branch keeps its parent's steps, sampler and size; change prompt, guidance or noise instead."
         )
     if tuple(start.latent.shape) != shape:
         raise CheckpointError("The checkpoint's latent does not fit this model.")
+
+
+def _is_out_of_memory(exc: RuntimeError) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator raises a plain RuntimeError."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or any(
+        phrase in text for phrase in ("out of memory", "can't allocate memory", "not enough memory")
+    )
 
 
 def _release_memory() -> None:

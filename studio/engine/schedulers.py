@@ -29,8 +29,12 @@ class SamplerSpec:
 
     scheduler: type[SchedulerMixin]
     options: tuple[tuple[str, Any], ...] = ()
-    noise: str | None = None  # "generator": ancestral noise via a per-step generator; "variance": SDE noise passed in
-    sigma_space: bool = False  # latents live in sigma space (x = x0 + sigma * eps) rather than VP space
+    noise: str | None = (
+        None  # "generator": ancestral noise via a per-step generator; "variance": SDE noise passed in
+    )
+    sigma_space: bool = (
+        False  # latents live in sigma space (x = x0 + sigma * eps) rather than VP space
+    )
 
 
 _SPECS: dict[str, SamplerSpec] = {
@@ -80,15 +84,25 @@ def sampler_spec(name: str) -> SamplerSpec:
     try:
         return _SPECS[name]
     except KeyError:
-        raise ValueError(f"Unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}.") from None
+        raise ValueError(
+            f"Unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}."
+        ) from None
 
 
-def build_scheduler(name: str, base_config: dict[str, Any], steps: int, device: torch.device) -> SchedulerMixin:
+def build_scheduler(
+    name: str, base_config: dict[str, Any], steps: int, device: torch.device
+) -> SchedulerMixin:
     """A fresh scheduler for ``name`` built from the model's scheduler config, with timesteps set."""
     spec = sampler_spec(name)
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
     # Options a model's config may carry that would change the named sampler's maths.
-    for key in ("use_karras_sigmas", "algorithm_type", "solver_order", "use_exponential_sigmas", "use_beta_sigmas"):
+    for key in (
+        "use_karras_sigmas",
+        "algorithm_type",
+        "solver_order",
+        "use_exponential_sigmas",
+        "use_beta_sigmas",
+    ):
         config.pop(key, None)
     config.update(dict(spec.options))
     scheduler = spec.scheduler.from_config(config)
@@ -106,7 +120,9 @@ def snapshot(scheduler: SchedulerMixin) -> dict[str, Any]:
     return state
 
 
-def restore(scheduler: SchedulerMixin, state: dict[str, Any], device: torch.device, dtype: torch.dtype) -> None:
+def restore(
+    scheduler: SchedulerMixin, state: dict[str, Any], device: torch.device, dtype: torch.dtype
+) -> None:
     """Put a snapshot back into a scheduler that was freshly built with the same steps."""
     for key, value in state.items():
         if key not in _STATE_KEYS:

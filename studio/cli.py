@@ -1,0 +1,242 @@
+"""``python main.py render``: the headless CLI over the same engine.
+
+Errors go to stderr as one clear sentence with exit code 2; a traceback only
+with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """A user error: printed as one sentence."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py render",
+        description="Render a recipe headlessly, streaming every step; resume and branch from checkpoints.",
+    )
+    add = parser.add_argument
+    add("--prompt", help="what to draw")
+    add("--negative", help="what to avoid (negative prompt)")
+    add("--seed", type=int, help="noise seed (0 … 2^64-1); default 0")
+    add("--steps", type=int, help="denoising steps; default 20")
+    add("--cfg", type=float, help="classifier-free guidance scale; default 7")
+    add(
+        "--scheduler",
+        "--sampler",
+        dest="sampler",
+        help="sampler name, e.g. 'Euler a', 'DPM++ 2M Karras'",
+    )
+    add("--size", help="WxH in pixels, e.g. 64x64")
+    add(
+        "--model",
+        help="'bundled' (default), a diffusers folder, a .safetensors file or hf:org/name",
+    )
+    add("--model-config", help="local config folder for a single-file .safetensors model")
+    add("--device", help="cpu, cuda, mps, optionally with :fp16/:bf16/:fp32")
+    add("--variation-seed", type=int, help="A1111 variation seed")
+    add("--variation-strength", type=float, help="A1111 variation strength (0-1)")
+    add(
+        "--renoise-seed",
+        type=int,
+        help="when resuming: seed of the fresh noise mixed in at the branch step",
+    )
+    add(
+        "--renoise-strength",
+        type=float,
+        help="when resuming: how much of the remaining noise to replace (0-1)",
+    )
+    add("--out", type=Path, help="write the final image (PNG with its recipe as metadata)")
+    add("--every-step", type=Path, metavar="DIR", help="write one preview PNG per step into DIR")
+    add("--preview", choices=("x0", "xt"), default="x0", help="which preview --every-step writes")
+    add(
+        "--checkpoint-at",
+        nargs=2,
+        action="append",
+        metavar=("K", "FILE"),
+        default=[],
+        help="save the checkpoint after step K (1-based, as the UI shows it) to FILE; repeatable",
+    )
+    add(
+        "--resume",
+        type=Path,
+        metavar="FILE",
+        help="continue from a saved checkpoint; options given override its recipe",
+    )
+    add("--json", action="store_true", help="print a one-line JSON summary")
+    add("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+_RECIPE_OPTIONS = {
+    "prompt": "prompt",
+    "negative": "negative_prompt",
+    "seed": "seed",
+    "steps": "steps",
+    "cfg": "guidance",
+    "sampler": "sampler",
+    "model": "model",
+    "variation_seed": "variation_seed",
+    "variation_strength": "variation_strength",
+    "renoise_seed": "renoise_seed",
+    "renoise_strength": "renoise_strength",
+}
+
+
+def _recipe_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes = {
+        field: getattr(args, opt)
+        for opt, field in _RECIPE_OPTIONS.items()
+        if getattr(args, opt) is not None
+    }
+    if args.size is not None:
+        try:
+            width, height = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise CliError(f"--size must look like 64x64, not {args.size!r}.") from None
+        changes["width"], changes["height"] = width, height
+    return changes
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from studio.engine.checkpoint import Checkpoint
+    from studio.engine.recipe import Recipe
+
+    started = time.perf_counter()
+    changes = _recipe_changes(args)
+    start = None
+    if args.resume is not None:
+        try:
+            data = args.resume.read_bytes()
+        except OSError as exc:
+            raise CliError(
+                f"Cannot read the checkpoint {args.resume}: {exc.strerror or exc}."
+            ) from None
+        start = Checkpoint.from_bytes(data)
+        recipe = start.recipe.with_changes(**changes)
+    else:
+        if "prompt" not in changes:
+            raise CliError("Give a --prompt (or --resume a checkpoint).")
+        recipe = Recipe(**changes)
+    recipe.validate(
+        size_factor=1
+    )  # before loading anything; the model's own factor is checked again below
+    checkpoints: dict[int, Path] = {}
+    for k, file in args.checkpoint_at:
+        if not k.isdigit() or not 1 <= int(k) <= recipe.steps:
+            raise CliError(f"--checkpoint-at K must be a step from 1 to {recipe.steps}, not {k!r}.")
+        checkpoints[int(k) - 1] = Path(file)
+
+    from studio.engine.models import load_model
+    from studio.engine.sampler import Sampler
+
+    model = load_model(recipe.model, device=args.device, config_dir=args.model_config)
+    sampler = Sampler(model)
+    recipe.validate(model.size_factor)
+    info = sampler.prompt_info(recipe.prompt)
+    if args.every_step is not None:
+        args.every_step.mkdir(parents=True, exist_ok=True)
+    latent = start.latent if start is not None else None
+    steps_run = 0
+    for step in sampler.run(recipe, start=start, cancel=threading.Event()):
+        steps_run += 1
+        latent = step.latent
+        if step.index in checkpoints:
+            _write_bytes(checkpoints[step.index], step.checkpoint.to_bytes())
+        if args.every_step is not None:
+            preview = step.preview_x0 if args.preview == "x0" else step.preview_xt
+            _write_preview(args.every_step / f"step_{step.index + 1:04d}.png", preview, recipe)
+    if latent is None:
+        raise CliError("Nothing was rendered.")
+    image = sampler.decode(latent)
+    if args.out is not None:
+        _write_image(args.out, image, recipe, model.model_hash)
+    return {
+        "seconds": round(time.perf_counter() - started, 3),
+        "steps_run": steps_run,
+        "steps": recipe.steps,
+        "resumed_from": start.step_index + 1 if start is not None else None,
+        "device": model.device.type,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "model": model.name,
+        "model_hash": model.model_hash,
+        "sha256": hashlib.sha256(image.tobytes()).hexdigest(),
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "tokens": info.tokens,
+        "token_limit": info.limit,
+        "tokens_dropped": info.dropped_tokens,
+        "dropped_text": info.dropped_text,
+        "out": str(args.out) if args.out else None,
+        "recipe": recipe.to_dict(),
+    }
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _write_preview(path: Path, preview: Any, recipe: Any) -> None:
+    from PIL import Image
+
+    Image.fromarray(preview).resize((recipe.width, recipe.height), Image.Resampling.BILINEAR).save(
+        path
+    )
+
+
+def _write_image(path: Path, image: Any, recipe: Any, model_hash: str) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", recipe.to_parameters(model_hash))
+    info.add_itxt("noise_studio_recipe", recipe.to_json())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from studio.engine.errors import EngineError
+    from studio.engine.recipe import RecipeError
+
+    try:
+        summary = run(args)
+    except (CliError, EngineError, RecipeError) as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    elif args.out is not None:
+        print(
+            f"wrote {args.out} ({summary['steps_run']} steps, {summary['seconds']} s on {summary['device']})"
+        )
+    return 0

@@ -1,0 +1,58 @@
+"""The dependency rules of DESIGN.md: the engine never imports Qt; the document never imports QtWidgets."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+QT_MODULES = ("PySide6", "PyQt5", "PyQt6", "PySide2", "qasync", "shiboken6")
+
+
+def _imports(folder: Path) -> list[tuple[Path, str]]:
+    found = []
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found += [(path, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.append((path, node.module))
+                found += [(path, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_engine_source_never_imports_qt():
+    offenders = [
+        (p.name, m)
+        for p, m in _imports(ROOT / "studio" / "engine")
+        if m.split(".")[0] in QT_MODULES
+    ]
+    assert offenders == []
+
+
+def test_document_source_never_imports_qtwidgets():
+    offenders = [(p.name, m) for p, m in _imports(ROOT / "studio" / "document") if "QtWidgets" in m]
+    assert offenders == []
+
+
+def test_importing_the_whole_engine_loads_no_qt():
+    engine_modules = sorted(
+        p.stem for p in (ROOT / "studio" / "engine").glob("*.py") if p.stem != "__init__"
+    )
+    code = (
+        "import sys\n"
+        + "".join(f"import studio.engine.{name}\n" for name in engine_modules)
+        + f"bad = [m for m in sys.modules if m.split('.')[0] in {QT_MODULES!r}]\n"
+        + "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_layering_check_catches_a_qt_import(tmp_path):
+    (tmp_path / "bad.py").write_text("from PySide6.QtCore import QObject\n")
+    assert [m for _, m in _imports(tmp_path) if m.split(".")[0] in QT_MODULES]
