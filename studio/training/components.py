@@ -19,14 +19,14 @@ from studio.training.vocab import MAX_LENGTH
 class ModelShape:
     """Sizes of the text encoder, UNet and VAE."""
 
-    text_hidden: int = 128
-    text_layers: int = 3
-    text_heads: int = 4
-    unet_channels: tuple[int, ...] = (64, 128, 128)
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 2
+    unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_layers_per_block: int = 1
     unet_head_dim: int = 32
-    vae_channels: tuple[int, ...] = (32, 64, 64)  # len 3 -> latents 4x smaller than the image
-    vae_groups: int = 16
+    vae_channels: tuple[int, ...] = (16, 32, 64)  # len 3 -> latents 4x smaller than the image
+    vae_groups: int = 8
     latent_channels: int = 4
     image_size: int = 64
 
@@ -48,7 +48,9 @@ TINY = ModelShape(
 )
 
 
-def build_text_encoder(shape: ModelShape, vocab_size: int, bos_id: int, eos_id: int, pad_id: int) -> CLIPTextModel:
+def build_text_encoder(
+    shape: ModelShape, vocab_size: int, bos_id: int, eos_id: int, pad_id: int
+) -> CLIPTextModel:
     config = CLIPTextConfig(
         vocab_size=vocab_size,
         hidden_size=shape.text_hidden,
@@ -96,6 +98,8 @@ def build_vae(shape: ModelShape) -> AutoencoderKL:
         latent_channels=shape.latent_channels,
         norm_num_groups=shape.vae_groups,
         sample_size=shape.image_size,
+        # No attention in the VAE: it is trained on crops and must not care about image size.
+        mid_block_add_attention=False,
     )
 
 

@@ -22,7 +22,6 @@ command resumes from the latest checkpoint; delete the run directory to start ov
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -39,7 +38,14 @@ import torch
 import torch.nn.functional as F
 
 from studio.training import world
-from studio.training.components import BUNDLED, ModelShape, build_scheduler, build_text_encoder, build_unet, build_vae
+from studio.training.components import (
+    BUNDLED,
+    ModelShape,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+)
 from studio.training.vocab import MAX_LENGTH, load_tokenizer, write_tokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,14 +57,15 @@ class TrainConfig:
 
     shape: ModelShape = field(default_factory=lambda: BUNDLED)
     seed: int = 0
-    dataset_size: int = 40_000
-    vae_steps: int = 600
+    dataset_size: int = 30_000
+    vae_steps: int = 400
     vae_batch: int = 32
     vae_lr: float = 1e-3
     vae_kl_weight: float = 1e-6
-    steps: int = 3000
-    batch: int = 64
-    lr: float = 5e-4
+    vae_crop: int = 32
+    steps: int = 4000
+    batch: int = 32
+    lr: float = 8e-4
     warmup: int = 100
     caption_dropout: float = 0.1
     ema_decay: float = 0.998
@@ -115,13 +122,24 @@ def train_vae(cfg: TrainConfig, images: np.ndarray, run_dir: Path, device: torch
     last_save = time.monotonic()
     for step in range(start, cfg.vae_steps):
         rng = np.random.default_rng([cfg.seed, 1, step])
-        batch = images_to_tensor(images[rng.integers(0, len(images), cfg.vae_batch)]).to(device)
+        # Random crops: the VAE is convolutional, and crops make each step 4x cheaper.
+        y, x = rng.integers(0, images.shape[1] - cfg.vae_crop + 1, 2)
+        crops = images[
+            rng.integers(0, len(images), cfg.vae_batch), y : y + cfg.vae_crop, x : x + cfg.vae_crop
+        ]
+        batch = images_to_tensor(np.ascontiguousarray(crops)).to(device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed * 7919 + step)
-        lr = cfg.vae_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+        lr = (
+            cfg.vae_lr
+            * min(1.0, (step + 1) / 50)
+            * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+        )
         for group in optimizer.param_groups:
             group["lr"] = lr
         posterior = vae.encode(batch).latent_dist
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen).to(device)
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen).to(
+            device
+        )
         recon = vae.decode(z).sample
         rec_loss = F.l1_loss(recon, batch)
         loss = rec_loss + cfg.vae_kl_weight * posterior.kl().mean()
@@ -133,7 +151,10 @@ def train_vae(cfg: TrainConfig, images: np.ndarray, run_dir: Path, device: torch
             log_line(f"vae step {step + 1}/{cfg.vae_steps} l1 {rec_loss.item():.4f}")
         done = step + 1 == cfg.vae_steps
         if done or time.monotonic() - last_save > cfg.checkpoint_seconds:
-            _save_atomic({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1}, path)
+            _save_atomic(
+                {"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step + 1},
+                path,
+            )
             last_save = time.monotonic()
     return vae.eval().requires_grad_(False)
 
@@ -179,18 +200,26 @@ class CaptionTokens:
         missing = [c for c in set(captions) if c not in self.cache]
         if missing:
             ids = self.tokenizer(
-                missing, padding="max_length", max_length=MAX_LENGTH, truncation=True, return_tensors="pt"
+                missing,
+                padding="max_length",
+                max_length=MAX_LENGTH,
+                truncation=True,
+                return_tensors="pt",
             ).input_ids
             self.cache.update(zip(missing, ids, strict=True))
         return torch.stack([self.cache[c] for c in captions])
 
 
-def batch_captions(cfg: TrainConfig, scenes: list[world.Scene], indices: np.ndarray, step: int) -> list[str]:
+def batch_captions(
+    cfg: TrainConfig, scenes: list[world.Scene], indices: np.ndarray, step: int
+) -> list[str]:
     rng = random.Random(cfg.seed * 1_000_003 + step)
     return ["" if rng.random() < cfg.caption_dropout else scenes[i].caption(rng) for i in indices]
 
 
-def diffusion_loss(unet, text_encoder, scheduler_alphas: torch.Tensor, latents, token_ids, timesteps, noise, gamma):
+def diffusion_loss(
+    unet, text_encoder, scheduler_alphas: torch.Tensor, latents, token_ids, timesteps, noise, gamma
+):
     """Min-SNR-weighted epsilon-prediction MSE for one batch."""
     alpha_bar = scheduler_alphas[timesteps].view(-1, 1, 1, 1)
     noisy = alpha_bar.sqrt() * latents + (1 - alpha_bar).sqrt() * noise
@@ -214,7 +243,11 @@ def train_diffusion(
     """Stage 2: train text encoder + UNet jointly; returns (text_encoder, unet) with EMA weights."""
     torch.manual_seed(cfg.seed + 1)
     text_encoder = build_text_encoder(
-        cfg.shape, len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+        cfg.shape,
+        len(tokenizer),
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
     ).to(device)
     unet = build_unet(cfg.shape).to(device)
     params = list(text_encoder.parameters()) + list(unet.parameters())
@@ -232,7 +265,7 @@ def train_diffusion(
         ema = [t.to(device) for t in state["ema"]]
         start = state["step"]
         log_line(f"diffusion: resuming at step {start}")
-    loss_log = open(run_dir / "loss.csv", "a") if run_dir is not None else None
+    loss_log = open(run_dir / "loss.csv", "a") if run_dir is not None else None  # noqa: SIM115 (closed below)
     last_save = time.monotonic()
     started = time.monotonic()
     text_encoder.train()
@@ -248,7 +281,9 @@ def train_diffusion(
         ids = tokens(batch_captions(cfg, scenes, indices, step)).to(device)
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-        loss, mse = diffusion_loss(unet, text_encoder, alphas, batch, ids, timesteps, noise, cfg.min_snr_gamma)
+        loss, mse = diffusion_loss(
+            unet, text_encoder, alphas, batch, ids, timesteps, noise, cfg.min_snr_gamma
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -265,8 +300,12 @@ def train_diffusion(
                 loss_log.flush()
                 rate = (time.monotonic() - started) / (step + 1 - start)
                 eta = rate * (cfg.steps - step - 1) / 60
-                log_line(f"step {step + 1}/{cfg.steps} loss {loss.item():.4f} mse {mse.item():.4f} {rate:.2f}s/step eta {eta:.1f} min")
-        if path is not None and (step + 1 == cfg.steps or time.monotonic() - last_save > cfg.checkpoint_seconds):
+                log_line(
+                    f"step {step + 1}/{cfg.steps} loss {loss.item():.4f} mse {mse.item():.4f} {rate:.2f}s/step eta {eta:.1f} min"
+                )
+        if path is not None and (
+            step + 1 == cfg.steps or time.monotonic() - last_save > cfg.checkpoint_seconds
+        ):
             state = {
                 "text_encoder": text_encoder.state_dict(),
                 "unet": unet.state_dict(),
@@ -335,14 +374,18 @@ def run(cfg: TrainConfig, out: Path, run_dir: Path, device: torch.device) -> Non
     text_encoder, unet = train_diffusion(cfg, latents, scenes, tokenizer, run_dir, device)
     preview = fit_preview(latents[:4000], images[:4000])
     export(out, tokenizer_dir, text_encoder.cpu(), unet.cpu(), vae.cpu(), preview)
-    log_line(f"exported to {out} after {(time.monotonic() - started) / 60:.1f} min; preview fit rmse {preview['fit_rmse']}")
+    log_line(
+        f"exported to {out} after {(time.monotonic() - started) / 60:.1f} min; preview fit rmse {preview['fit_rmse']}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "resources/models/noise-world")
     parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / "runs/noise-world")
-    parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="diffusion training steps")
+    parser.add_argument(
+        "--steps", type=int, default=TrainConfig.steps, help="diffusion training steps"
+    )
     parser.add_argument("--vae-steps", type=int, default=TrainConfig.vae_steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

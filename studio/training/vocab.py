@@ -9,29 +9,69 @@ characters instead of failing.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-from studio.training.world import PLACE_PHRASES, TEMPLATES, TIME_PHRASES, ATTRIBUTES
+from studio.training.world import ATTRIBUTES, PLACE_PHRASES, TEMPLATES, TIME_PHRASES
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 MAX_LENGTH = 77
 
 # Words a user is likely to type beyond the captions; cheap to include as whole tokens.
-EXTRA_WORDS = (
-    "an the of with and on in at by under photo picture painting image a big small "
-    "bright dark sky sun moon sea road mountains mountain trees water sand stars morning "
-    "evening day blurry ugly bad low quality"
-).split()
+EXTRA_WORDS = [
+    "an",
+    "the",
+    "of",
+    "with",
+    "and",
+    "on",
+    "in",
+    "at",
+    "by",
+    "under",
+    "photo",
+    "picture",
+    "painting",
+    "image",
+    "a",
+    "big",
+    "small",
+    "bright",
+    "dark",
+    "sky",
+    "sun",
+    "moon",
+    "sea",
+    "road",
+    "mountains",
+    "mountain",
+    "trees",
+    "water",
+    "sand",
+    "stars",
+    "morning",
+    "evening",
+    "day",
+    "blurry",
+    "ugly",
+    "bad",
+    "low",
+    "quality",
+]
 
 
 def _bytes_to_unicode() -> dict[int, str]:
     """The GPT-2/CLIP byte-to-printable-character table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -58,12 +98,12 @@ def caption_words() -> list[str]:
 def _apply_merges(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     """Plain BPE: repeatedly merge the lowest-ranked adjacent pair."""
     while len(symbols) > 1:
-        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(zip(symbols, symbols[1:]))]
+        pairs = [(ranks.get((a, b)), i) for i, (a, b) in enumerate(itertools.pairwise(symbols))]
         pairs = [(r, i) for r, i in pairs if r is not None]
         if not pairs:
             break
         _, i = min(pairs)
-        symbols = symbols[:i] + [symbols[i] + symbols[i + 1]] + symbols[i + 2 :]
+        symbols = [*symbols[:i], symbols[i] + symbols[i + 1], *symbols[i + 2 :]]
     return symbols
 
 
@@ -79,7 +119,7 @@ def build_vocab(words: Iterable[str]) -> tuple[dict[str, int], list[tuple[str, s
     merges: list[tuple[str, str]] = []
     ranks: dict[tuple[str, str], int] = {}
     for word in words:
-        symbols = list(word[:-1]) + [word[-1] + "</w>"]
+        symbols = [*word[:-1], word[-1] + "</w>"]
         while len(symbols := _apply_merges(symbols, ranks)) > 1:
             pair = (symbols[0], symbols[1])
             ranks[pair] = len(merges)
@@ -101,7 +141,9 @@ def write_tokenizer(directory: str | Path, words: Iterable[str] | None = None) -
     lines = ["#version: 0.2"] + [f"{a} {b}" for a, b in merges]
     (directory / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
-    (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=2), encoding="utf-8")
+    (directory / "special_tokens_map.json").write_text(
+        json.dumps(special, indent=2), encoding="utf-8"
+    )
     config = {
         "tokenizer_class": "CLIPTokenizer",
         "model_max_length": MAX_LENGTH,

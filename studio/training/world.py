@@ -150,7 +150,7 @@ _LIGHT = {
 
 
 def _mix(a, b, t: float) -> tuple[int, int, int]:
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=True))
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
 
 
 def _lit(rgb, time: str) -> tuple[int, int, int]:
@@ -161,7 +161,9 @@ def _jitter(rgb, rng: random.Random, amount: int = 18) -> tuple[int, int, int]:
     return tuple(max(0, min(255, c + rng.randint(-amount, amount))) for c in rgb)
 
 
-def _draw_sky(draw: ImageDraw.ImageDraw, s: int, horizon: int, time: str, rng: random.Random) -> None:
+def _draw_sky(
+    draw: ImageDraw.ImageDraw, s: int, horizon: int, time: str, rng: random.Random
+) -> None:
     top, bottom = (_jitter(c, rng, 12) for c in _SKY[time])
     for y in range(horizon + 1):
         draw.line([(0, y), (s, y)], fill=_mix(top, bottom, y / max(1, horizon)))
@@ -183,7 +185,9 @@ def _draw_sky(draw: ImageDraw.ImageDraw, s: int, horizon: int, time: str, rng: r
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=sun)
 
 
-def _draw_place(draw: ImageDraw.ImageDraw, s: int, horizon: int, place: str, time: str, rng: random.Random) -> None:
+def _draw_place(
+    draw: ImageDraw.ImageDraw, s: int, horizon: int, place: str, time: str, rng: random.Random
+) -> None:
     def lit(rgb):
         return _lit(_jitter(rgb, rng, 10), time)
 
@@ -191,9 +195,15 @@ def _draw_place(draw: ImageDraw.ImageDraw, s: int, horizon: int, place: str, tim
         for _ in range(rng.randint(2, 3)):
             cx, w = rng.uniform(0, s), rng.uniform(0.3, 0.5) * s
             peak = horizon - rng.uniform(0.2, 0.35) * s
-            draw.polygon([(cx - w, horizon), (cx, peak), (cx + w, horizon)], fill=lit((110, 100, 110)))
             draw.polygon(
-                [(cx - w * 0.25, peak + (horizon - peak) * 0.25), (cx, peak), (cx + w * 0.25, peak + (horizon - peak) * 0.25)],
+                [(cx - w, horizon), (cx, peak), (cx + w, horizon)], fill=lit((110, 100, 110))
+            )
+            draw.polygon(
+                [
+                    (cx - w * 0.25, peak + (horizon - peak) * 0.25),
+                    (cx, peak),
+                    (cx + w * 0.25, peak + (horizon - peak) * 0.25),
+                ],
                 fill=lit((245, 245, 250)),
             )
         draw.rectangle([0, horizon, s, s], fill=lit((70, 120, 60)))
@@ -217,7 +227,9 @@ def _draw_place(draw: ImageDraw.ImageDraw, s: int, horizon: int, place: str, tim
             w = rng.uniform(0.1, 0.2) * s
             h = rng.uniform(0.25, 0.55) * s
             grey = rng.randint(90, 150)
-            draw.rectangle([x, horizon - h, x + w - 1, horizon + 2], fill=lit((grey, grey, grey + 10)))
+            draw.rectangle(
+                [x, horizon - h, x + w - 1, horizon + 2], fill=lit((grey, grey, grey + 10))
+            )
             window = (255, 230, 120) if time == "night" else lit((180, 210, 230))
             for wy in np.arange(horizon - h + 3, horizon - 2, 6):
                 for wx in np.arange(x + 2, x + w - 3, 5):
@@ -230,7 +242,10 @@ def _draw_place(draw: ImageDraw.ImageDraw, s: int, horizon: int, place: str, tim
             h = rng.uniform(0.25, 0.45) * s
             w = h * rng.uniform(0.3, 0.45)
             base = horizon + rng.uniform(0, 6)
-            draw.polygon([(cx - w, base), (cx, base - h), (cx + w, base)], fill=lit((20, 100 + rng.randint(-20, 20), 35)))
+            draw.polygon(
+                [(cx - w, base), (cx, base - h), (cx + w, base)],
+                fill=lit((20, 100 + rng.randint(-20, 20), 35)),
+            )
     elif place == "desert":
         draw.rectangle([0, horizon, s, s], fill=lit((225, 170, 90)))
         for _ in range(3):
@@ -248,7 +263,13 @@ def _draw_place(draw: ImageDraw.ImageDraw, s: int, horizon: int, place: str, tim
 
 
 def _draw_subject(
-    draw: ImageDraw.ImageDraw, s: int, horizon: int, subject: str, colour: str, time: str, rng: random.Random
+    draw: ImageDraw.ImageDraw,
+    s: int,
+    horizon: int,
+    subject: str,
+    colour: str,
+    time: str,
+    rng: random.Random,
 ) -> None:
     # The subject stays bright at every time of day so its colour remains readable.
     base = COLOUR_RGB[colour]
@@ -270,31 +291,71 @@ def _draw_subject(
     cx = rng.uniform(0.3, 0.7) * s
     if subject == "car":
         by = rng.uniform(max(horizon + 0.2 * s, 0.72 * s), 0.95 * s)
-        draw.polygon(pts([(-0.5, 0.1), (0.5, 0.1), (0.5, 0.35), (-0.5, 0.35)], cx, by), fill=body, outline=outline)
-        draw.polygon(pts([(-0.3, 0.35), (0.2, 0.35), (0.1, 0.58), (-0.22, 0.58)], cx, by), fill=body, outline=outline)
-        draw.polygon(pts([(-0.24, 0.38), (0.14, 0.38), (0.07, 0.53), (-0.18, 0.53)], cx, by), fill=(170, 210, 235))
+        draw.polygon(
+            pts([(-0.5, 0.1), (0.5, 0.1), (0.5, 0.35), (-0.5, 0.35)], cx, by),
+            fill=body,
+            outline=outline,
+        )
+        draw.polygon(
+            pts([(-0.3, 0.35), (0.2, 0.35), (0.1, 0.58), (-0.22, 0.58)], cx, by),
+            fill=body,
+            outline=outline,
+        )
+        draw.polygon(
+            pts([(-0.24, 0.38), (0.14, 0.38), (0.07, 0.53), (-0.18, 0.53)], cx, by),
+            fill=(170, 210, 235),
+        )
         for wx in (-0.3, 0.3):
             (x0, y0), (x1, y1) = pts([(wx - 0.11, 0.21), (wx + 0.11, -0.01)], cx, by)
-            draw.ellipse([min(x0, x1), y0, max(x0, x1), y1], fill=(20, 20, 20), outline=(90, 90, 90))
+            draw.ellipse(
+                [min(x0, x1), y0, max(x0, x1), y1], fill=(20, 20, 20), outline=(90, 90, 90)
+            )
     elif subject == "house":
         by = rng.uniform(max(horizon + 0.12 * s, 0.7 * s), 0.95 * s)
         size *= 0.95
-        draw.polygon(pts([(-0.35, 0), (0.35, 0), (0.35, 0.5), (-0.35, 0.5)], cx, by), fill=body, outline=outline)
-        draw.polygon(pts([(-0.45, 0.5), (0.45, 0.5), (0, 0.85)], cx, by), fill=dark, outline=outline)
-        draw.polygon(pts([(-0.08, 0), (0.08, 0), (0.08, 0.25), (-0.08, 0.25)], cx, by), fill=(70, 40, 20))
-        draw.polygon(pts([(0.15, 0.28), (0.28, 0.28), (0.28, 0.4), (0.15, 0.4)], cx, by), fill=(180, 220, 240))
+        draw.polygon(
+            pts([(-0.35, 0), (0.35, 0), (0.35, 0.5), (-0.35, 0.5)], cx, by),
+            fill=body,
+            outline=outline,
+        )
+        draw.polygon(
+            pts([(-0.45, 0.5), (0.45, 0.5), (0, 0.85)], cx, by), fill=dark, outline=outline
+        )
+        draw.polygon(
+            pts([(-0.08, 0), (0.08, 0), (0.08, 0.25), (-0.08, 0.25)], cx, by), fill=(70, 40, 20)
+        )
+        draw.polygon(
+            pts([(0.15, 0.28), (0.28, 0.28), (0.28, 0.4), (0.15, 0.4)], cx, by),
+            fill=(180, 220, 240),
+        )
     elif subject == "tree":
         by = rng.uniform(max(horizon + 0.1 * s, 0.75 * s), 0.97 * s)
         size *= 1.05
-        draw.polygon(pts([(-0.08, 0), (0.08, 0), (0.08, 0.4), (-0.08, 0.4)], cx, by), fill=(100, 60, 25), outline=outline)
+        draw.polygon(
+            pts([(-0.08, 0), (0.08, 0), (0.08, 0.4), (-0.08, 0.4)], cx, by),
+            fill=(100, 60, 25),
+            outline=outline,
+        )
         (x0, y0), (x1, y1) = pts([(-0.42, 0.85), (0.42, 0.3)], cx, by)
         draw.ellipse([min(x0, x1), y0, max(x0, x1), y1], fill=body, outline=outline)
     elif subject == "boat":
         by = rng.uniform(max(horizon + 0.15 * s, 0.75 * s), 0.95 * s)
-        draw.polygon(pts([(-0.5, 0.22), (0.5, 0.22), (0.35, 0), (-0.35, 0)], cx, by), fill=body, outline=outline)
-        draw.polygon(pts([(0.0, 0.22), (0.03, 0.22), (0.03, 0.85), (0.0, 0.85)], cx, by), fill=(90, 60, 30))
-        draw.polygon(pts([(0.05, 0.28), (0.05, 0.82), (0.4, 0.28)], cx, by), fill=(245, 245, 245), outline=outline)
-        draw.polygon(pts([(-0.03, 0.3), (-0.03, 0.7), (-0.32, 0.3)], cx, by), fill=body, outline=outline)
+        draw.polygon(
+            pts([(-0.5, 0.22), (0.5, 0.22), (0.35, 0), (-0.35, 0)], cx, by),
+            fill=body,
+            outline=outline,
+        )
+        draw.polygon(
+            pts([(0.0, 0.22), (0.03, 0.22), (0.03, 0.85), (0.0, 0.85)], cx, by), fill=(90, 60, 30)
+        )
+        draw.polygon(
+            pts([(0.05, 0.28), (0.05, 0.82), (0.4, 0.28)], cx, by),
+            fill=(245, 245, 245),
+            outline=outline,
+        )
+        draw.polygon(
+            pts([(-0.03, 0.3), (-0.03, 0.7), (-0.32, 0.3)], cx, by), fill=body, outline=outline
+        )
     elif subject == "balloon":
         size *= 0.9
         by = rng.uniform(0.5 * s, 0.75 * s)
@@ -303,7 +364,11 @@ def _draw_subject(
         draw.polygon(pts([(-0.2, 0.4), (0.2, 0.4), (0.08, 0.2), (-0.08, 0.2)], cx, by), fill=body)
         for x0_, x1_ in ((-0.08, -0.06), (0.08, 0.06)):
             draw.line(pts([(x0_, 0.2), (x1_, 0.1)], cx, by), fill=(60, 40, 20), width=1)
-        draw.polygon(pts([(-0.08, 0.1), (0.08, 0.1), (0.08, 0), (-0.08, 0)], cx, by), fill=(130, 80, 30), outline=outline)
+        draw.polygon(
+            pts([(-0.08, 0.1), (0.08, 0.1), (0.08, 0), (-0.08, 0)], cx, by),
+            fill=(130, 80, 30),
+            outline=outline,
+        )
     else:
         raise ValueError(f"unknown subject {subject!r}")
 
@@ -323,7 +388,9 @@ def render(scene: Scene, seed: int, size: int = IMAGE_SIZE, supersample: int = 2
     return np.asarray(image, dtype=np.uint8)
 
 
-def sample_dataset(count: int, seed: int, scenes: list[Scene] | None = None) -> tuple[np.ndarray, list[Scene]]:
+def sample_dataset(
+    count: int, seed: int, scenes: list[Scene] | None = None
+) -> tuple[np.ndarray, list[Scene]]:
     """Render ``count`` random scenes (by default only training scenes) into one uint8 array NxHxWx3."""
     scenes = training_scenes() if scenes is None else scenes
     rng = random.Random(seed)
