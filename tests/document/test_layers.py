@@ -250,3 +250,86 @@ def test_premultiplied_output_for_qimage_and_straight_for_export() -> None:
     assert stack.composite_premultiplied()[0, 0].tolist() == [100, 50, 25, 128]
     assert stack.composite_rgba()[0, 0].tolist() == [200, 100, 50, 128]
     assert to_straight_u8(np.zeros((4, 1, 1), np.float32))[0, 0].tolist() == [0, 0, 0, 0]
+
+
+# ---- undo commands ------------------------------------------------------------------
+
+
+def test_every_layer_edit_is_one_undo_command(qtbot) -> None:
+    from PySide6.QtGui import QUndoStack
+
+    from studio.document import layer_commands as lc
+
+    undo = QUndoStack()
+    stack = LayerStack(8, 8)
+    a = Layer(_solid(8, 8, (255, 0, 0, 255)), name="a")
+    b = Layer(_solid(4, 4, (0, 0, 255, 255)), name="b")
+    undo.push(lc.AddLayerCommand(stack, a))
+    undo.push(lc.AddLayerCommand(stack, b))
+    undo.push(lc.rename_layer(stack, b.id, "blue"))
+    undo.push(lc.set_visible(stack, a.id, False))
+    undo.push(lc.set_blend(stack, b.id, BlendMode.SCREEN))
+    undo.push(lc.ReorderLayerCommand(stack, b.id, 0))
+    dup = lc.DuplicateLayerCommand(stack, a.id)
+    undo.push(dup)
+    assert [layer.name for layer in stack] == ["blue", "a", "a copy"]
+    undo.push(lc.RemoveLayerCommand(stack, a.id))
+    assert [layer.name for layer in stack] == ["blue", "a copy"]
+    assert undo.count() == 8
+    undo.undo()  # delete
+    assert [layer.name for layer in stack] == ["blue", "a", "a copy"] and stack[1] is stack.layer(
+        a.id
+    )
+    undo.undo()  # duplicate
+    undo.undo()  # reorder
+    assert [layer.name for layer in stack] == ["a", "blue"]
+    undo.undo()
+    assert stack.layer(b.id).blend is BlendMode.NORMAL
+    undo.undo()
+    assert stack.layer(a.id).visible
+    undo.undo()
+    assert stack.layer(b.id).name == "b"
+    undo.undo()
+    undo.undo()
+    assert len(stack) == 0
+    for _ in range(8):
+        undo.redo()
+    assert [layer.name for layer in stack] == ["blue", "a copy"]
+
+
+def test_opacity_and_position_drags_merge_into_one_command(qtbot) -> None:
+    from PySide6.QtGui import QUndoStack
+
+    from studio.document import layer_commands as lc
+
+    undo = QUndoStack()
+    stack = LayerStack(8, 8)
+    layer = Layer(_solid(8, 8, (255, 0, 0, 255)))
+    undo.push(lc.AddLayerCommand(stack, layer))
+    drag = lc.new_gesture()
+    for value in (0.9, 0.7, 0.4):
+        undo.push(lc.set_opacity(stack, layer.id, value, drag))
+    assert undo.count() == 2 and stack.layer(layer.id).opacity == 0.4
+    move = lc.new_gesture()
+    for offset in ((1, 0), (2, 1), (5, 3)):
+        undo.push(lc.move_layer(stack, layer.id, offset, move))
+    assert undo.count() == 3 and stack.layer(layer.id).offset == (5, 3)
+    undo.undo()
+    assert stack.layer(layer.id).offset == (0, 0)
+    undo.undo()
+    assert stack.layer(layer.id).opacity == 1.0
+    undo.redo()
+    assert stack.layer(layer.id).opacity == 0.4
+    # a second drag is a second command, even on the same layer
+    second = lc.new_gesture()
+    undo.push(lc.set_opacity(stack, layer.id, 0.2, second))
+    assert undo.count() == 3
+    # commands without a gesture never merge
+    undo.push(lc.set_opacity(stack, layer.id, 0.3))
+    undo.push(lc.set_opacity(stack, layer.id, 0.5))
+    assert undo.count() == 5
+    # a drag that returns to where it started leaves nothing to undo
+    back = lc.new_gesture()
+    undo.push(lc.set_opacity(stack, layer.id, 0.1, back))
+    undo.push(lc.set_opacity(stack, layer.id, 0.5, back))
+    assert undo.count() == 5 and stack.layer(layer.id).opacity == 0.5
