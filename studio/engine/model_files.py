@@ -144,6 +144,10 @@ _REFUSAL = "which can run code when loaded, so Noise Studio refuses it; use a .s
 def refuse_unsafe_format(path: str | os.PathLike[str]) -> None:
     """Raise if the file is pickle-based by its bytes or its name; nothing is ever unpickled."""
     path = Path(path)
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise ModelFileError(
+            f"The model file {path} does not exist or is not a regular file.", path, "missing"
+        )
     try:
         kind = sniff_format(path)
     except OSError as exc:

@@ -628,3 +628,14 @@ def test_load_model_refuses_a_truncated_single_file(tmp_path, offline):
     with pytest.raises(ModelError, match=CORRUPT) as error:
         load_model(str(path), device="cpu")
     assert str(path) in str(error.value)
+
+
+def test_devices_and_fifos_are_not_read(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        with pytest.raises(ModelFileError, match="not a regular file") as error:
+            check_safetensors(path)
+        assert_names(error, path)

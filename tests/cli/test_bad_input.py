@@ -1,0 +1,121 @@
+"""Bad input at the CLI (issue 7): one sentence on stderr, exit 2, no traceback, nothing run."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from studio.cli import EXIT_ERROR, main
+from tests.engine.hostile_inputs import evil_pickle, torch_style_zip
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Validation must fail before any model is touched."""
+    from studio.engine import models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded for a recipe that should have been refused")
+
+    monkeypatch.setattr(models, "load_model", refuse)
+
+
+def one_sentence(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert "Traceback" not in err
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--size", "8x64"], "width"),
+        (["--size", "64x9000"], "height"),
+        (["--steps", "10000"], "Steps"),
+        (["--steps", "0"], "Steps"),
+        (["--cfg", "-1"], "CFG"),
+        (["--cfg", "inf"], "CFG"),
+        (["--seed", str(2**64)], "seed"),
+        (["--seed", "-5"], "seed"),
+        (["--variation-seed", str(2**80), "--variation-strength", "0.5"], "variation seed"),
+        (["--variation-strength", "nan", "--variation-seed", "1"], "variation strength"),
+    ],
+)
+def test_invalid_options_are_refused_before_loading(capsys, no_model_loading, args, words):
+    assert main(["--prompt", "a red car", *args]) == EXIT_ERROR
+    assert words in one_sentence(capsys)
+
+
+def test_size_not_a_multiple_of_the_model_factor(capsys, tiny_model_dir, tmp_path):
+    out = tmp_path / "x.png"
+    assert (
+        main(
+            ["--model", str(tiny_model_dir), "--prompt", "x", "--size", "17x16", "--out", str(out)]
+        )
+        == 2
+    )
+    assert "multiple of 2" in one_sentence(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".safetensors"])
+def test_a_pickle_model_is_refused_and_never_run(capsys, tmp_path, suffix):
+    marker = tmp_path / "ran"
+    model = tmp_path / f"model{suffix}"
+    model.write_bytes(evil_pickle(marker))
+    assert main(["--model", str(model), "--prompt", "x"]) == EXIT_ERROR
+    assert str(model) in one_sentence(capsys)
+    assert not marker.exists()
+
+
+def test_a_model_folder_with_a_missing_part_names_it(capsys, tiny_model_dir, tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    (folder / "scheduler" / "scheduler_config.json").unlink()
+    assert main(["--model", str(folder), "--prompt", "x"]) == EXIT_ERROR
+    assert "missing scheduler/scheduler_config.json" in one_sentence(capsys)
+
+
+def test_the_process_refuses_a_torch_zip_without_traceback_or_marker(tmp_path):
+    marker = tmp_path / "ran"
+    model = tmp_path / "download.safetensors"
+    model.write_bytes(torch_style_zip(pickle.dumps(0) + evil_pickle(marker), "weird/../data.pkl"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "main.py",
+            "render",
+            "--model",
+            str(model),
+            "--prompt",
+            "x",
+            "--steps",
+            "10000",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_ERROR
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "Steps" in result.stderr  # validation comes first: nothing reached the engine
+    result = subprocess.run(
+        [sys.executable, "main.py", "render", "--model", str(model), "--prompt", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_ERROR
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert str(model) in result.stderr and "refuses" in result.stderr
+    assert not marker.exists()
