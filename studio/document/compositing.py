@@ -15,7 +15,9 @@ below is rewritten without division so that transparent pixels need no care.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -164,6 +166,23 @@ class _Key:
         )
 
 
+BAND_ROWS = 64
+"""Rows per band: a band of a 1024-wide canvas is 1 MB of float32 RGBA, which stays in cache."""
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _band_pool() -> ThreadPoolExecutor | None:
+    """Threads for bands (numpy releases the GIL in its loops); None on a single core."""
+    global _pool
+    workers = min(8, os.cpu_count() or 1)
+    if workers < 2:
+        return None
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="composite")
+    return _pool
+
+
 def _intersect(a: Rect, b: Rect) -> Rect | None:
     x0, y0 = max(a[0], b[0]), max(a[1], b[1])
     x1, y1 = min(a[2], b[2]), min(a[3], b[3])
@@ -274,8 +293,34 @@ class Compositor:
         self._result[:, y0:y1, x0:x1] = values
         to_premultiplied_u8(values, out=self._result_u8[y0:y1, x0:x1])
 
+    def _banded(self, region: Rect, work: Callable[[Rect], None]) -> None:
+        """Run ``work`` over horizontal bands of ``region``: cache-sized, and spread over cores."""
+        x0, y0, x1, y1 = region
+        bands = [(x0, y, x1, min(y + BAND_ROWS, y1)) for y in range(y0, y1, BAND_ROWS)]
+        pool = _band_pool()
+        if pool is None or len(bands) < 2:
+            for band in bands:
+                work(band)
+        else:
+            for _ in pool.map(work, bands):
+                pass
+
+    def _composed(self, layers, keys, region: Rect) -> np.ndarray:
+        """The composite of ``layers`` alone over ``region``, as a new array, computed band by band."""
+        x0, y0, x1, y1 = region
+        out = np.empty((4, y1 - y0, x1 - x0), np.float32)
+
+        def work(band: Rect) -> None:
+            out[:, band[1] - y0 : band[3] - y0] = self._compose(layers, keys, band)
+
+        self._banded(region, work)
+        return out
+
     def _update(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> None:
         keys = [_Key.of(layer) for layer in layers]
+        for layer, key in zip(layers, keys, strict=True):
+            if key.visible:
+                self._layer_premul(layer)  # fill the cache before bands run in threads
         live = {key.id for key in keys}
         for stale in [k for k in self._premul if k not in live]:
             del self._premul[stale]
@@ -306,7 +351,9 @@ class Compositor:
             if len(changed) == 1:
                 self._update_one(layers, keys, changed[0], dirty)
             else:
-                self._set_result(dirty, self._compose(layers, keys, dirty))
+                self._banded(
+                    dirty, lambda band: self._set_result(band, self._compose(layers, keys, band))
+                )
             return
         self._full(layers, keys)
 
@@ -315,24 +362,30 @@ class Compositor:
         self._keys = keys
         self.last_dirty = canvas if canvas[2] and canvas[3] else None
         if self.last_dirty is not None:
-            self._set_result(canvas, self._compose(layers, keys, canvas))
+            self._banded(
+                canvas, lambda band: self._set_result(band, self._compose(layers, keys, band))
+            )
 
     def _update_one(self, layers, keys: list[_Key], k: int, dirty: Rect) -> None:
         canvas = self._canvas()
         below_keys = tuple(keys[:k])
         if self._below is None or self._below[0] != k or self._below[1] != below_keys:
-            self._below = (k, below_keys, self._compose(layers[:k], keys[:k], canvas))
+            self._below = (k, below_keys, self._composed(layers[:k], keys[:k], canvas))
         above_keys = tuple(keys[k + 1 :])
         if self._above is None or self._above[0] != k or self._above[1] != above_keys:
             groupable = all(key.blend is BlendMode.NORMAL or not key.visible for key in above_keys)
-            group = self._compose(layers[k + 1 :], keys[k + 1 :], canvas) if groupable else None
+            group = self._composed(layers[k + 1 :], keys[k + 1 :], canvas) if groupable else None
             self._above = (k, above_keys, group)
-        x0, y0, x1, y1 = dirty
-        x = self._below[2][:, y0:y1, x0:x1].copy()
-        x = self._apply(layers[k], keys[k], x, dirty)
-        group = self._above[2]
-        if group is not None:
-            x = blend(group[:, y0:y1, x0:x1], x, BlendMode.NORMAL)
-        else:
-            x = self._compose(layers[k + 1 :], keys[k + 1 :], dirty, start=x)
-        self._set_result(dirty, x)
+        below, group = self._below[2], self._above[2]
+
+        def work(band: Rect) -> None:
+            x0, y0, x1, y1 = band
+            x = below[:, y0:y1, x0:x1].copy()
+            x = self._apply(layers[k], keys[k], x, band)
+            if group is not None:
+                x = blend(group[:, y0:y1, x0:x1], x, BlendMode.NORMAL)
+            else:
+                x = self._compose(layers[k + 1 :], keys[k + 1 :], band, start=x)
+            self._set_result(band, x)
+
+        self._banded(dirty, work)

@@ -7,6 +7,7 @@ premultiplied output the canvas uploads, for the changed rectangle.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -50,7 +51,11 @@ def report(label: str, times: list[float]) -> None:
 
 
 def main() -> None:
-    print(f"{LAYERS} layers of {SIZE}x{SIZE}, {UPDATES} opacity updates per case")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"{LAYERS} layers of {SIZE}x{SIZE}, {UPDATES} opacity updates per case;"
+        f" {os.cpu_count()} cores, load average {load:.1f} when started"
+    )
     start = time.perf_counter()
     normal = build([BlendMode.NORMAL] * LAYERS)
     normal.composite_premultiplied()
