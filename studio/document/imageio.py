@@ -375,3 +375,11 @@ def _path_exists(model: str) -> bool:
 def _short(value: object, limit: int = 80) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def read_layer(path: str | os.PathLike[str], name: str | None = None):
+    """Import an image file as a new layer; returns (Layer, ImageMetadata). Raises ImageImportError."""
+    from studio.document.layers import Layer
+
+    imported = read_image(path)
+    return Layer(imported.pixels, name=name or Path(path).stem), imported.metadata

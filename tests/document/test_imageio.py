@@ -103,7 +103,7 @@ def test_truncated_png_is_an_import_error_not_a_grey_layer(tmp_path) -> None:
     data = _png_bytes((64, 64))
     for cut in (len(data) // 2, len(data) - 20, 40):
         path = _write(tmp_path, "cut.png", data[:cut])
-        with pytest.raises(ImageImportError, match="truncated|corrupt") as info:
+        with pytest.raises(ImageImportError, match=r"truncated|corrupt") as info:
             read_image(path)
         assert "\n" not in str(info.value)
 
@@ -241,3 +241,12 @@ def test_many_text_chunks_are_capped(tmp_path) -> None:
     meta = read_metadata(_write(tmp_path, "many.png", _with_text_chunks(_png_bytes(), *chunks)))
     assert len(meta.texts) == imageio.MAX_TEXT_CHUNKS
     assert meta.warnings
+
+
+def test_read_layer_makes_a_layer_named_after_the_file(tmp_path) -> None:
+    info = PngInfo()
+    info.add_text(PARAMETERS_KEY, Recipe(prompt="fox").to_parameters())
+    path = _write(tmp_path, "fox photo.png", _png_bytes((10, 6), pnginfo=info))
+    layer, meta = imageio.read_layer(path)
+    assert layer.name == "fox photo" and layer.pixels.shape == (6, 10, 4) and layer.offset == (0, 0)
+    assert recipe_from_metadata(meta, SAMPLERS).recipe.prompt == "fox"
