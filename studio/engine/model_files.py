@@ -415,7 +415,8 @@ def read_json_object(path: Path, limit: int = MAX_JSON_FILE_BYTES) -> dict[str, 
             )
         with open(path, "rb") as file:
             data = json.loads(
-                file.read(limit + 1).decode("utf-8"), object_pairs_hook=_no_duplicate_keys
+                file.read(min(size, limit) + 1).decode("utf-8"),
+                object_pairs_hook=_no_duplicate_keys,
             )
     except ModelFileError:
         raise

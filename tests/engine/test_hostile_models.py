@@ -639,3 +639,18 @@ def test_devices_and_fifos_are_not_read(tmp_path):
         with pytest.raises(ModelFileError, match="not a regular file") as error:
             check_safetensors(path)
         assert_names(error, path)
+
+
+def test_an_enormous_config_is_refused_without_reading_it(model_copy):
+    config = model_copy / "unet" / "config.json"
+    with open(config, "r+b") as file:
+        file.truncate(2**33)  # sparse: 8 GiB claimed, nothing written
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=CORRUPT) as error:
+            check_model_folder(model_copy)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert_names(error, config)
+    assert peak < 16 * 1024 * 1024

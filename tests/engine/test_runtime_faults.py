@@ -224,6 +224,40 @@ def test_out_of_memory_while_decoding_gets_advice(sampler, monkeypatch):
     assert sampler.decode(latent).shape == (16, 16, 3)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_real_cuda_oom_releases_its_memory_and_the_next_run_works(tiny_model_dir, monkeypatch):
+    import gc
+
+    from studio.engine.models import load_model
+
+    sampler = Sampler(load_model(str(tiny_model_dir), device="cuda"))
+    recipe = recipe_for("Euler")
+    clean = [s.latent.float().cpu() for s in sampler.run(recipe)]
+    torch.cuda.synchronize()
+    baseline = torch.cuda.memory_allocated()
+
+    def exhaust(run):
+        held = torch.empty(
+            256 * 2**20, dtype=torch.uint8, device="cuda"
+        )  # in use when the OOM hits
+        impossible = torch.cuda.get_device_properties(0).total_memory * 2
+        torch.empty(impossible, dtype=torch.uint8, device="cuda")
+        return held
+
+    UnetFault(sampler.model, monkeypatch, 2, exhaust)
+    steps: list = []
+    with pytest.raises(OutOfMemoryError, match="step 3") as error:
+        collect(sampler.run(recipe), steps)
+    assert len(steps) == 2
+    monkeypatch.undo()
+    del error, steps
+    gc.collect()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() <= baseline + 2**20
+    again = [s.latent.float().cpu() for s in sampler.run(recipe)]
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(again, clean, strict=True))
+
+
 # ---- case 10: cancel ----------------------------------------------------------------
 
 
