@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut, QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -59,12 +59,18 @@ MODEL_FOLDERS_KEY = "models/folders"
 class MainWindow(QMainWindow):
     """The studio. Owns the VersionTree, the one QUndoStack and the Worker.
 
+    ``message_handled`` re-emits each worker message on the UI thread after the
+    window has acted on it; observers (tests, benchmarks) listen there rather
+    than to the worker's cross-thread signal.
+
     Display rule: the canvas shows the current version at the timeline's
     position. A finished version's last step shows its full decode; any other
     step shows its stored preview at once and a full decode once the timeline
     settles. During a run only the newest preview is drawn (one repaint per
     event-loop pass), while every step is stored in the tree.
     """
+
+    message_handled = Signal(object)
 
     def __init__(
         self,
@@ -468,6 +474,7 @@ class MainWindow(QMainWindow):
                 )
             case ModelList():
                 self.panel.set_models(list(message.models))
+        self.message_handled.emit(message)
 
     def _on_started(self, message: JobStarted) -> None:
         target = self._job_branch.get(message.job_id)

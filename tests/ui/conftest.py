@@ -1,0 +1,56 @@
+"""Fixtures for driving the real studio window (offscreen) on a tiny random model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings
+
+from studio.ui.main_window import MainWindow
+from studio.worker import ModelLoaded
+
+GENERATION_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def window(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[MainWindow]:
+    """The studio window with its worker running and the tiny model loaded."""
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(model_ref=str(tiny_model_dir), settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(
+        win.message_handled,
+        timeout=GENERATION_TIMEOUT_MS,
+        check_params_cb=lambda m: isinstance(m, ModelLoaded),
+    ):
+        win.start_worker()
+    set_small_recipe(win)
+    yield win
+    win.close()
+    assert not win.worker.is_running
+
+
+def set_small_recipe(
+    win: MainWindow, prompt: str = "a red fox in the snow", steps: int = 6
+) -> None:
+    panel = win.panel
+    panel.prompt.setPlainText(prompt)
+    panel.negative.setPlainText("")
+    panel.seed_random.setChecked(False)
+    panel.seed.setText("1234")
+    panel.steps.setValue(steps)
+    panel.guidance.setValue(5.0)
+    panel.sampler.setCurrentText("Euler a")
+    panel.width_box.setValue(32)
+    panel.height_box.setValue(32)
+
+
+def generate_and_wait(qtbot, win: MainWindow, timeout: int = GENERATION_TIMEOUT_MS):
+    """Press Generate and wait until its version is finished; returns the Version."""
+    with qtbot.waitSignal(win.tree.version_finished, timeout=timeout) as blocker:
+        job = win.generate()
+        assert job is not None, win.panel.error_text()
+    return win.tree.get(blocker.args[0])
