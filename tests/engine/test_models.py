@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from studio.engine.errors import ModelError
+from studio.engine.models import BUNDLED_PATH, choose_device, list_models, load_model, resolve
+
+
+def test_tiny_model_loads_with_family_factor_and_policy(tiny_model):
+    assert tiny_model.size_factor == 2 and tiny_model.latent_channels == 4
+    assert tiny_model.describe() == "CPU float32" and not tiny_model.is_xl
+    assert len(tiny_model.model_hash) == 10
+
+
+def test_xl_shape_loads_as_xl(tiny_xl_model_dir):
+    model = load_model(str(tiny_xl_model_dir), device="cpu")
+    assert model.is_xl and model.family == "sdxl"
+
+
+def test_device_policy_and_overrides(monkeypatch):
+    monkeypatch.delenv("NOISE_STUDIO_DEVICE", raising=False)
+    assert choose_device("cpu").dtype == torch.float32
+    assert choose_device("cpu:bf16").dtype == torch.bfloat16
+    if not torch.cuda.is_available():
+        assert choose_device().device.type in {"cpu", "mps"}
+        with pytest.raises(ModelError, match="CUDA"):
+            choose_device("cuda")
+    with pytest.raises(ModelError):
+        choose_device("cpu:fp8")
+    monkeypatch.setenv("NOISE_STUDIO_DEVICE", "cpu:fp16")
+    assert choose_device().dtype == torch.float16
+
+
+def test_references_resolve_locally(tmp_path, monkeypatch):
+    assert resolve("bundled") == BUNDLED_PATH
+    with pytest.raises(ModelError, match="not found"):
+        resolve(str(tmp_path / "missing"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelError, match="local Hugging Face cache"):
+        resolve("hf:someone/model")
+
+
+def test_hf_cache_snapshots_are_found_and_listed(tiny_model_dir, tmp_path, monkeypatch):
+    repo = tmp_path / "hub" / "models--someone--tiny"
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert resolve("hf:someone/tiny") == repo / "snapshots" / "abc123"
+    refs = [ref for _, ref in list_models([tiny_model_dir.parent])]
+    assert refs[0] == "bundled" and "hf:someone/tiny" in refs and str(tiny_model_dir) in refs
+
+
+def test_single_file_needs_a_local_config(tmp_path, tiny_model_dir):
+    weights = next((tiny_model_dir / "unet").glob("*.safetensors"))
+    with pytest.raises(ModelError, match="config folder"):
+        load_model(str(weights), device="cpu")
+
+
+def test_unsupported_pipeline_class_is_incompatible(tmp_path, tiny_model_dir):
+    folder = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    index["_class_name"] = "SomeCustomPipeline"
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ModelError, match="Incompatible"):
+        load_model(str(folder), device="cpu")
