@@ -214,6 +214,8 @@ def list_models(extra_dirs: list[Path] | tuple[Path, ...] = ()) -> list[tuple[st
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
+        if path.stat().st_size > 16 * 1024 * 1024:  # a config is small; a huge one is hostile or broken
+            raise ModelError(f"The model's {what} ({path}) is too large to be a config file.")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelError(f"The model is missing its {what} ({path}).") from None

@@ -557,7 +557,14 @@ def _inpainting_unet(folder: Path, marker: Path) -> Path:
     return folder
 
 
+def _enormous_model_index(folder: Path, marker: Path) -> Path:
+    with open(folder / "model_index.json", "r+b") as file:
+        file.truncate(2**33)  # sparse: 8 GiB claimed, nothing written
+    return folder / "model_index.json"
+
+
 _DAMAGES = {
+    "enormous model_index": (_enormous_model_index, "too large"),
     "pickle unet": (_pickle_unet, "refuses"),
     "zip named safetensors": (_zip_as_safetensors, "refuses"),
     "truncated vae": (_truncated_vae, CORRUPT),
