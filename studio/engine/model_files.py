@@ -587,3 +587,60 @@ def check_model_folder(path: str | os.PathLike[str]) -> None:
     """All checks for a diffusers folder, in the order a loader needs them."""
     check_diffusers_folder(path)
     check_compatibility(path)
+
+
+# ---- single-file checkpoints (original Stable Diffusion layout) ------------------
+
+_SINGLE_FILE_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+_SINGLE_FILE_TEXT_WIDTHS = {
+    "sd1": "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
+    "sd2": "cond_stage_model.model.token_embedding.weight",
+    "sdxl": "conditioner.embedders.1.model.token_embedding.weight",
+}
+
+
+def check_single_file(
+    path: str | os.PathLike[str], config_dir: str | os.PathLike[str] | None = None
+) -> str:
+    """Check a single-file SD checkpoint and return its family ("sd1", "sd2", "sdxl" or "unknown").
+
+    Runs ``check_safetensors``, refuses an inpainting UNet, and when a config
+    folder is given, refuses weights whose UNet channels or cross-attention
+    width differ from that folder's unet/config.json (e.g. SD2 weights with
+    an SD1 config). Reads headers only.
+    """
+    path = Path(path)
+    header = check_safetensors(path)
+
+    def incompatible(detail: str) -> ModelFileError:
+        return ModelFileError(f"{path} is an incompatible model: {detail}.", path, "incompatible")
+
+    family = next(
+        (name for name, key in _SINGLE_FILE_TEXT_WIDTHS.items() if key in header), "unknown"
+    )
+    unet_in = header.get(_SINGLE_FILE_UNET_IN, {}).get("shape")
+    in_channels = unet_in[1] if isinstance(unet_in, list) and len(unet_in) == 4 else None
+    if in_channels == 9:
+        raise incompatible(
+            "the UNet has 9 input channels, an inpainting model, which Noise Studio cannot use for text-to-image"
+        )
+    cross = {
+        entry["shape"][1]
+        for key, entry in header.items()
+        if key.startswith("model.diffusion_model.")
+        and key.endswith("attn2.to_k.weight")
+        and len(entry["shape"]) == 2
+    }
+    if config_dir is not None:
+        config = read_json_object(Path(config_dir) / "unet" / "config.json")
+        expected_in = _config_int(config, "in_channels", 4)
+        if in_channels is not None and in_channels != expected_in:
+            raise incompatible(
+                f"the UNet takes {in_channels} input channels but {Path(config_dir) / 'unet' / 'config.json'} says {expected_in}"
+            )
+        expected_cross = config.get("cross_attention_dim")
+        if isinstance(expected_cross, int) and cross and cross != {expected_cross}:
+            raise incompatible(
+                f"the UNet attends to text of width {max(cross)} but the config folder {config_dir} is for width {expected_cross}"
+            )
+    return family

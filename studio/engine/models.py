@@ -353,6 +353,9 @@ def _load_single_file(
     pipeline_name = index.get("_class_name", "StableDiffusionPipeline")
     if pipeline_name not in _ALLOWED_PIPELINES:
         raise ModelError(f"Incompatible model: {pipeline_name} pipelines are not supported.")
+    from studio.engine.model_files import check_single_file
+
+    check_single_file(path, config_path)  # inpainting or other-family weights, before any loader runs
     import diffusers
 
     pipeline_cls = getattr(diffusers, pipeline_name)

@@ -661,3 +661,48 @@ def test_an_enormous_config_is_refused_without_reading_it(model_copy):
         tracemalloc.stop()
     assert_names(error, config)
     assert peak < 16 * 1024 * 1024
+
+
+# ---- single-file checkpoints -----------------------------------------------------------
+
+
+def _single_file(path: Path, unet_in: int, text_width: int, family_key: str) -> Path:
+    tensors = {
+        "model.diffusion_model.input_blocks.0.0.weight": np.zeros((8, unet_in, 3, 3), np.float16),
+        "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": np.zeros(
+            (8, text_width), np.float16
+        ),
+        family_key: np.zeros((4, text_width), np.float16),
+    }
+    save_file(tensors, str(path))
+    return path
+
+
+SD1_TEXT = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight"
+SD2_TEXT = "cond_stage_model.model.token_embedding.weight"
+
+
+def test_single_file_family_and_inpainting(tmp_path):
+    from studio.engine.model_files import check_single_file
+
+    assert check_single_file(_single_file(tmp_path / "sd1.safetensors", 4, 768, SD1_TEXT)) == "sd1"
+    assert check_single_file(_single_file(tmp_path / "sd2.safetensors", 4, 1024, SD2_TEXT)) == "sd2"
+    inpainting = _single_file(tmp_path / "inpaint.safetensors", 9, 768, SD1_TEXT)
+    with pytest.raises(ModelFileError, match=r"incompatible model.*inpainting") as error:
+        check_single_file(inpainting)
+    assert_names(error, inpainting)
+
+
+@pytest.mark.parametrize(
+    ("unet_in", "text_width", "words"),
+    [(9, 16, "inpainting"), (4, 1024, "width 1024"), (8, 16, "8 input channels")],
+)
+def test_load_model_refuses_single_files_that_do_not_fit_their_config(
+    tmp_path, sd_folder, offline, unet_in, text_width, words
+):
+    from studio.engine.models import load_model
+
+    path = _single_file(tmp_path / "model.safetensors", unet_in, text_width, SD2_TEXT)
+    with pytest.raises(ModelError, match="incompatible model") as error:
+        load_model(str(path), device="cpu", config_dir=str(sd_folder))
+    assert words in str(error.value) and str(path) in str(error.value)
