@@ -153,3 +153,22 @@ def test_a_good_file_still_opens_after_the_checks(tmp_path: Path) -> None:
     with ProjectStore.open(path) as store:
         assert len(store.versions()) == 6
         assert store.integrity_check() == "ok"
+
+
+@pytest.mark.parametrize("case", ["corrupt pages", "truncated in half", "newer schema"])
+def test_big_files_get_the_lighter_open_check_and_are_still_refused(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import studio.document.store as store_module
+
+    monkeypatch.setattr(store_module, "FULL_CHECK_BYTES", 0)
+    make, reason, _ = CASES[case]
+    path = tmp_path / "big.studio"
+    make(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(ProjectError) as info:
+        ProjectStore.open(path)
+    assert info.value.reason is reason
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    with ProjectStore.open(_good_project(tmp_path / "good.studio")) as store:
+        assert len(store.versions()) == 6
