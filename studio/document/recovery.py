@@ -131,6 +131,10 @@ def recoverable_projects(
             found.append(entry)
         finally:
             lock.release(remove_project=False)
+    for stale in folder.glob(f"*{SUFFIX}.lock"):
+        project = stale.with_name(stale.name.removesuffix(".lock"))
+        if not project.exists() and (lock := _try_lock(project)) is not None:
+            lock.release(remove_project=True)  # left by a crash before the project was created
     found.sort(key=lambda e: e.modified, reverse=True)
     return found
 

@@ -129,3 +129,10 @@ def test_a_damaged_orphan_is_listed_with_its_problem(folder: Path) -> None:
     (folder / "untitled-broken.studio").write_bytes(b"not a database at all" * 10)
     (found,) = recovery.recoverable_projects()
     assert found.problem and "not a noise studio project" in found.problem.lower()
+
+
+def test_a_lock_without_its_project_is_cleaned_up(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "untitled-x.studio.lock").write_text("12345\n")
+    assert recovery.recoverable_projects() == []
+    assert list(folder.iterdir()) == []
