@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self._model_ref = model_ref
         self.panel.select_model(model_ref)
         self._show_version(None)
+        self.panel.prompt.setFocus()
 
     # ---- construction ----------------------------------------------------------------
 

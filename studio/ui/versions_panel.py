@@ -50,7 +50,8 @@ class VersionsPanel(QWidget):
             | QAbstractItemView.EditTrigger.DoubleClicked
         )
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.view.setColumnWidth(0, 150)
+        self.view.setColumnWidth(0, 96)
+        self.view.header().setStretchLastSection(True)
         self.compare_button = QPushButton("Compare")
         self.compare_button.setToolTip(
             "Compare the two selected versions (Ctrl+click to select two)"
