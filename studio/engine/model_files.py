@@ -6,7 +6,8 @@ claim has been checked against the file's real size. Formats are told apart
 by their bytes, never by their extension. Every failure is a
 ``ModelFileError`` whose message is one sentence naming the file.
 
-This module is pure Python (json and struct); it never imports torch.
+This module is pure Python (json, struct, and pickletools' disassembler, which
+only reads opcodes); it never imports torch.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ _CORRUPT = "is an incomplete or corrupt model file"
 class ModelFileError(ModelError):
     """A model file or folder failed a check before loading.
 
-    ``reason`` is one of ``"pickle"``, ``"corrupt"``, ``"incompatible"``,
-    ``"missing"`` or ``"unknown"``, so a caller can choose how to present it;
+    ``reason`` is one of ``"pickle"``, ``"corrupt"``, ``"incompatible"`` or
+    ``"missing"``, so a caller can choose how to present it;
     the message alone is enough for the user.
     """
 
@@ -364,35 +365,15 @@ def weight_files(component: Path, stem: str) -> list[Path]:
     """The safetensors weight files of one component folder, shards included.
 
     Raises ``ModelFileError`` when the folder holds only pickle weights (named),
-    or when a shard index points outside the folder.
+    or when a shard index points outside the folder. Variant files such as
+    ``*.fp16.safetensors`` do not count: the loader asks for no variant.
     """
-    for variant in ("", ".fp16"):
-        single = component / f"{stem}{variant}.safetensors"
-        if single.is_file():
-            return [single]
-        index = component / f"{stem}{variant}.safetensors.index.json"
-        if index.is_file():
-            weight_map = read_json_object(index).get("weight_map")
-            if not isinstance(weight_map, dict) or not weight_map:
-                raise ModelFileError(
-                    f"{index} {_CORRUPT} (it has no weight_map).", index, "corrupt"
-                )
-            shards = []
-            for shard in sorted({str(v) for v in weight_map.values()}):
-                if Path(shard).name != shard or not shard.endswith(".safetensors"):
-                    raise ModelFileError(
-                        f"{index} {_CORRUPT} (shard {shard[:60]!r} is not a .safetensors file in its folder).",
-                        index,
-                        "corrupt",
-                    )
-                if not (component / shard).is_file():
-                    raise ModelFileError(
-                        f"The model folder {component.parent} is missing {component.name}/{shard}.",
-                        component.parent,
-                        "missing",
-                    )
-                shards.append(component / shard)
-            return shards
+    single = component / f"{stem}.safetensors"
+    if single.is_file():
+        return [single]
+    index = component / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        return _shards(component, index)
     pickles = sorted(p for p in component.glob(f"{stem}*") if p.suffix.lower() in PICKLE_SUFFIXES)
     if pickles:
         raise ModelFileError(
@@ -401,6 +382,28 @@ def weight_files(component: Path, stem: str) -> list[Path]:
             PICKLE,
         )
     return []
+
+
+def _shards(component: Path, index: Path) -> list[Path]:
+    weight_map = read_json_object(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ModelFileError(f"{index} {_CORRUPT} (it has no weight_map).", index, "corrupt")
+    shards = []
+    for shard in sorted({str(v) for v in weight_map.values()}):
+        if Path(shard).name != shard or not shard.endswith(".safetensors"):
+            raise ModelFileError(
+                f"{index} {_CORRUPT} (shard {shard[:60]!r} is not a .safetensors file in its folder).",
+                index,
+                "corrupt",
+            )
+        if not (component / shard).is_file():
+            raise ModelFileError(
+                f"The model folder {component.parent} is missing {component.name}/{shard}.",
+                component.parent,
+                "missing",
+            )
+        shards.append(component / shard)
+    return shards
 
 
 def read_json_object(path: Path, limit: int = MAX_JSON_FILE_BYTES) -> dict[str, Any]:

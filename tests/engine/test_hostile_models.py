@@ -706,3 +706,34 @@ def test_load_model_refuses_single_files_that_do_not_fit_their_config(
     with pytest.raises(ModelError, match="incompatible model") as error:
         load_model(str(path), device="cpu", config_dir=str(sd_folder))
     assert words in str(error.value) and str(path) in str(error.value)
+
+
+def test_sharded_weights_are_checked_shard_by_shard(model_copy):
+    from safetensors.numpy import load_file
+
+    unet = model_copy / "unet"
+    tensors = load_file(str(unet / "diffusion_pytorch_model.safetensors"))
+    (unet / "diffusion_pytorch_model.safetensors").unlink()
+    names = sorted(tensors)
+    halves = {"part-1.safetensors": names[::2], "part-2.safetensors": names[1::2]}
+    for shard, keys in halves.items():
+        save_file({k: tensors[k] for k in keys}, str(unet / shard))
+    weight_map = {k: shard for shard, keys in halves.items() for k in keys}
+    (unet / "diffusion_pytorch_model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": weight_map})
+    )
+    check_model_folder(model_copy)
+    second = unet / "part-2.safetensors"
+    second.write_bytes(second.read_bytes()[:-4])
+    with pytest.raises(ModelFileError, match=CORRUPT) as error:
+        check_model_folder(model_copy)
+    assert_names(error, second)
+
+
+def test_a_variant_alone_is_not_the_weights_the_loader_reads(model_copy):
+    vae = model_copy / "vae"
+    (vae / "diffusion_pytorch_model.safetensors").rename(
+        vae / "diffusion_pytorch_model.fp16.safetensors"
+    )
+    with pytest.raises(ModelFileError, match=r"missing vae/diffusion_pytorch_model\.safetensors\."):
+        check_model_folder(model_copy)
