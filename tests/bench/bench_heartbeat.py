@@ -10,6 +10,7 @@ Target: maximum gap <= 50 ms.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -46,7 +47,7 @@ def main() -> None:
         wait_for(window, JobFinished)
         heartbeat.stop()
         seconds.append(time.perf_counter() - began)
-        gaps += [(b - a) * 1000 for a, b in zip(ticks, ticks[1:], strict=False)]
+        gaps += [(b - a) * 1000 for a, b in itertools.pairwise(ticks)]
     window.close()
     print(
         f"model: {window.model_label.text()}; {args.runs} runs of {args.steps} steps at {args.size}px"
