@@ -8,6 +8,7 @@ stays absent.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
@@ -637,12 +638,8 @@ def test_load_model_refuses_a_truncated_single_file(tmp_path, offline):
     assert str(path) in str(error.value)
 
 
-@pytest.mark.skipif(
-    not hasattr(__import__("os"), "mkfifo"), reason="needs POSIX FIFOs and /dev/zero"
-)
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs and /dev/zero")
 def test_devices_and_fifos_are_not_read(tmp_path):
-    import os
-
     fifo = tmp_path / "pipe.safetensors"
     os.mkfifo(fifo)
     for path in (fifo, Path("/dev/zero"), tmp_path):
