@@ -77,13 +77,17 @@ class MainWindow(QMainWindow):
         worker: Worker | None = None,
         model_ref: str = BUNDLED_MODEL,
         settings: QSettings | None = None,
+        tree: VersionTree | None = None,
+        undo_stack: QUndoStack | None = None,
     ) -> None:
+        """``tree``/``undo_stack`` let a caller open an existing document (e.g. one loaded
+        from a project file); by default the window starts an empty one."""
         super().__init__()
         self.setWindowTitle("Noise Studio")
         self.resize(1280, 820)
         self.settings = settings or QSettings("Noise Studio", "Noise Studio")
-        self.tree = VersionTree(self)
-        self.undo_stack = QUndoStack(self)
+        self.tree = tree if tree is not None else VersionTree(self)
+        self.undo_stack = undo_stack if undo_stack is not None else QUndoStack(self)
         self.worker = worker or Worker(self)
         self.worker.message.connect(self._on_message, Qt.ConnectionType.QueuedConnection)
 
@@ -104,7 +108,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self._model_ref = model_ref
         self.panel.select_model(model_ref)
-        self._show_version(None)
+        versions = self.tree.versions()
+        self.show_version(versions[-1].id if versions else None)
         self.panel.prompt.setFocus()
 
     # ---- construction ----------------------------------------------------------------

@@ -224,6 +224,9 @@ class PromptPanel(QWidget):
         self.sampler.currentTextChanged.connect(self.recipe_edited)
         self.model.currentIndexChanged.connect(self._on_model_index)
         self.dice.clicked.connect(self.roll_seed)
+        self.seed_random.toggled.connect(
+            lambda on: self.seed_random.setText("random" if on else "fixed")
+        )
         self.add_folder.clicked.connect(self.add_model_folder_requested)
         self.generate_button.clicked.connect(self.generate_requested)
         self.cancel_button.clicked.connect(self.cancel_requested)
