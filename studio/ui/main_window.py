@@ -754,7 +754,15 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop the worker (cancelling any run within one step) and wait for its thread."""
         self._closing = True
-        self.worker.stop()
+        self._display_timer.stop()
+        self.timeline.play_button.setChecked(False)
+        # A run stops within one step; a model still loading cannot be interrupted, so the
+        # wait is bounded and the (daemon) thread is left to end with the process.
+        if not self.worker.stop(timeout=10.0):
+            print(
+                "Noise Studio: the worker was still busy at exit (loading a model).",
+                file=sys.stderr,
+            )
         super().closeEvent(event)
 
 
