@@ -184,7 +184,7 @@ def test_cancelling_a_waiting_job_removes_it(qtbot, fake):
 
 
 def test_resuming_from_a_checkpoint_runs_only_the_remaining_steps(qtbot, fake):
-    worker, sampler, collector = fake
+    worker, _sampler, collector = fake
     start = FakeCheckpoint(2, np.zeros(1), np.zeros(1))
     worker.submit(RECIPE, start=start)
     wait_for(qtbot, collector, JobFinished)
