@@ -49,6 +49,7 @@ def main() -> None:
         seconds.append(time.perf_counter() - began)
         gaps += [(b - a) * 1000 for a, b in itertools.pairwise(ticks)]
     window.close()
+    print(f"Qt platform: {_app.platformName()}")
     print(
         f"model: {window.model_label.text()}; {args.runs} runs of {args.steps} steps at {args.size}px"
     )

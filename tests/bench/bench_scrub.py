@@ -45,6 +45,7 @@ def main() -> None:
         position = target
         app.processEvents()  # let settled decodes and paints run between moves, as in real use
     window.close()
+    print(f"Qt platform: {app.platformName()}")
     print(
         f"model: {window.model_label.text()}; {args.steps} steps at {args.size}px; {args.moves} moves"
     )
