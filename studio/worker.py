@@ -312,9 +312,9 @@ class Worker(QObject):
         return tuple(jobs)
 
     def _post_queue(self) -> None:
+        # Snapshot and post under the lock, so that the UI receives snapshots in the order taken.
         with self._cond:
-            snapshot = self._queue_snapshot()
-        self.message.emit(QueueChanged(snapshot))
+            self.message.emit(QueueChanged(self._queue_snapshot()))
 
     def _loop(self) -> None:
         while True:

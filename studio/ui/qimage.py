@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage, QPixmap
 
 
@@ -22,3 +23,11 @@ def to_qimage(array: np.ndarray) -> QImage:
 
 def to_pixmap(array: np.ndarray) -> QPixmap:
     return QPixmap.fromImage(to_qimage(array))
+
+
+def to_thumbnail(array: np.ndarray, side: int) -> QPixmap:
+    """A pixmap of at most ``side``×``side``; small previews are scaled up smoothly to fill it."""
+    image = to_qimage(array).scaled(
+        side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+    return QPixmap.fromImage(image)

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.ui.qimage import to_pixmap
+from studio.ui.qimage import to_thumbnail
 
 THUMB = 44
 PLAY_INTERVAL_MS = 90
@@ -71,7 +71,8 @@ class Timeline(QWidget):
         self.filmstrip.setIconSize(QSize(THUMB, THUMB))
         self.filmstrip.setSpacing(2)
         self.filmstrip.setUniformItemSizes(True)
-        self.filmstrip.setFixedHeight(THUMB + 30)
+        self.filmstrip.setFixedHeight(THUMB + 46)  # icon, step number and the horizontal scroll bar
+        self.filmstrip.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.filmstrip.setHorizontalScrollMode(QListView.ScrollMode.ScrollPerPixel)
         self.filmstrip.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.filmstrip.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -142,7 +143,7 @@ class Timeline(QWidget):
 
     def replace_thumbnails(self, thumbs: list[np.ndarray]) -> None:
         for row, thumb in enumerate(thumbs[: self.filmstrip.count()]):
-            self.filmstrip.item(row).setIcon(QIcon(to_pixmap(thumb)))
+            self.filmstrip.item(row).setIcon(QIcon(to_thumbnail(thumb, THUMB)))
 
     def clear(self) -> None:
         self.set_steps([], 0, [])
@@ -166,7 +167,7 @@ class Timeline(QWidget):
     # ---- internals -------------------------------------------------------------------
 
     def _thumb_item(self, step_number: int, thumb: np.ndarray) -> QListWidgetItem:
-        item = QListWidgetItem(QIcon(to_pixmap(thumb)), str(step_number + 1))
+        item = QListWidgetItem(QIcon(to_thumbnail(thumb, THUMB)), str(step_number + 1))
         item.setToolTip(f"step {step_number + 1} / {self._total}")
         item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
         return item

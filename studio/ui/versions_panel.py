@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
 )
 
 from studio.document.versions import Version, VersionTree
-from studio.ui.qimage import to_pixmap
+from studio.ui.qimage import to_thumbnail
 
-ICON = 40
+ICON = 36
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -163,9 +163,14 @@ class VersionsPanel(QWidget):
         image = version.result
         if image is None and version.steps:
             image = version.steps[-1].preview_x0
-        item.setIcon(0, QIcon(to_pixmap(image)) if image is not None else QIcon())
-        item.setToolTip(0, f"{version.name}\n{version.recipe.prompt}\nseed {version.recipe.seed}")
+        item.setIcon(0, QIcon(to_thumbnail(image, ICON)) if image is not None else QIcon())
+        tip = f"{version.name}\n{version.recipe.prompt}\nseed {version.recipe.seed}"
+        if item.text(1):
+            tip += "\n" + item.text(1)
+        item.setToolTip(0, tip)
+        item.setToolTip(1, tip)
         self.view.blockSignals(False)
+        self.view.resizeColumnToContents(0)
 
     def _origin(self, version: Version) -> str:
         parts = []

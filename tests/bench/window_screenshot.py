@@ -1,0 +1,47 @@
+"""Take the README screenshot: the window mid-generation, with a finished version and a branch.
+
+Re-run this whenever the bundled model or the window changes:
+
+    .venv/bin/python tests/bench/window_screenshot.py [--model REF] [--out resources/docs/window.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from studio_window import ROOT, fill_recipe, model_ref, open_window, wait_for  # type: ignore[import-not-found]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--out", default=str(ROOT / "resources" / "docs" / "window.png"))
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--at", type=int, default=14, help="grab when this step (1-based) arrives")
+    args = parser.parse_args()
+    from studio.worker import JobFinished, StepReady
+
+    app, window = open_window(model_ref(args.model))
+    window.resize(1280, 800)
+    fill_recipe(window, "a red fox on a hill at sunset", args.steps, args.size, seed=7)
+    wait_for(window, JobFinished, window.generate)
+    window.branch_from_position(args.steps // 3)
+    window.panel.prompt.setPlainText("a red fox on a hill at night")
+    wait_for(window, JobFinished, window.generate)
+    window.panel.leave_branch_mode()
+    fill_recipe(window, "a yellow house by a lake, morning", args.steps, args.size, seed=21)
+    step = wait_for(window, StepReady, window.generate)
+    while step.index + 1 < args.at:
+        step = wait_for(window, StepReady)
+    app.processEvents()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    window.grab().save(str(out))
+    print(f"saved {out} at step {step.index + 1} / {step.total}")
+    window.close()
+
+
+if __name__ == "__main__":
+    main()
