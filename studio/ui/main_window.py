@@ -542,6 +542,7 @@ class MainWindow(QMainWindow):
             f"{version.name} done in {message.elapsed:.1f} s ({rate:.1f} it/s).", 8000
         )
         if version.id == self._current_id and self.timeline.position() == self.timeline.count() - 1:
+            self._display_timer.stop()
             self._show_position(self.timeline.position())
 
     def _end_job(self, job_id: int, status: str) -> None:
@@ -561,7 +562,8 @@ class MainWindow(QMainWindow):
             self.tree.finish(version.id, None, partial=True)
             self.undo_stack.push(AddVersionCommand(self.tree, version))
             if version.id == self._current_id:
-                self._update_caption()
+                self._display_timer.stop()  # draw the last step now rather than on the next pass
+                self._show_position(self.timeline.position())
         else:
             self.tree.remove(version.id)
 

@@ -26,7 +26,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from studio.worker import JobFinished, StepReady
 
     ref = model_ref(args.model)

@@ -14,6 +14,18 @@ from studio.worker import ModelLoaded
 GENERATION_TIMEOUT_MS = 60_000
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The tiny test models gain nothing from intra-op threads, and on a busy shared
+    machine their spin-waits cost more than the work; the engine tests keep the default."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def window(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[MainWindow]:
     """The studio window with its worker running and the tiny model loaded."""
