@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         self._job_started_at: dict[int, int] = {}
         self._decoded: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._shown_key: Hashable | None = None
+        self._compared: tuple[str, ...] = ()
         self._size_factor = 8
         self._model_loaded = False
         self._closing = False
@@ -345,7 +346,7 @@ class MainWindow(QMainWindow):
         self.versions.rename_requested.connect(self.rename_version)
         self.versions.delete_requested.connect(self.delete_version)
         self.versions.compare_requested.connect(self.compare_versions)
-        self.compare.closed.connect(lambda: self.stack.setCurrentIndex(0))
+        self.compare.closed.connect(self._close_compare)
 
         self.tree.version_removed.connect(self._on_version_removed)
         self.tree.version_added.connect(self._on_version_added)
@@ -580,7 +581,7 @@ class MainWindow(QMainWindow):
         return self.tree.get(self._current_id) if self._current_id in self.tree else None
 
     def show_version(self, version_id: str | None) -> None:
-        self.stack.setCurrentIndex(0)
+        self._close_compare()
         self._show_version(version_id)
         self.versions.select(version_id)
 
@@ -682,6 +683,8 @@ class MainWindow(QMainWindow):
             self.show_version(version_id)
 
     def _on_version_removed(self, version_id: str) -> None:
+        if version_id in self._compared:
+            self._close_compare()
         if version_id == self._current_id:
             remaining = self.tree.versions()
             self.show_version(remaining[-1].id if remaining else None)
@@ -749,7 +752,12 @@ class MainWindow(QMainWindow):
             (a.recipe.width, a.recipe.height),
             (b.recipe.width, b.recipe.height),
         )
+        self._compared = (first_id, second_id)
         self.stack.setCurrentIndex(1)
+
+    def _close_compare(self) -> None:
+        self._compared = ()
+        self.stack.setCurrentIndex(0)
 
     # ---- closing ------------------------------------------------------------------------------
 

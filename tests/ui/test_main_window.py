@@ -226,6 +226,9 @@ def test_compare_two_versions_side_by_side_and_ab(qtbot, window):
     assert window.compare.left.current_array() is second.result
     window.compare.close_button.click()
     assert window.stack.currentIndex() == 0
+    window.compare_versions(first.id, second.id)
+    window.undo_action.trigger()  # v2 goes away: the comparison closes with it
+    assert window.stack.currentIndex() == 0
 
 
 def test_closing_during_a_generation_stops_the_worker(qtbot, window):
