@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -254,3 +255,23 @@ def test_heartbeat_keeps_ticking_during_a_generation(qtbot, window):
     heartbeat.stop()
     assert len(ticks_between_steps) == 12
     assert ticks_between_steps[-1] > ticks_between_steps[0]
+
+
+def test_main_opens_the_window_on_the_qasync_loop_and_exits_cleanly(tiny_model_dir):
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "NOISE_STUDIO_STARTUP_PROBE": "quit",
+        "NOISE_STUDIO_TORCH_THREADS": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "main.py", "--model", str(tiny_model_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("window-painted ")
+    assert "QThread" not in out.stderr
