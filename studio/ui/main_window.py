@@ -54,6 +54,8 @@ DECODE_CACHE = 48
 VALIDATE_MS = 150
 TOKENS_MS = 300
 MODEL_FOLDERS_KEY = "models/folders"
+GEOMETRY_KEY = "window/geometry"
+DOCKS_KEY = "window/docks"
 
 
 class MainWindow(QMainWindow):
@@ -107,6 +109,7 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_menus()
         self._connect()
+        self._restore_layout()
         self._model_ref = model_ref
         self.panel.select_model(model_ref)
         versions = self.tree.versions()
@@ -207,6 +210,14 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
+    def _restore_layout(self) -> None:
+        geometry = self.settings.value(GEOMETRY_KEY)
+        state = self.settings.value(DOCKS_KEY)
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
     def set_layers_panel(self, widget: QWidget) -> None:
         """Put the layers panel (owned by the layers feature) into its reserved dock."""
         self.layers_dock.setWidget(widget)
@@ -266,6 +277,9 @@ class MainWindow(QMainWindow):
             shortcut = QShortcut(QKeySequence(key), self.centralWidget())
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(move)
+        delete = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.versions.view)
+        delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        delete.activated.connect(self._delete_selected)
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -764,6 +778,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop the worker (cancelling any run within one step) and wait for its thread."""
         self._closing = True
+        self.settings.setValue(GEOMETRY_KEY, self.saveGeometry())
+        self.settings.setValue(DOCKS_KEY, self.saveState())
         self._display_timer.stop()
         self.timeline.play_button.setChecked(False)
         # A run stops within one step; a model still loading cannot be interrupted, so the

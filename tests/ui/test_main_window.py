@@ -275,3 +275,13 @@ def test_main_opens_the_window_on_the_qasync_loop_and_exits_cleanly(tiny_model_d
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("window-painted ")
     assert "QThread" not in out.stderr
+
+
+def test_delete_key_in_the_versions_panel_deletes_the_selected_version(qtbot, window):
+    version = generate_and_wait(qtbot, window)
+    window.activateWindow()
+    window.versions.select(version.id)
+    window.versions.view.setFocus()
+    qtbot.keyClick(window.versions.view, Qt.Key.Key_Delete)
+    assert version.id not in window.tree
+    assert window.undo_stack.undoText() == "Delete v1"
