@@ -257,9 +257,10 @@ def test_heartbeat_keeps_ticking_during_a_generation(qtbot, window):
     assert ticks_between_steps[-1] > ticks_between_steps[0]
 
 
-def test_main_opens_the_window_on_the_qasync_loop_and_exits_cleanly(tiny_model_dir):
+def test_main_opens_the_window_on_the_qasync_loop_and_exits_cleanly(tiny_model_dir, tmp_path):
     env = {
         **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path),  # the window saves its layout there
         "QT_QPA_PLATFORM": "offscreen",
         "NOISE_STUDIO_STARTUP_PROBE": "quit",
         "NOISE_STUDIO_TORCH_THREADS": "1",
