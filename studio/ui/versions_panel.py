@@ -19,6 +19,7 @@ from studio.document.versions import Version, VersionTree
 from studio.ui.qimage import to_thumbnail
 
 ICON = 36
+STEP_REFRESH = 4
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -148,7 +149,8 @@ class VersionsPanel(QWidget):
 
     def _on_step(self, version_id: str, _index: int) -> None:
         version = self._tree.get(version_id)
-        if len(version.steps) == 1 or not version.finished:
+        # The row shows progress; every few steps is enough and keeps fast runs cheap.
+        if len(version.steps) == 1 or len(version.steps) % STEP_REFRESH == 0:
             self._refresh(version_id)
 
     def _refresh(self, version_id: str) -> None:
