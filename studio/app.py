@@ -15,7 +15,7 @@ import time
 
 from studio.engine.recipe import BUNDLED_MODEL
 
-# Set by tests/bench/startup.py: print when the window has first been painted, then quit.
+# Set by tests/bench/bench_startup.py: print when the window has first been painted, then quit.
 STARTUP_PROBE_ENV = "NOISE_STUDIO_STARTUP_PROBE"
 
 
