@@ -286,3 +286,12 @@ def test_delete_key_in_the_versions_panel_deletes_the_selected_version(qtbot, wi
     qtbot.keyClick(window.versions.view, Qt.Key.Key_Delete)
     assert version.id not in window.tree
     assert window.undo_stack.undoText() == "Delete v1"
+
+
+def test_branching_from_the_last_step_decodes_the_same_image(qtbot, window):
+    parent = generate_and_wait(qtbot, window)
+    window.branch_from_position(5)
+    child = generate_and_wait(qtbot, window)
+    assert child.steps == [] and child.branch_step == 5
+    assert len(window.tree.trajectory(child.id)) == 6
+    assert np.array_equal(child.result, parent.result)
