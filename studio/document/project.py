@@ -96,10 +96,21 @@ class Project(QObject):
     # ---- opening and saving ---------------------------------------------------
 
     @classmethod
-    def load(cls, store: ProjectStore, parent: QObject | None = None) -> Project:
-        """Build a tree and a layer stack from ``store`` and bind them to it."""
+    def load(
+        cls,
+        store: ProjectStore,
+        parent: QObject | None = None,
+        *,
+        tree: VersionTree | None = None,
+        layers: LayerStack | None = None,
+    ) -> Project:
+        """Build a tree and a layer stack from ``store`` and bind them to it.
+
+        ``tree``/``layers`` let a window that keeps its document objects fill
+        its own (empty) ones instead of new ones.
+        """
         snapshot = store.snapshot()
-        tree = VersionTree()
+        tree = tree if tree is not None else VersionTree()
         for record in snapshot.versions:
             result_png = store.result_png(record.id) if record.has_result else None
             version = Version(
@@ -126,7 +137,7 @@ class Project(QObject):
                     )
                 )
             tree.add(version)
-        layers = LayerStack()
+        layers = layers if layers is not None else LayerStack()
         for record in snapshot.layers:
             layers.add(
                 Layer(

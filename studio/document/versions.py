@@ -219,6 +219,13 @@ class VersionTree(QObject):
         self.version_removed.emit(version_id)
         return version
 
+    def clear(self) -> None:
+        """Remove every version (children first) and start naming from v1 again."""
+        for version in reversed(self.versions()):
+            del self._versions[version.id]
+            self.version_removed.emit(version.id)
+        self._created_count = 0
+
     def rename(self, version_id: str, name: str) -> None:
         version = self.get(version_id)
         if version.name == name:
