@@ -35,6 +35,7 @@ class VersionsPanel(QWidget):
     rename_requested = Signal(str, str)
     delete_requested = Signal(str)
     compare_requested = Signal(str, str)
+    add_to_canvas_requested = Signal(str)
 
     def __init__(self, tree: VersionTree, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -226,6 +227,7 @@ class VersionsPanel(QWidget):
         show = menu.addAction("Show")
         branch = menu.addAction("Branch from this step")
         rename = menu.addAction("Rename")
+        add_to_canvas = menu.addAction("Add to canvas")
         compare = None
         if len(self.selected_ids()) == 2:
             compare = menu.addAction("Compare selected")
@@ -238,6 +240,8 @@ class VersionsPanel(QWidget):
             self.branch_requested.emit(version_id)
         elif chosen is rename:
             self.view.editItem(item, 0)
+        elif chosen is add_to_canvas:
+            self.add_to_canvas_requested.emit(version_id)
         elif compare is not None and chosen is compare:
             self._compare_selected()
         elif chosen is delete:
