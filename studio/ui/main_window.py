@@ -28,7 +28,10 @@ from studio.document.commands import AddVersionCommand, DeleteVersionCommand, Re
 from studio.document.versions import StoredStep, Version, VersionTree
 from studio.engine.recipe import BUNDLED_MODEL, RecipeError
 from studio.ui.canvas import Canvas
+from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.compare_view import CompareView
+from studio.ui.export_actions import ExportActions
+from studio.ui.image_drop import ImageImporter
 from studio.ui.prompt_panel import BranchTarget, PromptPanel
 from studio.ui.queue_view import QueueView
 from studio.ui.timeline import Timeline
@@ -109,6 +112,10 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._build_menus()
         self._connect()
+        # The layered canvas, image import and export live in their own modules.
+        self.workspace = CanvasWorkspace(self)
+        self.importer = ImageImporter(self, self.workspace)
+        self.exports = ExportActions(self, self.workspace)
         self._restore_layout()
         self._model_ref = model_ref
         self.panel.select_model(model_ref)

@@ -1,0 +1,270 @@
+"""File > Export: images with their recipe, the layers as OpenRaster/PSD, a trajectory as animation.
+
+Each ``export_*`` method takes the target path (the menu asks for it with a
+file dialog first) and returns the written path, or None after telling the
+user in one sentence what went wrong. The writing itself is
+``studio.document.export`` (atomic: a failed export never damages an
+existing file).
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QMenu,
+    QMessageBox,
+    QSpinBox,
+)
+
+from studio.document import export
+from studio.document.versions import StoredStep, Version
+from studio.engine.recipe import Recipe
+from studio.ui.canvas_workspace import CanvasWorkspace, at_recipe_size
+from studio.ui.project_menu import file_menu
+
+IMAGE_FILTERS = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
+CONTACT_SHEET_STEPS = 12
+
+
+class ImageSource(enum.Enum):
+    """What an image export writes."""
+
+    COMPOSITE = "The canvas (all visible layers)"
+    LAYER = "The selected layer"
+    VERSION = "The current version (the step shown)"
+
+
+class ExportActions(QObject):
+    """The Export submenu of the File menu and the exports behind it."""
+
+    def __init__(self, window, workspace: CanvasWorkspace) -> None:
+        super().__init__(window)
+        self.window = window
+        self.workspace = workspace
+        self.menu = QMenu("Export", window)
+        self.image_action = self.menu.addAction("Image…")
+        self.image_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        self.image_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        window.addAction(self.image_action)
+        self.ora_action = self.menu.addAction("Layers as OpenRaster…")
+        self.psd_action: QAction | None = None
+        if export.psd_available():
+            self.psd_action = self.menu.addAction("Layers as PSD…")
+            self.psd_action.triggered.connect(self._ask_psd)
+        self.menu.addSeparator()
+        self.animation_action = self.menu.addAction("Trajectory as animation…")
+        self.sheet_action = self.menu.addAction("Contact sheet…")
+        self.image_action.triggered.connect(self._ask_image)
+        self.ora_action.triggered.connect(self._ask_ora)
+        self.animation_action.triggered.connect(self._ask_animation)
+        self.sheet_action.triggered.connect(self._ask_contact_sheet)
+        menu = file_menu(window)
+        anchor = getattr(window, "add_models_action", None)
+        menu.insertMenu(anchor, self.menu)
+        menu.insertSeparator(anchor)
+
+    # ---- what there is to export ----------------------------------------------------------
+
+    def _version(self) -> Version | None:
+        return self.window.current_version()
+
+    def _recipe_of(self, version_id: str | None) -> Recipe | None:
+        if version_id and version_id in self.window.tree:
+            return self.window.tree.get(version_id).recipe
+        return None
+
+    def image_for(self, source: ImageSource) -> tuple[np.ndarray, Recipe | None]:
+        """The pixels and the recipe (for metadata) of ``source``; ExportError if there is none."""
+        layers = self.workspace.layers
+        if source is ImageSource.COMPOSITE:
+            if not any(layer.visible for layer in layers):
+                raise export.ExportError("The canvas has no visible layers to export.")
+            sources = {layer.source_version for layer in layers if layer.visible}
+            recipe = self._recipe_of(sources.pop()) if len(sources) == 1 else None
+            return layers.composite_rgba(), recipe
+        if source is ImageSource.LAYER:
+            layer_id = self.workspace.panel.current_layer_id()
+            if not layer_id:
+                raise export.ExportError("Select a layer to export.")
+            layer = layers.layer(layer_id)
+            return export.layer_for_export(layer), self._recipe_of(layer.source_version)
+        version = self._version()
+        if version is None:
+            raise export.ExportError("There is no version to export.")
+        shown = self.window.canvas.current_array()
+        at_end = self.window.timeline.position() >= self.window.timeline.count() - 1
+        if version.result is not None and (at_end or shown is None):
+            pixels = version.result
+        elif shown is not None:
+            pixels = shown
+        else:
+            raise export.ExportError(f"{version.name} has no image yet.")
+        return at_recipe_size(pixels, (version.recipe.width, version.recipe.height)), version.recipe
+
+    def _trajectory(self) -> tuple[Version, list[StoredStep]]:
+        version = self._version()
+        if version is None:
+            raise export.ExportError("Choose a version whose steps to export.")
+        steps = self.window.tree.trajectory(version.id)
+        if not steps:
+            raise export.ExportError(f"{version.name} has no steps yet.")
+        return version, steps
+
+    # ---- exports (paths given) ----------------------------------------------------------------
+
+    def export_image(
+        self,
+        path: str | Path,
+        source: ImageSource = ImageSource.COMPOSITE,
+        strip_metadata: bool = False,
+    ) -> Path | None:
+        def write() -> Path:
+            pixels, recipe = self.image_for(source)
+            return export.export_image(pixels, path, recipe, strip_metadata=strip_metadata)
+
+        return self._run(write)
+
+    def export_ora(self, path: str | Path) -> Path | None:
+        return self._run(lambda: export.export_ora(self._layers_or_fail(), path))
+
+    def export_psd(self, path: str | Path) -> Path | None:
+        return self._run(lambda: export.export_psd(self._layers_or_fail(), path))
+
+    def export_animation(
+        self, path: str | Path, view: str = "x0", frame_ms: int = 100
+    ) -> Path | None:
+        def write() -> Path:
+            _version, steps = self._trajectory()
+            return export.export_animation(
+                export.frames_from_steps(steps, view), path, frame_ms=frame_ms
+            )
+
+        return self._run(write)
+
+    def export_contact_sheet(
+        self, path: str | Path, count: int = CONTACT_SHEET_STEPS, view: str = "x0"
+    ) -> Path | None:
+        def write() -> Path:
+            version, steps = self._trajectory()
+            chosen = _evenly(steps, count)
+            frames = [(s.index, s.preview_xt if view == "xt" else s.preview_x0) for s in chosen]
+            return export.export_contact_sheet(frames, version.recipe.steps, path, version.recipe)
+
+        return self._run(write)
+
+    def _layers_or_fail(self):
+        if len(self.workspace.layers) == 0:
+            raise export.ExportError("The canvas has no layers to export.")
+        return self.workspace.layers
+
+    def _run(self, write) -> Path | None:
+        try:
+            written = write()
+        except export.ExportError as exc:
+            self.show_error(str(exc))
+            return None
+        except OSError as exc:
+            self.show_error(f"The file could not be written ({exc.strerror or exc}).")
+            return None
+        self.window.statusBar().showMessage(f"Exported {written}.", 8000)
+        return written
+
+    def show_error(self, text: str) -> None:
+        self.window.statusBar().showMessage(text, 10000)
+        QMessageBox.warning(self.window, "Export", text)
+
+    # ---- dialogs ------------------------------------------------------------------------------
+
+    def _save_path(self, title: str, filters: str, default: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self.window, title, default, filters)
+        return path or None
+
+    def _ask_image(self) -> None:
+        dialog = QDialog(self.window)
+        dialog.setWindowTitle("Export image")
+        source = QComboBox()
+        for item in ImageSource:
+            source.addItem(item.value, item)
+        if len(self.workspace.layers) == 0:
+            source.setCurrentIndex(list(ImageSource).index(ImageSource.VERSION))
+        strip = QCheckBox("Without metadata (no prompt or settings in the file)")
+        form = QFormLayout(dialog)
+        form.addRow("Export", source)
+        form.addRow(strip)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        path = self._save_path("Export image", IMAGE_FILTERS, "image.png")
+        if path:
+            self.export_image(path, source.currentData(), strip.isChecked())
+
+    def _ask_ora(self) -> None:
+        path = self._save_path("Export layers", "OpenRaster (*.ora)", "layers.ora")
+        if path:
+            self.export_ora(_with_suffix(path, ".ora"))
+
+    def _ask_psd(self) -> None:
+        path = self._save_path("Export layers", "Photoshop (*.psd)", "layers.psd")
+        if path:
+            self.export_psd(_with_suffix(path, ".psd"))
+
+    def _ask_animation(self) -> None:
+        dialog = QDialog(self.window)
+        dialog.setWindowTitle("Export trajectory")
+        frame_ms = QSpinBox()
+        frame_ms.setRange(10, 5000)
+        frame_ms.setValue(100)
+        frame_ms.setSuffix(" ms per frame")
+        view = QComboBox()
+        view.addItem("Predicted image (x0-hat)", "x0")
+        view.addItem("Static (x_t)", "xt")
+        form = QFormLayout(dialog)
+        form.addRow("Frames", frame_ms)
+        form.addRow("Show", view)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(dialog.accept)
+        buttons.rejected.connect(dialog.reject)
+        form.addRow(buttons)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        filters = "Animated WebP (*.webp);;GIF (*.gif)"
+        if export.mp4_available():
+            filters += ";;MP4 video (*.mp4)"
+        path = self._save_path("Export trajectory", filters, "trajectory.webp")
+        if path:
+            self.export_animation(path, view.currentData(), frame_ms.value())
+
+    def _ask_contact_sheet(self) -> None:
+        path = self._save_path("Export contact sheet", "PNG image (*.png)", "steps.png")
+        if path:
+            self.export_contact_sheet(_with_suffix(path, ".png"))
+
+
+def _evenly(steps: list[StoredStep], count: int) -> list[StoredStep]:
+    """``count`` steps spread over the run, always including the first and the last."""
+    if len(steps) <= count:
+        return list(steps)
+    picks = np.linspace(0, len(steps) - 1, count).round().astype(int)
+    return [steps[i] for i in dict.fromkeys(picks.tolist())]
+
+
+def _with_suffix(path: str, suffix: str) -> str:
+    return path if path.lower().endswith(suffix) else path + suffix

@@ -1,0 +1,169 @@
+"""Images into the studio: File > Import image as layer…, and files dropped on the window.
+
+Each PNG, JPEG or WebP becomes a layer (one undo step for the whole import).
+A file that cannot be imported is explained in one sentence. When a single
+imported image carries a recipe (A1111 ``parameters`` or our JSON), the user
+is offered to load it into the prompt panel; the metadata is parsed as data by
+``studio.document.imageio`` and any warnings are shown as plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer
+from PySide6.QtGui import QAction, QDragMoveEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from studio.document.imageio import (
+    ImageImportError,
+    ImageMetadata,
+    read_layer,
+    recipe_from_metadata,
+)
+from studio.document.layers import Layer
+from studio.engine.recipe import Recipe
+from studio.ui.canvas_workspace import CanvasWorkspace
+from studio.ui.project_menu import file_menu
+from studio.ui.prompt_panel import SAMPLERS
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp)"
+PROMPT_PREVIEW_CHARS = 300
+
+
+def image_paths(mime: QMimeData) -> list[Path]:
+    """The local image files (by suffix) among the dragged URLs."""
+    if not mime.hasUrls():
+        return []
+    paths = [Path(url.toLocalFile()) for url in mime.urls() if url.isLocalFile()]
+    return [p for p in paths if p.suffix.lower() in IMAGE_SUFFIXES]
+
+
+class ImageImporter(QObject):
+    """Adds the import action and accepts image files dropped anywhere on the window."""
+
+    def __init__(self, window, workspace: CanvasWorkspace) -> None:
+        super().__init__(window)
+        self.window = window
+        self.workspace = workspace
+        self.import_action = QAction("Import image as layer…", window)
+        self.import_action.setShortcut(QKeySequence("Ctrl+I"))
+        self.import_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        window.addAction(self.import_action)
+        self.import_action.triggered.connect(lambda: self.import_files())
+        menu = file_menu(window)
+        anchor = menu.actions()[0] if menu.actions() else None
+        menu.insertAction(anchor, self.import_action)
+        workspace.menu.insertAction(
+            workspace.menu.actions()[1] if len(workspace.menu.actions()) > 1 else None,
+            self.import_action,
+        )
+        workspace.toolbar.addAction(self.import_action)
+        window.setAcceptDrops(True)
+        window.installEventFilter(self)
+
+    # ---- the questions (tests replace these) -------------------------------------------
+
+    def ask_paths(self) -> list[str]:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self.window, "Import images as layers", "", IMAGE_FILTER
+        )
+        return paths
+
+    def ask_load_recipe(self, name: str, recipe: Recipe, warnings: Sequence[str]) -> bool:
+        box = QMessageBox(self.window)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Load its recipe?")
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setText(f"{name} carries generation settings. Load its recipe into the prompt panel?")
+        prompt = recipe.prompt
+        if len(prompt) > PROMPT_PREVIEW_CHARS:
+            prompt = prompt[: PROMPT_PREVIEW_CHARS - 1] + "…"
+        details = [
+            f"Prompt: {prompt}",
+            f"Seed {recipe.seed}, {recipe.steps} steps, {recipe.sampler}, "
+            f"guidance {recipe.guidance}, {recipe.width}×{recipe.height}",
+        ]
+        details += list(warnings)
+        box.setInformativeText("\n".join(details))
+        box.setStandardButtons(QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No)
+        box.setDefaultButton(QMessageBox.StandardButton.Yes)
+        return box.exec() == QMessageBox.StandardButton.Yes
+
+    def show_error(self, text: str) -> None:
+        self.window.statusBar().showMessage(text, 10000)
+        QMessageBox.warning(self.window, "Import image", text)
+
+    # ---- importing ----------------------------------------------------------------------
+
+    def import_files(self, paths: Iterable[str | Path] | None = None) -> list[Layer]:
+        """Import images as layers on top of the stack; returns the layers added."""
+        chosen = list(paths) if paths is not None else self.ask_paths()
+        if not chosen:
+            return []
+        read: list[tuple[Layer, ImageMetadata, str]] = []
+        errors: list[str] = []
+        for path in chosen:
+            try:
+                layer, metadata = read_layer(path)
+            except ImageImportError as exc:
+                errors.append(str(exc))
+                continue
+            read.append((layer, metadata, Path(path).name))
+        undo = self.window.undo_stack
+        if len(read) > 1:
+            undo.beginMacro(f"Import {len(read)} images")
+        for layer, _metadata, _name in read:
+            self.workspace.add_layer(layer)
+        if len(read) > 1:
+            undo.endMacro()
+        if read:
+            self.workspace.show_canvas(True)
+            names = ", ".join(name for *_, name in read)
+            self.window.statusBar().showMessage(f"Imported {names}.", 5000)
+        if errors:
+            self.show_error(errors[0] if len(errors) == 1 else " ".join(errors))
+        if len(read) == 1:
+            self.offer_recipe(read[0][1], read[0][2])
+        return [layer for layer, *_ in read]
+
+    def offer_recipe(self, metadata: ImageMetadata, name: str) -> Recipe | None:
+        """If ``metadata`` holds a recipe, offer to load it into the prompt panel."""
+        if metadata.parameters is None and metadata.recipe_json is None:
+            return None
+        found = recipe_from_metadata(metadata, SAMPLERS)
+        if found.recipe is None:
+            if found.warnings:
+                self.window.statusBar().showMessage(found.warnings[0], 10000)
+            return None
+        if not self.ask_load_recipe(name, found.recipe, found.warnings):
+            return None
+        panel = self.window.panel
+        if panel.branch_target() is not None:
+            panel.leave_branch_mode()
+        panel.set_recipe(found.recipe)
+        self.window.prompt_dock.show()
+        self.window.statusBar().showMessage(f"Loaded the recipe of {name}.", 5000)
+        return found.recipe
+
+    # ---- drag and drop ------------------------------------------------------------------
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.window:
+            kind = event.type()
+            if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
+                assert isinstance(event, QDragMoveEvent)  # the base of QDragEnterEvent
+                if image_paths(event.mimeData()):
+                    event.acceptProposedAction()
+                    return True
+            elif kind == QEvent.Type.Drop:
+                assert isinstance(event, QDropEvent)
+                paths = image_paths(event.mimeData())
+                if paths:
+                    event.acceptProposedAction()
+                    # after the drop returns: the drag source must not wait on our dialogs
+                    QTimer.singleShot(0, lambda: self.import_files(paths))
+                    return True
+        return super().eventFilter(watched, event)

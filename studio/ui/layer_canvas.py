@@ -1,0 +1,261 @@
+"""The layered canvas: shows a LayerStack's composite and moves layers with the mouse.
+
+The composite is computed by the stack (numpy, premultiplied) and drawn as a
+QImage that wraps its buffer without copying. Each ``LayerStack.changed``
+rectangle only marks that part of the scene for repainting; the stack's
+compositor recomputes only what changed, once per repaint.
+
+Dragging with the left button moves the selected layer (or the topmost layer
+under the cursor, which becomes selected). Every mouse move pushes a move
+command with the same gesture number, so a whole drag is one undo step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPixmap,
+    QUndoStack,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
+
+from studio.document import layer_commands
+from studio.document.layers import LayerStack
+
+ZOOM_STEP = 1.25
+MIN_ZOOM = 0.05
+MAX_ZOOM = 64.0
+CHECKER = 8
+
+
+class CompositeItem(QGraphicsItem):
+    """Paints the stack's composite, recomputing it lazily when a change was announced."""
+
+    def __init__(self, stack: LayerStack) -> None:
+        super().__init__()
+        self._stack = stack
+        self._image: QImage | None = None
+        self._buffer: np.ndarray | None = None
+        self._stale = True
+
+    def boundingRect(self) -> QRectF:
+        w, h = self._stack.size
+        return QRectF(0, 0, w, h)
+
+    def invalidate(self, rect: QRectF | None = None) -> None:
+        self._stale = True
+        self.update(rect if rect is not None else self.boundingRect())
+
+    def composite(self) -> QImage | None:
+        """The composite as drawn (recomputed first if a change is pending)."""
+        if self._stale:
+            self._stale = False
+            w, h = self._stack.size
+            if w == 0 or h == 0:
+                self._image = self._buffer = None
+            else:
+                self._buffer = self._stack.composite_premultiplied()
+                self._image = QImage(
+                    self._buffer.data, w, h, 4 * w, QImage.Format.Format_RGBA8888_Premultiplied
+                )
+        return self._image
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionGraphicsItem,
+        widget: QWidget | None = None,
+    ) -> None:
+        image = self.composite()
+        if image is None:
+            return
+        exposed = option.exposedRect.intersected(self.boundingRect()).toAlignedRect()
+        painter.drawImage(exposed, image, exposed)
+
+
+class LayerCanvas(QGraphicsView):
+    """The composite of a LayerStack on a checkerboard, with wheel zoom, fit and layer moves.
+
+    ``current_layer`` returns the id of the selected layer ("" for none);
+    ``layer_picked(id)`` asks the owner to select the layer a click landed on.
+    """
+
+    layer_picked = Signal(str)
+    zoom_changed = Signal(float)
+
+    def __init__(
+        self,
+        stack: LayerStack,
+        undo_stack: QUndoStack,
+        current_layer: Callable[[], str],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._stack = stack
+        self._undo = undo_stack
+        self._current_layer = current_layer
+        self.setScene(QGraphicsScene(self))
+        self.item = CompositeItem(stack)
+        self.scene().addItem(self.item)
+        self._fitted = True
+        self._drag: tuple[str, QPointF, tuple[int, int], int] | None = None
+        self.setBackgroundBrush(QBrush(QColor(38, 38, 42)))
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        self.setMinimumSize(160, 160)
+        self._checker = _checkerboard()
+        self.setToolTip("Drag to move the selected layer; the wheel zooms.")
+        stack.changed.connect(self._on_changed)
+        stack.size_changed.connect(self._on_size)
+        self._on_size(*stack.size)
+
+    # ---- following the stack -------------------------------------------------------------
+
+    def _on_changed(self, x: int, y: int, w: int, h: int) -> None:
+        self.item.invalidate(QRectF(x, y, w, h))
+
+    def _on_size(self, width: int, height: int) -> None:
+        self.item.prepareGeometryChange()
+        self.item.invalidate()
+        self.scene().setSceneRect(QRectF(0, 0, max(width, 1), max(height, 1)))
+        if self._fitted:
+            self.fit()
+
+    def composite_image(self) -> QImage | None:
+        """What the canvas draws now (for tests and screenshots)."""
+        return self.item.composite()
+
+    # ---- drawing ----------------------------------------------------------------------
+
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:
+        super().drawBackground(painter, rect)
+        w, h = self._stack.size
+        if w and h:
+            painter.save()
+            painter.setBrushOrigin(0, 0)
+            painter.fillRect(QRectF(0, 0, w, h).intersected(rect), QBrush(self._checker))
+            painter.restore()
+
+    # ---- zoom ---------------------------------------------------------------------------
+
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def fit(self) -> None:
+        self._fitted = True
+        w, h = self._stack.size
+        if w and h:
+            self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
+            self.zoom_changed.emit(self.zoom())
+
+    def zoom_by(self, factor: float) -> None:
+        target = min(MAX_ZOOM, max(MIN_ZOOM, self.zoom() * factor))
+        factor = target / self.zoom()
+        self._fitted = False
+        self.scale(factor, factor)
+        self.zoom_changed.emit(self.zoom())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        delta = event.angleDelta().y()
+        if delta:
+            self.zoom_by(ZOOM_STEP ** (delta / 120))
+        event.accept()
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self._fitted:
+            self.fit()
+
+    # ---- moving layers ------------------------------------------------------------------
+
+    def layer_at(self, point: QPointF) -> str:
+        """The topmost visible layer with an opaque pixel at scene ``point`` ("" for none)."""
+        x, y = int(np.floor(point.x())), int(np.floor(point.y()))
+        for layer in reversed(self._stack.layers):
+            lx, ly = x - layer.offset[0], y - layer.offset[1]
+            if (
+                layer.visible
+                and 0 <= lx < layer.width
+                and 0 <= ly < layer.height
+                and layer.pixels[ly, lx, 3] > 0
+            ):
+                return layer.id
+        return ""
+
+    def begin_move(self, scene_point: QPointF) -> bool:
+        """Start moving the selected layer, or the one under ``scene_point``; False if none."""
+        layer_id = self._current_layer()
+        under = self.layer_at(scene_point)
+        if under and under != layer_id:
+            layer_id = under
+            self.layer_picked.emit(layer_id)
+        if not layer_id:
+            return False
+        offset = self._stack.layer(layer_id).offset
+        self._drag = (layer_id, scene_point, offset, layer_commands.new_gesture())
+        return True
+
+    def move_to(self, scene_point: QPointF) -> None:
+        if self._drag is None:
+            return
+        layer_id, start, (ox, oy), gesture = self._drag
+        delta = scene_point - start
+        target = (ox + round(delta.x()), oy + round(delta.y()))
+        if target != self._stack.layer(layer_id).offset:
+            self._undo.push(layer_commands.move_layer(self._stack, layer_id, target, gesture))
+
+    def end_move(self) -> None:
+        self._drag = None
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self.begin_move(
+            self.mapToScene(event.position().toPoint())
+        ):
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self._drag is not None:
+            self.move_to(self.mapToScene(event.position().toPoint()))
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._drag is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.move_to(self.mapToScene(event.position().toPoint()))
+            self.end_move()
+            self.viewport().unsetCursor()
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+
+def _checkerboard() -> QPixmap:
+    pixmap = QPixmap(2 * CHECKER, 2 * CHECKER)
+    pixmap.fill(QColor(92, 92, 98))
+    painter = QPainter(pixmap)
+    light = QColor(128, 128, 134)
+    painter.fillRect(0, 0, CHECKER, CHECKER, light)
+    painter.fillRect(CHECKER, CHECKER, CHECKER, CHECKER, light)
+    painter.end()
+    return pixmap

@@ -1,0 +1,425 @@
+"""The window's project file: File menu (New, Open, Open Recent, Save As, Close), title, recovery.
+
+The window keeps one VersionTree, one LayerStack and one QUndoStack for its
+whole life. Opening or starting a project empties them and fills them from the
+file, so every panel that follows them stays connected. A :class:`Project`
+binds them to the open file and writes each change as it happens: there is no
+"Save", only "Save As", and the title needs no modified marker.
+
+Untitled work is a real project in the recovery folder, locked by this
+process. On launch, untitled projects left by a crash are offered back.
+Leaving untitled work that holds anything (closing the window, New, Open)
+asks Save / Discard / Cancel, so nothing is lost silently; empty untitled
+projects are removed without asking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
+
+from studio.document.layers import LayerStack
+from studio.document.project import Project
+from studio.document.recovery import (
+    RecoverableProject,
+    RecoveryLock,
+    claim,
+    create_untitled,
+    discard,
+    recoverable_projects,
+)
+from studio.document.store import SUFFIX, ProjectError, ProjectStore, check_project_file
+
+APP_TITLE = "Noise Studio"
+UNTITLED = "Untitled"
+RECENT_KEY = "projects/recent"
+RECENT_MAX = 8
+PROJECT_FILTER = f"Noise Studio projects (*{SUFFIX})"
+
+
+class Choice(enum.Enum):
+    """An answer to one of the session's questions."""
+
+    RESTORE = "restore"
+    SAVE = "save"
+    DISCARD = "discard"
+    LATER = "later"
+    CANCEL = "cancel"
+
+
+def file_menu(window: QMainWindow) -> QMenu:
+    """The window's File menu (created by the window; features add their entries to it)."""
+    for action in window.menuBar().actions():
+        menu = action.menu()
+        if menu is not None and action.text().replace("&", "") == "File":
+            return menu
+    return window.menuBar().addMenu("&File")
+
+
+class ProjectSession(QObject):
+    """Binds a studio window's document (tree, layers, undo stack) to one project file at a time.
+
+    ``window`` must offer ``tree``, ``undo_stack``, ``worker``, ``settings``,
+    ``show_version`` and a ``closeEvent`` that stops its worker (the
+    :class:`~studio.ui.main_window.MainWindow`). The ``ask_*`` methods are
+    the only places that talk to the user; tests replace them.
+    """
+
+    project_changed = Signal()
+
+    def __init__(
+        self, window, layers: LayerStack, recovery_folder: Path | None = None
+    ) -> None:  # window: MainWindow (not imported: it imports the features)
+        super().__init__(window)
+        self.window = window
+        self.layers = layers
+        self.project: Project | None = None
+        self.lock: RecoveryLock | None = None
+        self._folder = recovery_folder
+        self._asked_disk_full = False
+        self._shut_down = False
+        self._build_actions()
+        window.installEventFilter(self)
+
+    # ---- menu -------------------------------------------------------------------
+
+    def _build_actions(self) -> None:
+        w = self.window
+        self.new_action = QAction("New", w)
+        self.new_action.setShortcut(QKeySequence.StandardKey.New)
+        self.open_action = QAction("Open…", w)
+        self.open_action.setShortcut(QKeySequence.StandardKey.Open)
+        self.recent_menu = QMenu("Open Recent", w)
+        self.save_as_action = QAction("Save As…", w)
+        self.save_as_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        self.close_action = QAction("Close", w)
+        self.close_action.setShortcut(QKeySequence("Ctrl+W"))
+        for action in (self.new_action, self.open_action, self.save_as_action, self.close_action):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            w.addAction(action)
+        self.new_action.triggered.connect(self.new_project)
+        self.open_action.triggered.connect(lambda: self.open_project())
+        self.save_as_action.triggered.connect(lambda: self.save_as())
+        self.close_action.triggered.connect(self.close_project)
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+
+        menu = file_menu(w)
+        first = menu.actions()[0] if menu.actions() else None
+        for action in (self.new_action, self.open_action):
+            menu.insertAction(first, action)
+        menu.insertMenu(first, self.recent_menu)
+        menu.insertSeparator(first)
+        menu.insertAction(first, self.save_as_action)
+        menu.insertAction(first, self.close_action)
+        menu.insertSeparator(first)
+
+    def recent_projects(self) -> list[str]:
+        value = self.window.settings.value(RECENT_KEY, [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in value or []]
+
+    def _remember(self, path: Path) -> None:
+        entries = [str(path), *(p for p in self.recent_projects() if p != str(path))]
+        self.window.settings.setValue(RECENT_KEY, entries[:RECENT_MAX])
+
+    def _forget(self, path: str | Path) -> None:
+        entries = [p for p in self.recent_projects() if p != str(path)]
+        self.window.settings.setValue(RECENT_KEY, entries)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        entries = self.recent_projects()
+        for entry in entries:
+            action = self.recent_menu.addAction(Path(entry).name)
+            action.setToolTip(entry)
+            action.setStatusTip(entry)
+            action.triggered.connect(lambda _=False, p=entry: self.open_project(p))
+        if not entries:
+            self.recent_menu.addAction("No recent projects").setEnabled(False)
+
+    # ---- the questions (tests replace these) -------------------------------------------
+
+    def ask_restore(self, entry: RecoverableProject) -> Choice:
+        when = time.strftime("%H:%M on %d %b", time.localtime(entry.modified))
+        if entry.problem:
+            detail = f"It cannot be opened: {entry.problem}"
+        else:
+            detail = f"It holds {_count(entry.version_count, 'version')} and {_count(entry.layer_count, 'layer')}."
+        box = QMessageBox(self.window)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Restore untitled work")
+        box.setText(f"Noise Studio did not close properly. Restore your untitled work from {when}?")
+        box.setInformativeText(detail)
+        restore = box.addButton("Restore", QMessageBox.ButtonRole.AcceptRole)
+        later = box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        delete = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        restore.setEnabled(entry.problem is None)
+        box.setDefaultButton(restore if entry.problem is None else later)
+        box.exec()
+        clicked = box.clickedButton()
+        if clicked is restore:
+            return Choice.RESTORE
+        if clicked is delete:
+            return Choice.DISCARD
+        return Choice.LATER
+
+    def ask_keep_untitled(self) -> Choice:
+        answer = QMessageBox.question(
+            self.window,
+            "Save your untitled project?",
+            "Save your untitled project before it is closed? Discarding deletes it.",
+            QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Discard
+            | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
+        )
+        if answer == QMessageBox.StandardButton.Save:
+            return Choice.SAVE
+        if answer == QMessageBox.StandardButton.Discard:
+            return Choice.DISCARD
+        return Choice.CANCEL
+
+    def ask_open_path(self) -> str | None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open project", "", PROJECT_FILTER)
+        return path or None
+
+    def ask_save_path(self) -> str | None:
+        start = str(self.project.path) if self.project and self.lock is None else UNTITLED + SUFFIX
+        path, _ = QFileDialog.getSaveFileName(self.window, "Save project as", start, PROJECT_FILTER)
+        return path or None
+
+    def show_error(self, text: str) -> None:
+        self.window.statusBar().showMessage(text, 10000)
+        QMessageBox.warning(self.window, APP_TITLE, text)
+
+    # ---- starting -----------------------------------------------------------------
+
+    def start(self, offer_restore: bool = True) -> None:
+        """Offer back untitled work left by a crash; otherwise start a new untitled project."""
+        if offer_restore:
+            for entry in recoverable_projects(self._folder):
+                choice = self.ask_restore(entry)
+                if choice is Choice.RESTORE:
+                    try:
+                        store, lock = claim(entry.path)
+                    except ProjectError as exc:
+                        self.show_error(str(exc))
+                        continue
+                    if self._bind(store, lock, load=True):
+                        self.window.statusBar().showMessage("Restored your untitled work.", 8000)
+                        return
+                elif choice is Choice.DISCARD:
+                    with contextlib.suppress(ProjectError):
+                        discard(entry.path)
+        self._start_untitled()
+
+    def _start_untitled(self) -> None:
+        try:
+            store, lock = create_untitled(self._folder)
+        except ProjectError as exc:
+            self.show_error(f"{exc} Your work will not be kept.")
+            return
+        self._bind(store, lock, load=False)
+
+    # ---- File menu ------------------------------------------------------------------
+
+    def new_project(self) -> bool:
+        """Leave the current project (asking about untitled work) and start an untitled one."""
+        if not self._leave_current():
+            return False
+        self._start_untitled()
+        return True
+
+    def open_project(self, path: str | Path | None = None) -> bool:
+        """Open a ``.studio`` file. A bad file is explained in one sentence and never written."""
+        path = path or self.ask_open_path()
+        if not path:
+            return False
+        path = Path(path)
+        if self.project is not None and _same_file(path, self.project.path):
+            return True
+        try:
+            check_project_file(path)  # read-only: nothing is closed or written if this fails
+        except ProjectError as exc:
+            self.show_error(str(exc))
+            if not path.exists():
+                self._forget(path)
+            return False
+        if not self._leave_current():
+            return False
+        try:
+            store = ProjectStore.open(path)
+        except ProjectError as exc:
+            self.show_error(str(exc))
+            self._start_untitled()
+            return False
+        if not self._bind(store, None, load=True):
+            self._start_untitled()
+            return False
+        return True
+
+    def save_as(self, path: str | Path | None = None) -> bool:
+        """Copy the project to ``path`` (SQLite backup) and carry on working there."""
+        if self.project is None:
+            return False
+        path = path or self.ask_save_path()
+        if not path:
+            return False
+        path = Path(path)
+        if path.suffix != SUFFIX:
+            path = path.with_name(path.name + SUFFIX)
+        if _same_file(path, self.project.path):
+            return True
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            self.project.save_as(path).result()
+        except ProjectError as exc:
+            self.show_error(str(exc))
+            return False
+        except OSError as exc:
+            self.show_error(f"The project could not be saved as {path.name} ({exc}).")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+        if self.lock is not None:  # the untitled copy in the recovery folder is no longer needed
+            self.lock.release(remove_project=True)
+            self.lock = None
+        self._asked_disk_full = False
+        self._remember(path)
+        self._update_title()
+        self.project_changed.emit()
+        self.window.statusBar().showMessage(f"Saved as {path}.", 8000)
+        return True
+
+    def close_project(self) -> bool:
+        """Close the project; the window carries on with a new untitled one."""
+        return self.new_project()
+
+    # ---- binding ----------------------------------------------------------------------
+
+    def _bind(self, store: ProjectStore, lock: RecoveryLock | None, load: bool) -> bool:
+        w = self.window
+        try:
+            if load:
+                project = Project.load(store, tree=w.tree, layers=self.layers)
+            else:
+                project = Project(store, w.tree, self.layers)
+        except (ProjectError, ValueError) as exc:
+            store.close()
+            if lock is not None:
+                lock.release(remove_project=False)
+            self._clear_document()
+            self.show_error(f"{store.name} could not be read ({exc}).")
+            return False
+        self.project, self.lock = project, lock
+        project.write_failed.connect(self._on_write_failed)
+        versions = w.tree.versions()
+        w.show_version(versions[-1].id if versions else None)
+        if lock is None:
+            self._remember(store.path)
+        self._asked_disk_full = False
+        self._update_title()
+        self.project_changed.emit()
+        return True
+
+    def has_content(self) -> bool:
+        return len(self.window.tree) > 0 or len(self.layers) > 0
+
+    def _leave_current(self) -> bool:
+        """Ask about untitled work, then close the file and empty the document. False: cancelled."""
+        if not self._confirm_leave():
+            return False
+        self.window.worker.cancel_all()
+        self._close_file()
+        self._clear_document()
+        return True
+
+    def _confirm_leave(self) -> bool:
+        if self.project is None or self.lock is None or not self.has_content():
+            return True
+        choice = self.ask_keep_untitled()
+        if choice is Choice.CANCEL:
+            return False
+        if choice is Choice.SAVE:
+            return self.save_as()
+        return True
+
+    def _close_file(self) -> None:
+        project, lock = self.project, self.lock
+        self.project = self.lock = None
+        if project is not None:
+            project.write_failed.disconnect(self._on_write_failed)
+            project.close()
+        if lock is not None:  # untitled work the user chose not to keep, or that held nothing
+            lock.release(remove_project=True)
+
+    def _clear_document(self) -> None:
+        w = self.window
+        w.show_version(None)
+        w.undo_stack.clear()
+        w.tree.clear()
+        for layer in reversed(self.layers.layers):
+            self.layers.remove(layer.id)
+        self.layers.set_size(0, 0)
+
+    def _update_title(self) -> None:
+        name = UNTITLED if self.lock is not None or self.project is None else self.project.name
+        self.window.setWindowTitle(f"{name} — {APP_TITLE}")
+
+    def title_name(self) -> str:
+        return UNTITLED if self.lock is not None or self.project is None else self.project.name
+
+    # ---- errors and closing ---------------------------------------------------------------
+
+    def _on_write_failed(self, message: str, reason: str) -> None:
+        self.window.statusBar().showMessage(message, 15000)
+        if reason != "disk_full" or self._asked_disk_full:
+            return
+        self._asked_disk_full = True
+        answer = QMessageBox.warning(
+            self.window,
+            "Disk full",
+            f"{message}\nYour work is still in memory. Save it somewhere else?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Ignore,
+            QMessageBox.StandardButton.Save,
+        )
+        if answer == QMessageBox.StandardButton.Save:
+            self.save_as()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.window and event.type() == QEvent.Type.Close and not self._shut_down:
+            assert isinstance(event, QCloseEvent)
+            if not self._confirm_leave():
+                event.ignore()
+                return True
+            # The window stops its worker first, so no step arrives after the file is closed.
+            self.window.closeEvent(event)
+            if event.isAccepted():
+                self.shutdown()
+            return True
+        return super().eventFilter(watched, event)
+
+    def shutdown(self) -> None:
+        """Close the file (pending writes finish first) and remove untitled work not kept."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self._close_file()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
