@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from studio.ui.main_window import MainWindow
+    from studio.ui.project_menu import ProjectSession
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Noise Studio")
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     app.aboutToQuit.connect(closed.set)
 
     window = MainWindow(model_ref=args.model)
+    session = ProjectSession(window, window.workspace.layers)
     probe = os.environ.get(STARTUP_PROBE_ENV)
     if probe:
 
@@ -65,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     window.show()
     # Start the worker after the first show so the model import never delays the window.
     QTimer.singleShot(0, window.start_worker)
+    # Untitled work left by a crash is offered back once the window is up (never to a probe).
+    QTimer.singleShot(0, lambda: session.start(offer_restore=not probe))
     with loop:
         loop.run_until_complete(closed.wait())
+    session.shutdown()
     return 0
 
 
