@@ -203,6 +203,8 @@ class ProjectSession(QObject):
 
     def start(self, offer_restore: bool = True) -> None:
         """Offer back untitled work left by a crash; otherwise start a new untitled project."""
+        if self._shut_down:  # the window was closed before the event loop got here
+            return
         if offer_restore:
             for entry in recoverable_projects(self._folder):
                 choice = self.ask_restore(entry)

@@ -1,0 +1,289 @@
+"""Project files in the window: untitled work, Save As, reopen, crash restore, bad files, closing."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+
+from studio.document.store import ProjectStore
+from studio.ui.main_window import MainWindow
+from studio.ui.project_menu import Choice, ProjectSession
+from studio.worker import ModelLoaded
+from tests.ui.conftest import GENERATION_TIMEOUT_MS, generate_and_wait, set_small_recipe
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Answers:
+    """Scripted answers to the session's questions, and the errors it showed."""
+
+    def __init__(self) -> None:
+        self.restore = Choice.RESTORE
+        self.keep_untitled = Choice.DISCARD
+        self.save_path: str | None = None
+        self.errors: list[str] = []
+        self.offered: list[Path] = []
+        self.asked_keep = 0
+
+
+def attach_session(window: MainWindow, folder: Path, answers: Answers) -> ProjectSession:
+    session = ProjectSession(window, window.workspace.layers, recovery_folder=folder)
+
+    def ask_restore(entry):
+        answers.offered.append(entry.path)
+        return answers.restore
+
+    def ask_keep():
+        answers.asked_keep += 1
+        return answers.keep_untitled
+
+    session.ask_restore = ask_restore
+    session.ask_keep_untitled = ask_keep
+    session.ask_save_path = lambda: answers.save_path
+    session.ask_open_path = lambda: None
+    session.show_error = answers.errors.append
+    return session
+
+
+def open_window(qtbot, model_dir: Path, settings_path: Path) -> MainWindow:
+    settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
+    win = MainWindow(model_ref=str(model_dir), settings=settings)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(
+        win.message_handled,
+        timeout=GENERATION_TIMEOUT_MS,
+        check_params_cb=lambda m: isinstance(m, ModelLoaded),
+    ):
+        win.start_worker()
+    set_small_recipe(win)
+    return win
+
+
+@pytest.fixture
+def answers() -> Answers:
+    return Answers()
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return tmp_path / "recovery"
+
+
+@pytest.fixture
+def session(window: MainWindow, folder: Path, answers: Answers) -> Iterator[ProjectSession]:
+    session = attach_session(window, folder, answers)
+    session.start()
+    yield session
+    window.close()
+    assert session.project is None
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_new_window_works_on_an_untitled_project_in_the_recovery_folder(session, window, folder):
+    assert window.windowTitle() == "Untitled — Noise Studio"
+    assert session.lock is not None and session.project.path.parent == folder
+    assert session.project.path.exists()
+
+
+def test_project_persists_across_close_and_reopen(
+    qtbot, window, session, answers, tmp_path, tiny_model_dir
+):
+    parent = generate_and_wait(qtbot, window)
+    untitled = session.project.path
+    target = tmp_path / "fox.studio"
+    assert session.save_as(target)
+    assert window.windowTitle() == "fox — Noise Studio"
+    assert session.lock is None and not untitled.exists(), "the untitled copy is removed"
+    assert session.recent_projects()[0] == str(target)
+
+    window.panel.seed.setText("77")
+    second = generate_and_wait(qtbot, window)  # written to the saved file as it happens
+    window.close()
+    assert session.project is None and answers.asked_keep == 0, "a titled project needs no question"
+
+    reopened = open_window(qtbot, tiny_model_dir, tmp_path / "settings2.ini")
+    other = attach_session(reopened, tmp_path / "recovery2", Answers())
+    other.start()
+    try:
+        assert other.open_project(target)
+        assert reopened.windowTitle() == "fox — Noise Studio"
+        versions = reopened.tree.versions()
+        assert [v.id for v in versions] == [parent.id, second.id]
+        loaded = reopened.tree.get(parent.id)
+        assert [s.index for s in loaded.steps] == list(range(6))
+        assert np.array_equal(loaded.result, parent.result)
+
+        reopened.show_version(parent.id)
+        reopened.timeline.set_position(2)
+        assert np.array_equal(reopened.canvas.current_array(), parent.steps[2].preview_x0)
+        assert reopened.timeline.label.text() == "step 3 / 6"
+
+        reopened.branch_from_position(2)  # resumes from a checkpoint read back from the file
+        child = generate_and_wait(qtbot, reopened)
+        assert child.parent_id == parent.id and child.branch_step == 2
+        assert np.array_equal(child.result, parent.result)
+    finally:
+        reopened.close()
+    with ProjectStore.open(target) as store:
+        assert store.integrity_check() == "ok"
+        assert len(store.versions()) == 3
+
+
+_CRASHING_APP = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from studio.document import recovery
+    from studio.document.project import Project
+    from studio.document.versions import StoredStep, VersionTree
+    from studio.engine.models import load_model
+    from studio.engine.recipe import Recipe
+    from studio.engine.sampler import Sampler
+
+    folder, model_dir = sys.argv[1], sys.argv[2]
+    torch.set_num_threads(1)  # as the window's worker runs in the tests
+    sampler = Sampler(load_model(model_dir, device="cpu"))
+    store, lock = recovery.create_untitled(__import__("pathlib").Path(folder))
+    tree = VersionTree()
+    project = Project(store, tree)
+    recipe = Recipe(prompt="a red fox in the snow", seed=1234, steps=6, guidance=5.0,
+                    sampler="Euler a", width=32, height=32, model=model_dir)
+    version = tree.new_version(recipe)
+    tree.add(version)
+    for step in sampler.run(recipe):
+        tree.append_step(version.id, StoredStep(step.index, step.total, step.timestep, step.sigma,
+                         step.checkpoint, step.preview_x0, step.preview_xt))
+    tree.finish(version.id, sampler.decode(version.steps[-1].checkpoint.latent), partial=False)
+    store.flush()
+    print(store.path, flush=True)
+    sys.stdin.read()  # keep working until killed
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_untitled_work_is_restored_after_a_crash(qtbot, window, folder, answers, tiny_model_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NOISE_STUDIO_TORCH_THREADS": "1"}
+    app = subprocess.Popen(
+        [sys.executable, "-c", _CRASHING_APP, str(folder), str(tiny_model_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        line = app.stdout.readline().decode().strip()
+        assert line, app.stderr.read().decode()[-2000:]
+        crashed = Path(line)
+    finally:
+        app.send_signal(signal.SIGKILL)
+        app.wait(10)
+        for stream in (app.stdin, app.stdout, app.stderr):
+            stream.close()
+    assert crashed.exists()
+
+    session = attach_session(window, folder, answers)
+    session.start()
+    assert answers.offered == [crashed]
+    assert session.project.path == crashed and session.lock is not None
+    assert window.windowTitle() == "Untitled — Noise Studio"
+    (restored,) = window.tree.versions()
+    assert [s.index for s in restored.steps] == list(range(6))
+    assert window.canvas.current_array() is restored.result
+
+    window.branch_from_position(3)
+    child = generate_and_wait(qtbot, window)
+    assert np.array_equal(child.result, restored.result)
+
+    answers.keep_untitled = Choice.DISCARD
+    window.close()
+    assert answers.asked_keep == 1
+    assert not crashed.exists(), "discarded untitled work is removed on a clean exit"
+
+
+def test_choosing_not_now_keeps_crashed_work_for_the_next_launch(window, folder, answers):
+    from studio.document import recovery
+
+    store, lock = recovery.create_untitled(folder)
+    store.add_version(recipe_json='{"prompt": "p"}', name="v1").result()
+    store.close()
+    lock.release(remove_project=False)  # as if the app had died
+
+    answers.restore = Choice.LATER
+    session = attach_session(window, folder, answers)
+    session.start()
+    assert answers.offered == [store.path]
+    assert session.project.path != store.path and len(window.tree) == 0
+    window.close()
+    assert store.path.exists()
+    assert [e.path for e in recovery.recoverable_projects(folder)] == [store.path]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_opening_a_bad_file_explains_and_leaves_it_untouched(
+    session, window, answers, tmp_path, damage
+):
+    bad = tmp_path / "bad.studio"
+    if damage == "garbage":
+        bad.write_bytes(b"this is not a project at all" * 100)
+    else:
+        with ProjectStore.create(bad) as store:
+            for n in range(20):
+                store.add_version(recipe_json='{"prompt": "p"}', name=f"v{n}").result()
+        data = bad.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    before = sha256(bad)
+    current = session.project.path
+
+    assert not session.open_project(bad)
+    assert len(answers.errors) == 1
+    message = answers.errors[0]
+    assert "bad.studio" in message and message.count(".") <= 3  # one sentence naming the file
+    assert sha256(bad) == before
+    assert not Path(f"{bad}-wal").exists() and not Path(f"{bad}-journal").exists()
+    assert session.project.path == current, "the open project stays open"
+
+
+def test_closing_untitled_work_asks_and_cancel_keeps_the_window_open(
+    qtbot, window, session, answers, tmp_path
+):
+    generate_and_wait(qtbot, window)
+    untitled = session.project.path
+    answers.keep_untitled = Choice.CANCEL
+    window.close()
+    assert window.isVisible() and answers.asked_keep == 1
+    assert session.project is not None and untitled.exists()
+
+    answers.keep_untitled = Choice.SAVE
+    answers.save_path = str(tmp_path / "kept")
+    window.close()
+    assert not window.isVisible()
+    assert not untitled.exists()
+    with ProjectStore.open(tmp_path / "kept.studio") as store:
+        assert [v.name for v in store.versions()] == ["v1"]
+
+
+def test_new_starts_an_empty_untitled_project_and_names_from_v1(qtbot, window, session, answers):
+    generate_and_wait(qtbot, window)
+    first = session.project.path
+    assert session.new_project()
+    assert answers.asked_keep == 1 and not first.exists()
+    assert len(window.tree) == 0 and window.undo_stack.count() == 0
+    assert window.canvas.current_array() is None
+    assert session.project.path != first
+    version = generate_and_wait(qtbot, window)
+    assert version.name == "v1"
