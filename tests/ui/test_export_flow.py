@@ -1,0 +1,132 @@
+"""File > Export from the window: images with their recipe, layers as OpenRaster/PSD, trajectories."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio.document import export
+from studio.document.imageio import read_image, read_metadata, recipe_from_metadata
+from studio.ui.export_actions import ImageSource
+from studio.ui.project_menu import file_menu
+from studio.ui.prompt_panel import SAMPLERS
+from tests.ui.conftest import generate_and_wait
+
+
+@pytest.fixture
+def errors(window, monkeypatch) -> list[str]:
+    shown: list[str] = []
+    monkeypatch.setattr(window.exports, "show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def two_layers(qtbot, window):
+    """Two versions on the canvas, the top one at half opacity and moved."""
+    from studio.document.layer_commands import UpdateLayerCommand
+
+    first = generate_and_wait(qtbot, window)
+    window.workspace.add_version_to_canvas()
+    window.panel.seed.setText("4321")
+    second = generate_and_wait(qtbot, window)
+    top = window.workspace.add_version_to_canvas()
+    window.undo_stack.push(
+        UpdateLayerCommand(window.workspace.layers, top.id, {"opacity": 0.5, "offset": (3, 2)})
+    )
+    return first, second
+
+
+def test_the_export_submenu_lists_every_export(window):
+    (export_menu,) = [a.menu() for a in file_menu(window).actions() if a.text() == "Export"]
+    names = [a.text() for a in export_menu.actions() if a.text()]
+    assert names[:2] == ["Image…", "Layers as OpenRaster…"]
+    assert names[-2:] == ["Trajectory as animation…", "Contact sheet…"]
+    assert ("Layers as PSD…" in names) == export.psd_available()
+
+
+def test_export_the_current_version_with_its_recipe_and_without(qtbot, window, tmp_path, errors):
+    version = generate_and_wait(qtbot, window)
+    path = window.exports.export_image(tmp_path / "v1.png", ImageSource.VERSION)
+    assert path is not None and errors == []
+    imported = read_image(path)
+    assert np.array_equal(imported.pixels[..., :3], version.result)
+    assert recipe_from_metadata(imported.metadata, SAMPLERS).recipe == version.recipe
+
+    stripped = window.exports.export_image(
+        tmp_path / "v1.webp", ImageSource.VERSION, strip_metadata=True
+    )
+    assert read_metadata(stripped).texts == {}
+    with Image.open(stripped) as image:
+        assert image.size == (32, 32)
+
+
+def test_export_the_composite_and_the_selected_layer(window, two_layers, tmp_path, errors):
+    _first, second = two_layers
+    composite = window.exports.export_image(tmp_path / "canvas.png", ImageSource.COMPOSITE)
+    pixels = read_image(composite).pixels
+    assert np.array_equal(pixels, window.workspace.layers.composite_rgba())
+    assert read_metadata(composite).texts == {}, "layers from two versions: no single recipe"
+
+    layer_file = window.exports.export_image(tmp_path / "layer.jpg", ImageSource.LAYER)
+    found = recipe_from_metadata(read_metadata(layer_file), SAMPLERS)
+    assert found.recipe == second.recipe, "the selected (top) layer carries its version's recipe"
+    assert errors == []
+
+
+def test_layers_export_as_openraster_that_reopens(window, two_layers, tmp_path):
+    path = window.exports.export_ora(tmp_path / "canvas.ora")
+    with zipfile.ZipFile(path) as archive:
+        assert archive.read("mimetype") == b"image/openraster"
+        stack = ET.fromstring(archive.read("stack.xml"))
+        layers = stack.findall(".//layer")
+        assert [layer.get("name") for layer in layers] == ["v2", "v1"]  # top first
+        assert float(layers[0].get("opacity")) == pytest.approx(0.5)
+        assert (layers[0].get("x"), layers[0].get("y")) == ("3", "2")
+        with archive.open(layers[1].get("src")) as png:
+            assert Image.open(png).size == (32, 32)
+
+
+@pytest.mark.skipif(not export.psd_available(), reason="no PSD writer installed")
+def test_layers_export_as_psd(window, two_layers, tmp_path):
+    path = window.exports.export_psd(tmp_path / "canvas.psd")
+    assert path is not None and path.read_bytes()[:4] == b"8BPS"
+
+
+@pytest.mark.parametrize(("suffix", "view"), [(".webp", "x0"), (".gif", "xt")])
+def test_trajectory_exports_as_an_animation_of_every_step(qtbot, window, tmp_path, suffix, view):
+    version = generate_and_wait(qtbot, window)
+    path = window.exports.export_animation(tmp_path / f"run{suffix}", view=view, frame_ms=80)
+    with Image.open(path) as animation:
+        assert animation.n_frames == len(version.steps) == 6
+        animation.seek(0)
+        animation.load()  # WebP reports a frame's duration once it is decoded
+        assert animation.info["duration"] == 80
+        means = []
+        for i in range(animation.n_frames):
+            animation.seek(i)
+            means.append(np.asarray(animation.convert("RGB"), np.float32).mean())
+    # lossy, palette and enlarged frames: each frame's mean level follows its step's preview
+    expected = [getattr(s, f"preview_{view}").astype(np.float32).mean() for s in version.steps]
+    assert np.allclose(means, expected, atol=6)
+
+
+def test_contact_sheet_of_the_current_version(qtbot, window, tmp_path):
+    version = generate_and_wait(qtbot, window)
+    path = window.exports.export_contact_sheet(tmp_path / "sheet.png", count=4)
+    found = recipe_from_metadata(read_metadata(path), SAMPLERS)
+    assert found.recipe == version.recipe
+    with Image.open(path) as sheet:
+        assert sheet.width > sheet.height  # one row of four cells
+
+
+def test_export_errors_are_one_sentence_and_write_nothing(window, tmp_path, errors):
+    assert window.exports.export_ora(tmp_path / "empty.ora") is None
+    assert window.exports.export_image(tmp_path / "none.png", ImageSource.VERSION) is None
+    assert window.exports.export_animation(tmp_path / "none.webp") is None
+    assert window.exports.export_image(tmp_path / "x.bmp", ImageSource.COMPOSITE) is None
+    assert len(errors) == 4 and all(e.endswith(".") and "\n" not in e for e in errors)
+    assert list(tmp_path.glob("*.ora")) == list(tmp_path.glob("none.*")) == []
