@@ -287,3 +287,38 @@ def test_new_starts_an_empty_untitled_project_and_names_from_v1(qtbot, window, s
     assert session.project.path != first
     version = generate_and_wait(qtbot, window)
     assert version.name == "v1"
+
+
+def test_open_recent_lists_saved_projects_and_opens_them(qtbot, window, session, tmp_path):
+    generate_and_wait(qtbot, window)
+    assert session.save_as(tmp_path / "one.studio")
+    assert session.new_project()
+    assert window.windowTitle() == "Untitled — Noise Studio" and len(window.tree) == 0
+    session.recent_menu.aboutToShow.emit()
+    (entry,) = session.recent_menu.actions()
+    assert entry.text() == "one.studio"
+    entry.trigger()
+    assert window.windowTitle() == "one — Noise Studio"
+    assert [v.name for v in window.tree.versions()] == ["v1"]
+
+
+def test_a_full_disk_offers_save_as_and_the_work_carries_on_there(
+    qtbot, window, session, tmp_path, monkeypatch
+):
+    from PySide6.QtWidgets import QMessageBox
+
+    generate_and_wait(qtbot, window)
+    asked: list[str] = []
+
+    def answer(_parent, _title, text, *_args):
+        asked.append(text)
+        return QMessageBox.StandardButton.Save
+
+    monkeypatch.setattr(QMessageBox, "warning", answer)
+    session.ask_save_path = lambda: str(tmp_path / "elsewhere.studio")
+    session.project.write_failed.emit(
+        "The disk is full; the last change was not saved.", "disk_full"
+    )
+    assert len(asked) == 1 and "still in memory" in asked[0]
+    assert session.project.path == tmp_path / "elsewhere.studio" and session.lock is None
+    assert window.windowTitle() == "elsewhere — Noise Studio"
