@@ -324,6 +324,9 @@ class ProjectSession(QObject):
         project.write_failed.connect(self._on_write_failed)
         versions = w.tree.versions()
         w.show_version(versions[-1].id if versions else None)
+        if versions and w.panel.branch_target() is None:
+            # carry on where the work stopped, with the model the window has loaded
+            w.panel.set_recipe(versions[-1].recipe.with_changes(model=w.panel.model_ref()))
         if lock is None:
             self._remember(store.path)
         self._asked_disk_full = False

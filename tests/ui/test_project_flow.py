@@ -204,6 +204,7 @@ def test_untitled_work_is_restored_after_a_crash(qtbot, window, folder, answers,
     (restored,) = window.tree.versions()
     assert [s.index for s in restored.steps] == list(range(6))
     assert window.canvas.current_array() is restored.result
+    assert window.panel.recipe().prompt == "a red fox in the snow", "the panel carries on"
 
     window.branch_from_position(3)
     child = generate_and_wait(qtbot, window)
