@@ -214,7 +214,9 @@ def list_models(extra_dirs: list[Path] | tuple[Path, ...] = ()) -> list[tuple[st
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
-        if path.stat().st_size > 16 * 1024 * 1024:  # a config is small; a huge one is hostile or broken
+        if (
+            path.stat().st_size > 16 * 1024 * 1024
+        ):  # a config is small; a huge one is hostile or broken
             raise ModelError(f"The model's {what} ({path}) is too large to be a config file.")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -355,7 +357,9 @@ def _load_single_file(
         raise ModelError(f"Incompatible model: {pipeline_name} pipelines are not supported.")
     from studio.engine.model_files import check_single_file
 
-    check_single_file(path, config_path)  # inpainting or other-family weights, before any loader runs
+    check_single_file(
+        path, config_path
+    )  # inpainting or other-family weights, before any loader runs
     import diffusers
 
     pipeline_cls = getattr(diffusers, pipeline_name)
