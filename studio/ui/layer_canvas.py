@@ -5,9 +5,10 @@ QImage that wraps its buffer without copying. Each ``LayerStack.changed``
 rectangle only marks that part of the scene for repainting; the stack's
 compositor recomputes only what changed, once per repaint.
 
-Dragging with the left button moves the selected layer (or the topmost layer
-under the cursor, which becomes selected). Every mouse move pushes a move
-command with the same gesture number, so a whole drag is one undo step.
+Dragging with the left button moves the selected layer when the press lands
+inside it, otherwise the topmost layer under the cursor (which becomes
+selected). Every mouse move pushes a move command with the same gesture
+number, so a whole drag is one undo step.
 """
 
 from __future__ import annotations
@@ -200,17 +201,27 @@ class LayerCanvas(QGraphicsView):
         return ""
 
     def begin_move(self, scene_point: QPointF) -> bool:
-        """Start moving the selected layer, or the one under ``scene_point``; False if none."""
+        """Start moving a layer; False if there is none to move.
+
+        A press inside the selected layer's rectangle moves it even where other
+        layers cover it; a press elsewhere picks the topmost layer under the cursor.
+        """
         layer_id = self._current_layer()
-        under = self.layer_at(scene_point)
-        if under and under != layer_id:
-            layer_id = under
-            self.layer_picked.emit(layer_id)
+        if not layer_id or not self._inside(layer_id, scene_point):
+            under = self.layer_at(scene_point)
+            if under and under != layer_id:
+                layer_id = under
+                self.layer_picked.emit(layer_id)
         if not layer_id:
             return False
         offset = self._stack.layer(layer_id).offset
         self._drag = (layer_id, scene_point, offset, layer_commands.new_gesture())
         return True
+
+    def _inside(self, layer_id: str, point: QPointF) -> bool:
+        layer = self._stack.layer(layer_id)
+        x, y = point.x() - layer.offset[0], point.y() - layer.offset[1]
+        return 0 <= x < layer.width and 0 <= y < layer.height
 
     def move_to(self, scene_point: QPointF) -> None:
         if self._drag is None:

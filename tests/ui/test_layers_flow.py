@@ -235,3 +235,23 @@ def test_layers_and_their_links_are_saved_with_the_project(qtbot, window, tmp_pa
         (record,) = store.layers()
     assert record.id == layer.id and record.version_id == version.id
     assert (record.offset_x, record.offset_y) == (3, 5)
+
+
+def test_a_press_outside_the_selected_layer_picks_the_layer_under_the_cursor(window, workspace):
+    from studio.document.layers import Layer
+
+    bottom = workspace.add_layer(Layer(np.full((20, 20, 4), 255, np.uint8), name="bottom"))
+    small = Layer(np.full((4, 4, 4), 255, np.uint8), name="small", offset=(0, 0))
+    workspace.add_layer(small)
+    assert workspace.panel.current_layer_id() == small.id
+    view = workspace.view
+    assert view.begin_move(QPointF(10, 10))  # outside "small": the bottom layer is picked
+    view.move_to(QPointF(12, 13))
+    view.end_move()
+    assert workspace.panel.current_layer_id() == bottom.id
+    assert workspace.layers.layer(bottom.id).offset == (2, 3)
+    assert workspace.layers.layer(small.id).offset == (0, 0)
+    assert view.begin_move(QPointF(3, 3))  # inside the selected bottom layer, under "small"
+    view.move_to(QPointF(4, 3))
+    view.end_move()
+    assert workspace.layers.layer(bottom.id).offset == (3, 3)
