@@ -173,6 +173,8 @@ class CanvasWorkspace(QObject):
             if 0 <= position < len(steps) - 1 or (steps and version.result is None):
                 step = steps[min(position, len(steps) - 1)]
                 name = f"{version.name} · step {step.index + 1} of {step.total}"
+            if w.static_action.isChecked():
+                name += " · static x_t"
         elif version.result is not None:
             pixels = version.result
         elif version.steps:
