@@ -20,7 +20,7 @@ import enum
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QStandardPaths, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
@@ -186,13 +186,28 @@ class ProjectSession(QObject):
             return Choice.DISCARD
         return Choice.CANCEL
 
+    def _start_folder(self) -> Path:
+        recent = self.recent_projects()
+        if recent and Path(recent[0]).parent.is_dir():
+            return Path(recent[0]).parent
+        return Path(
+            QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DocumentsLocation)
+        )
+
     def ask_open_path(self) -> str | None:
-        path, _ = QFileDialog.getOpenFileName(self.window, "Open project", "", PROJECT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(
+            self.window, "Open project", str(self._start_folder()), PROJECT_FILTER
+        )
         return path or None
 
     def ask_save_path(self) -> str | None:
-        start = str(self.project.path) if self.project and self.lock is None else UNTITLED + SUFFIX
-        path, _ = QFileDialog.getSaveFileName(self.window, "Save project as", start, PROJECT_FILTER)
+        if self.project is not None and self.lock is None:
+            start = self.project.path
+        else:
+            start = self._start_folder() / (UNTITLED + SUFFIX)
+        path, _ = QFileDialog.getSaveFileName(
+            self.window, "Save project as", str(start), PROJECT_FILTER
+        )
         return path or None
 
     def show_error(self, text: str) -> None:
