@@ -89,6 +89,14 @@ class CanvasWorkspace(QObject):
         self.canvas_action.toggled.connect(self.show_canvas)
         self.add_action.triggered.connect(lambda: self.add_version_to_canvas())
         self.fit_action.triggered.connect(self.view.fit)
+        # the View menu's zoom keys act on whichever canvas is on screen
+        w.fit_action.triggered.connect(lambda: self.is_canvas_shown() and self.view.fit())
+        w.zoom_in_action.triggered.connect(
+            lambda: self.is_canvas_shown() and self.view.zoom_by(1.25)
+        )
+        w.zoom_out_action.triggered.connect(
+            lambda: self.is_canvas_shown() and self.view.zoom_by(0.8)
+        )
         w.stack.currentChanged.connect(self._on_page_changed)
         self.view.layer_picked.connect(self.panel.select_layer)
         self.panel.source_version_requested.connect(self._show_source_version)

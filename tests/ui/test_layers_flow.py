@@ -255,3 +255,15 @@ def test_a_press_outside_the_selected_layer_picks_the_layer_under_the_cursor(win
     view.move_to(QPointF(4, 3))
     view.end_move()
     assert workspace.layers.layer(bottom.id).offset == (3, 3)
+
+
+def test_the_view_menu_zoom_acts_on_the_canvas_view(window, workspace):
+    from studio.document.layers import Layer
+
+    workspace.add_layer(Layer(np.zeros((200, 200, 4), np.uint8)))
+    workspace.show_canvas(True)
+    before = workspace.view.zoom()
+    window.zoom_in_action.trigger()
+    assert workspace.view.zoom() == pytest.approx(before * 1.25)
+    window.fit_action.trigger()
+    assert workspace.view.zoom() == pytest.approx(before)
