@@ -545,7 +545,8 @@ class MainWindow(QMainWindow):
         rate = message.steps_done / message.elapsed if message.elapsed > 0 else 0.0
         remaining = message.total - message.index - 1
         eta = remaining / rate if rate > 0 else 0.0
-        self.speed_label.setText(f"{rate:.1f} it/s · ETA {eta:.0f} s")
+        eta_text = f"{eta:.1f}" if eta < 10 else f"{eta:.0f}"
+        self.speed_label.setText(f"{rate:.1f} it/s · ETA {eta_text} s")
 
     def _on_finished(self, message: JobFinished) -> None:
         version = self._job_versions.pop(message.job_id, None)
