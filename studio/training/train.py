@@ -63,13 +63,14 @@ class TrainConfig:
     vae_lr: float = 2e-3
     vae_kl_weight: float = 1e-6
     vae_crop: int = 32
-    steps: int = 2000
+    steps: int = 5500
     batch: int = 32
     lr: float = 8e-4
     warmup: int = 100
     caption_dropout: float = 0.1
     ema_decay: float = 0.998
     min_snr_gamma: float = 5.0
+    noise_offset: float = 0.1
     checkpoint_seconds: float = 180.0
 
 
@@ -275,7 +276,14 @@ def train_diffusion(
         indices = rng.integers(0, len(latents), cfg.batch)
         gen = torch.Generator().manual_seed(cfg.seed * 104_729 + step)
         timesteps = torch.randint(0, len(alphas), (cfg.batch,), generator=gen).to(device)
-        noise = torch.randn((cfg.batch, *latents.shape[1:]), generator=gen).to(device)
+        noise = torch.randn((cfg.batch, *latents.shape[1:]), generator=gen)
+        if cfg.noise_offset:
+            # Offset noise: the schedule never fully hides an image's mean colour, so without
+            # this the sky's colour follows the seed's noise instead of the prompt's time of day.
+            noise = noise + cfg.noise_offset * torch.randn(
+                (cfg.batch, latents.shape[1], 1, 1), generator=gen
+            )
+        noise = noise.to(device)
         batch = latents[torch.from_numpy(indices)].to(device)
         ids = tokens(batch_captions(cfg, scenes, indices, step)).to(device)
         for group in optimizer.param_groups:
@@ -388,7 +396,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vae-steps", type=int, default=TrainConfig.vae_steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads; 1 is faster on a machine busy with other work",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, vae_steps=args.vae_steps, seed=args.seed)
     device = torch.device(args.device) if args.device else pick_device()
     run(cfg, args.out, args.run_dir, device)
