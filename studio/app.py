@@ -51,24 +51,33 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(model_ref=args.model)
     session = ProjectSession(window, window.workspace.layers)
     probe = os.environ.get(STARTUP_PROBE_ENV)
-    if probe:
+    started = False
 
-        class FirstPaint(QObject):
-            def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-                if event.type() == QEvent.Type.Paint and watched is window:
-                    window.removeEventFilter(self)
+    def start_background_work() -> None:
+        # After the first paint: the worker's torch import and the project file must not
+        # delay the window. Untitled work left by a crash is offered back (never to a probe).
+        nonlocal started
+        if started:
+            return
+        started = True
+        window.start_worker()
+        session.start(offer_restore=not probe)
+
+    class FirstPaint(QObject):
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint and watched is window:
+                window.removeEventFilter(self)
+                if probe:
                     print(f"window-painted {time.time():.6f}", flush=True)
                     if probe == "quit":
                         QTimer.singleShot(0, window.close)
-                return False
+                QTimer.singleShot(0, start_background_work)
+            return False
 
-        paint_probe = FirstPaint(window)
-        window.installEventFilter(paint_probe)
+    first_paint = FirstPaint(window)
+    window.installEventFilter(first_paint)
     window.show()
-    # Start the worker after the first show so the model import never delays the window.
-    QTimer.singleShot(0, window.start_worker)
-    # Untitled work left by a crash is offered back once the window is up (never to a probe).
-    QTimer.singleShot(0, lambda: session.start(offer_restore=not probe))
+    QTimer.singleShot(1000, start_background_work)  # in case no paint comes (e.g. minimised)
     with loop:
         loop.run_until_complete(closed.wait())
     session.shutdown()
