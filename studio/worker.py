@@ -19,6 +19,7 @@ Threading contract
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -158,6 +159,7 @@ class _DecodeRequest:
     key: Hashable
     checkpoint: Any
     which: str  # "x0" or "xt"
+    sigma: float | None = None
 
 
 THREADS_ENV = "NOISE_STUDIO_TORCH_THREADS"
@@ -300,10 +302,15 @@ class Worker(QObject):
             self.message.emit(JobCancelled(job_id, 0))
         self._post_queue()
 
-    def request_decode(self, key: Hashable, checkpoint: Any, which: str = "x0") -> None:
-        """Full VAE decode of a stored step's x0-hat (``which="x0"``) or x_t (``"xt"``)."""
+    def request_decode(
+        self, key: Hashable, checkpoint: Any, which: str = "x0", sigma: float | None = None
+    ) -> None:
+        """Full VAE decode of a stored step's x0-hat (``which="x0"``) or x_t (``"xt"``).
+
+        ``sigma`` is the step's noise level (Step.sigma); x_t is brought to unit variance
+        with it before decoding, as the fast preview does."""
         with self._cond:
-            self._decode_request = _DecodeRequest(key, checkpoint, which)
+            self._decode_request = _DecodeRequest(key, checkpoint, which, sigma)
             self._cond.notify_all()
 
     def request_prompt_info(self, *texts: str) -> None:
@@ -419,7 +426,10 @@ class Worker(QObject):
                 from studio.engine.checkpoint import Checkpoint
 
                 checkpoint = Checkpoint.from_bytes(bytes(checkpoint))
-            latent = checkpoint.latent if request.which == "xt" else checkpoint.x0_pred
+            if request.which == "xt":
+                latent = _unit_variance(checkpoint.latent, checkpoint.recipe.sampler, request.sigma)
+            else:
+                latent = checkpoint.x0_pred
             image = self._sampler.decode(latent)
         except Exception as exc:
             self.message.emit(DecodeFailed(request.key, _one_sentence(exc)))
@@ -474,6 +484,18 @@ class Worker(QObject):
         except Exception as exc:
             traceback.print_exc()
             self.message.emit(JobFailed(job.job_id, _one_sentence(exc), steps_done))
+
+
+def _unit_variance(latent: Any, sampler: str, sigma: float | None) -> Any:
+    """Samplers that work in sigma space keep x_t = x0 + sigma * noise; scale it like a
+    variance-preserving latent so the VAE sees values in its usual range."""
+    if sigma is None or not math.isfinite(sigma):
+        return latent
+    from studio.engine.schedulers import sampler_spec
+
+    if sampler_spec(sampler).sigma_space:
+        return latent / math.sqrt(1.0 + sigma * sigma)
+    return latent
 
 
 def _job_label(recipe: Recipe) -> str:

@@ -658,7 +658,7 @@ class MainWindow(QMainWindow):
         )
         if key in self._decoded or (is_final and not self._static):
             return
-        self.worker.request_decode(key, step.checkpoint, "xt" if self._static else "x0")
+        self.worker.request_decode(key, step.checkpoint, "xt" if self._static else "x0", step.sigma)
 
     def _decode_key(self, step: StoredStep) -> Hashable:
         owner = self.tree.step_owner(self._current_id, step.index) if self._current_id else None
