@@ -1,7 +1,7 @@
 #!/bin/bash
 # Use the layered canvas under Xvfb as a user would: generate three versions, add each
-# to the canvas (Ctrl+Shift+A), drag two layers with the mouse, change blend modes in
-# the layers panel, and take a screenshot.
+# to the canvas (Ctrl+Shift+A), drag two layers with the mouse, change a blend mode and an opacity in
+# the layers panel (blend mode, opacity), and take a screenshot.
 #
 #   tests/bench/layers_flow_xvfb.sh [MODEL] [OUT_FILE]
 #
@@ -16,9 +16,13 @@ PY="$ROOT/.venv/bin/python"
 cd "$ROOT"
 rm -rf "$WORK/recovery" "$WORK/config"
 mkdir -p "$(dirname "$OUT")" "$WORK/recovery" "$WORK/config"
-export DISPLAY=:99 NOISE_STUDIO_RECOVERY_DIR="$WORK/recovery" XDG_CONFIG_HOME="$WORK/config"
+# A display of its own: keystrokes must not reach anyone else's window.
+export DISPLAY=${NOISE_STUDIO_XVFB_DISPLAY:-:77}
+export NOISE_STUDIO_RECOVERY_DIR="$WORK/recovery" XDG_CONFIG_HOME="$WORK/config"
+XVFB=
 if ! xdpyinfo >/dev/null 2>&1; then
-  Xvfb :99 -screen 0 1440x900x24 >/dev/null 2>&1 &
+  Xvfb "$DISPLAY" -screen 0 1440x900x24 -nolisten tcp >/dev/null 2>&1 &
+  XVFB=$!
   sleep 2
 fi
 versions() {
@@ -29,6 +33,7 @@ found = glob.glob('$WORK/recovery/*.studio')
 print(peek(found[0]).version_count if found else 0)" 2>/dev/null || echo 0
 }
 PROMPT_BOX="150 135"; CANVAS_X=630; CANVAS_Y=370; LAYER_X=1037; BLEND="1137 100"
+OPACITY_HANDLE="1225 76"
 row_y() { echo $((138 + 41 * $1)); }  # row 0 is the top layer
 
 nice -n 10 "$PY" main.py --model "$MODEL" >"$WORK/layers-run.log" 2>&1 &
@@ -43,7 +48,7 @@ for PROMPT in "a green tree in the forest at noon" "a yellow house in the desert
   xdotool mousemove $PROMPT_BOX click 1 key ctrl+a
   xdotool type --delay 15 "$PROMPT"
   xdotool key ctrl+Return
-  for _ in $(seq 1 120); do sleep 1; [ "$(versions)" -ge $n ] && break; done
+  for _ in $(seq 1 300); do sleep 1; [ "$(versions)" -ge $n ] && break; done
   sleep 3
   xdotool key ctrl+shift+a
   sleep 1
@@ -63,10 +68,13 @@ drag -150 -90                                        # the middle layer: left an
 xdotool mousemove $BLEND click 1; sleep 1
 xdotool type "Multiply"; xdotool key Return; sleep 1
 xdotool mousemove $LAYER_X "$(row_y 0)" click 1; sleep 1
-xdotool mousemove $BLEND click 1; sleep 1
-xdotool type "Screen"; xdotool key Return; sleep 1
+# the top layer at 60 % by dragging the opacity slider's handle (one undo step)
+xdotool mousemove $OPACITY_HANDLE mousedown 1
+for x in 1210 1190 1170 1150 1144; do xdotool mousemove "$x" 76; sleep 0.1; done
+xdotool mouseup 1; sleep 1
 xdotool mousemove 1400 880  # the pointer out of the picture
 sleep 1
 import -window root -crop 1280x820+0+0 "$OUT"
 echo "saved $OUT"
 kill "$APP"
+[ -n "$XVFB" ] && kill "$XVFB"

@@ -5,8 +5,9 @@
 #
 #   tests/bench/restore_flow_xvfb.sh [MODEL] [OUT_DIR] [PROMPT]
 #
-# Needs Xvfb, xdotool and ImageMagick's `import`. Uses display :99 and a scratch
-# recovery folder and settings under /tmp/noise-studio-xvfb (never the user's own).
+# Needs Xvfb, xdotool and ImageMagick's `import`. Uses display :77 (or
+# $NOISE_STUDIO_XVFB_DISPLAY) and a scratch recovery folder and settings under
+# /tmp/noise-studio-xvfb (never the user's own).
 set -u
 MODEL=${1:-bundled}
 OUT=${2:-/tmp/noise-studio-xvfb/shots}
@@ -17,9 +18,13 @@ PY="$ROOT/.venv/bin/python"
 cd "$ROOT"
 rm -rf "$WORK/recovery" "$WORK/config"
 mkdir -p "$OUT" "$WORK/recovery" "$WORK/config"
-export DISPLAY=:99 NOISE_STUDIO_RECOVERY_DIR="$WORK/recovery" XDG_CONFIG_HOME="$WORK/config"
+# A display of its own: keystrokes must not reach anyone else's window.
+export DISPLAY=${NOISE_STUDIO_XVFB_DISPLAY:-:77}
+export NOISE_STUDIO_RECOVERY_DIR="$WORK/recovery" XDG_CONFIG_HOME="$WORK/config"
+XVFB=
 if ! xdpyinfo >/dev/null 2>&1; then
-  Xvfb :99 -screen 0 1440x900x24 >/dev/null 2>&1 &
+  Xvfb "$DISPLAY" -screen 0 1440x900x24 -nolisten tcp >/dev/null 2>&1 &
+  XVFB=$!
   sleep 2
 fi
 versions() {
@@ -38,7 +43,7 @@ sleep 4
 xdotool windowfocus --sync "$WINDOW"
 xdotool type --delay 20 "$PROMPT"
 xdotool key ctrl+Return
-for _ in $(seq 1 120); do sleep 1; [ "$(versions)" -ge 1 ] && break; done
+for _ in $(seq 1 300); do sleep 1; [ "$(versions)" -ge 1 ] && break; done
 sleep 3
 xdotool key ctrl+shift+a
 sleep 2
@@ -61,3 +66,4 @@ xdotool key ctrl+l  # the restored layer on the canvas
 sleep 2
 shot restored-canvas.png
 kill "$APP"  # SIGTERM: the work stays in the recovery folder for the next launch
+[ -n "$XVFB" ] && kill "$XVFB"
