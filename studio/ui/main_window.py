@@ -100,7 +100,6 @@ class MainWindow(QMainWindow):
         self._trajectory: list[StoredStep] = []
         self._job_versions: dict[int, Version] = {}
         self._job_branch: dict[int, BranchTarget | None] = {}
-        self._job_started_at: dict[int, int] = {}
         self._decoded: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._shown_key: Hashable | None = None
         self._compared: tuple[str, ...] = ()
