@@ -6,6 +6,10 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models gain nothing from intra-op threads, and on a shared CPU extra threads
+# oversubscribe the cores badly. Subprocesses inherit this, so cross-process exactness
+# tests compare runs made with the same thread count.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 

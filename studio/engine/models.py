@@ -433,10 +433,18 @@ def _preview_map(folder: Path, family: str, channels: int) -> tuple[torch.Tensor
     fitted = folder / "preview.json"
     if fitted.is_file():
         data = _read_json(fitted, "preview.json")
-        factors = torch.tensor(data.get("latent_rgb_factors"), dtype=torch.float32)
-        bias = torch.tensor(data.get("latent_rgb_bias", [0.0, 0.0, 0.0]), dtype=torch.float32)
-        if factors.shape == (channels, 3) and bias.shape == (3,):
-            return factors, bias
+        try:
+            factors = torch.tensor(data["latent_rgb_factors"], dtype=torch.float32)
+            bias = torch.tensor(data.get("latent_rgb_bias", [0.0, 0.0, 0.0]), dtype=torch.float32)
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(
+                f"The model's preview.json ({fitted}) has no valid latent_rgb_factors."
+            ) from None
+        if factors.shape != (channels, 3) or bias.shape != (3,):
+            raise ModelError(
+                f"The model's preview.json ({fitted}) does not fit its {channels} latent channels."
+            )
+        return factors, bias
     if family in _PREVIEW_FACTORS and channels == 4:
         factors, bias = _PREVIEW_FACTORS[family]
         return torch.tensor(factors), torch.tensor(bias)

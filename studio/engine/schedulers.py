@@ -10,24 +10,18 @@ resets all of it, so resuming exactly means restoring that state verbatim
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from diffusers import (
-    DDIMScheduler,
-    DPMSolverMultistepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    UniPCMultistepScheduler,
-)
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+if TYPE_CHECKING:  # diffusers is imported only when a scheduler is built: the names stay cheap
+    import torch
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 
 @dataclass(frozen=True)
 class SamplerSpec:
     """How one user-facing sampler name maps onto a diffusers scheduler."""
 
-    scheduler: type[SchedulerMixin]
+    scheduler: str  # a diffusers scheduler class name
     options: tuple[tuple[str, Any], ...] = ()
     noise: str | None = (
         None  # "generator": ancestral noise via a per-step generator; "variance": SDE noise passed in
@@ -38,24 +32,24 @@ class SamplerSpec:
 
 
 _SPECS: dict[str, SamplerSpec] = {
-    "Euler": SamplerSpec(EulerDiscreteScheduler, sigma_space=True),
-    "Euler a": SamplerSpec(EulerAncestralDiscreteScheduler, noise="generator", sigma_space=True),
-    "DDIM": SamplerSpec(DDIMScheduler, (("set_alpha_to_one", False), ("clip_sample", False))),
+    "Euler": SamplerSpec("EulerDiscreteScheduler", sigma_space=True),
+    "Euler a": SamplerSpec("EulerAncestralDiscreteScheduler", noise="generator", sigma_space=True),
+    "DDIM": SamplerSpec("DDIMScheduler", (("set_alpha_to_one", False), ("clip_sample", False))),
     "DPM++ 2M": SamplerSpec(
-        DPMSolverMultistepScheduler, (("algorithm_type", "dpmsolver++"), ("solver_order", 2))
+        "DPMSolverMultistepScheduler", (("algorithm_type", "dpmsolver++"), ("solver_order", 2))
     ),
     "DPM++ 2M Karras": SamplerSpec(
-        DPMSolverMultistepScheduler,
+        "DPMSolverMultistepScheduler",
         (("algorithm_type", "dpmsolver++"), ("solver_order", 2), ("use_karras_sigmas", True)),
     ),
-    "UniPC": SamplerSpec(UniPCMultistepScheduler),
+    "UniPC": SamplerSpec("UniPCMultistepScheduler"),
     "DPM++ 2M SDE": SamplerSpec(
-        DPMSolverMultistepScheduler,
+        "DPMSolverMultistepScheduler",
         (("algorithm_type", "sde-dpmsolver++"), ("solver_order", 2)),
         noise="variance",
     ),
     "DPM++ 2M SDE Karras": SamplerSpec(
-        DPMSolverMultistepScheduler,
+        "DPMSolverMultistepScheduler",
         (("algorithm_type", "sde-dpmsolver++"), ("solver_order", 2), ("use_karras_sigmas", True)),
         noise="variance",
     ),
@@ -105,7 +99,9 @@ def build_scheduler(
     ):
         config.pop(key, None)
     config.update(dict(spec.options))
-    scheduler = spec.scheduler.from_config(config)
+    import diffusers
+
+    scheduler = getattr(diffusers, spec.scheduler).from_config(config)
     scheduler.set_timesteps(steps, device=device)
     return scheduler
 
@@ -131,6 +127,8 @@ def restore(
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.to(device)
     if isinstance(value, list):

@@ -24,9 +24,9 @@ from studio.document.imageio import (
 )
 from studio.document.layers import Layer
 from studio.engine.recipe import Recipe
+from studio.engine.schedulers import SAMPLERS
 from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.project_menu import file_menu
-from studio.ui.prompt_panel import SAMPLERS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp)"

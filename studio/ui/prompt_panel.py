@@ -25,19 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.engine.recipe import BUNDLED_MODEL, MAX_SEED, Recipe, RecipeError
+from studio.engine.schedulers import DEFAULT_SAMPLER, SAMPLERS
 
-# The same names as studio.engine.schedulers.SAMPLERS (a test keeps them equal);
-# importing that module would pull diffusers into the UI thread at start-up.
-SAMPLERS: tuple[str, ...] = (
-    "Euler",
-    "Euler a",
-    "DDIM",
-    "DPM++ 2M",
-    "DPM++ 2M Karras",
-    "UniPC",
-    "DPM++ 2M SDE",
-    "DPM++ 2M SDE Karras",
-)
 APPROX_TOKEN_LIMIT = 77
 _SEED_RE = QRegularExpression(r"\d{0,20}")
 
@@ -104,7 +93,7 @@ class PromptPanel(QWidget):
         self.guidance.setValue(7.0)
         self.sampler = QComboBox()
         self.sampler.addItems(SAMPLERS)
-        self.sampler.setCurrentText("Euler a")
+        self.sampler.setCurrentText(DEFAULT_SAMPLER)
         self.width_box = QSpinBox()
         self.height_box = QSpinBox()
         for box in (self.width_box, self.height_box):

@@ -11,9 +11,9 @@ from PIL import Image
 
 from studio.document import export
 from studio.document.imageio import read_image, read_metadata, recipe_from_metadata
+from studio.engine.schedulers import SAMPLERS
 from studio.ui.export_actions import ImageSource
 from studio.ui.project_menu import file_menu
-from studio.ui.prompt_panel import SAMPLERS
 from tests.ui.conftest import generate_and_wait
 
 
