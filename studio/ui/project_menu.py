@@ -20,8 +20,8 @@ import enum
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QStandardPaths, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QMimeData, QObject, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
 
 from studio.document.layers import LayerStack
@@ -86,6 +86,7 @@ class ProjectSession(QObject):
         self._shut_down = False
         self._build_actions()
         window.installEventFilter(self)
+        window.setAcceptDrops(True)  # a dropped .studio file opens
 
     # ---- menu -------------------------------------------------------------------
 
@@ -414,6 +415,15 @@ class ProjectSession(QObject):
             self.save_as()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.window and event.type() in _DRAG_EVENTS:
+            assert isinstance(event, QDropEvent)  # the base class of all three
+            dropped = _project_file(event.mimeData())
+            if dropped is not None:
+                event.acceptProposedAction()
+                if event.type() == QEvent.Type.Drop:
+                    # after the drop returns: the drag source must not wait on our dialogs
+                    QTimer.singleShot(0, lambda: self.open_project(dropped))
+                return True
         if watched is self.window and event.type() == QEvent.Type.Close and not self._shut_down:
             assert isinstance(event, QCloseEvent)
             if not self._confirm_leave():
@@ -432,6 +442,17 @@ class ProjectSession(QObject):
             return
         self._shut_down = True
         self._close_file()
+
+
+_DRAG_EVENTS = (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop)
+
+
+def _project_file(mime: QMimeData) -> Path | None:
+    """The one ``.studio`` file being dragged, if that is what is dragged."""
+    if not mime.hasUrls() or len(mime.urls()) != 1 or not mime.urls()[0].isLocalFile():
+        return None
+    path = Path(mime.urls()[0].toLocalFile())
+    return path if path.suffix == SUFFIX else None
 
 
 def _count(n: int, noun: str) -> str:

@@ -323,3 +323,28 @@ def test_a_full_disk_offers_save_as_and_the_work_carries_on_there(
     assert len(asked) == 1 and "still in memory" in asked[0]
     assert session.project.path == tmp_path / "elsewhere.studio" and session.lock is None
     assert window.windowTitle() == "elsewhere — Noise Studio"
+
+
+def test_dropping_a_project_file_on_the_window_opens_it(qtbot, window, session, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    with ProjectStore.create(tmp_path / "dropped.studio") as store:
+        store.add_version(
+            recipe_json='{"prompt": "a blue boat", "width": 32, "height": 32}', name="boat"
+        ).result()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path / "dropped.studio"))])
+    args = (
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    enter = QDragEnterEvent(QPointF(40, 40), *args)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(window, QDropEvent(QPointF(40, 40), *args))
+    qtbot.waitUntil(lambda: window.windowTitle() == "dropped — Noise Studio")
+    assert [v.name for v in window.tree.versions()] == ["boat"]
