@@ -130,3 +130,16 @@ def test_export_errors_are_one_sentence_and_write_nothing(window, tmp_path, erro
     assert window.exports.export_image(tmp_path / "x.bmp", ImageSource.COMPOSITE) is None
     assert len(errors) == 4 and all(e.endswith(".") and "\n" not in e for e in errors)
     assert list(tmp_path.glob("*.ora")) == list(tmp_path.glob("none.*")) == []
+
+
+@pytest.mark.skipif(not export.mp4_available(), reason="no MP4 codec installed")
+def test_trajectory_exports_as_mp4_when_a_codec_is_available(qtbot, window, tmp_path):
+    import imageio_ffmpeg
+
+    version = generate_and_wait(qtbot, window)
+    path = window.exports.export_animation(tmp_path / "run.mp4", frame_ms=100)
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    frames = list(reader)
+    assert meta["fps"] == pytest.approx(10)
+    assert len(frames) >= len(version.steps)  # the last step is held for a second
