@@ -394,9 +394,6 @@ class ProjectSession(QObject):
         name = UNTITLED if self.lock is not None or self.project is None else self.project.name
         self.window.setWindowTitle(f"{name} — {APP_TITLE}")
 
-    def title_name(self) -> str:
-        return UNTITLED if self.lock is not None or self.project is None else self.project.name
-
     # ---- errors and closing ---------------------------------------------------------------
 
     def _on_write_failed(self, message: str, reason: str) -> None:
