@@ -69,6 +69,7 @@ class ProjectSession(QObject):
     ``show_version`` and a ``closeEvent`` that stops its worker (the
     :class:`~studio.ui.main_window.MainWindow`). The ``ask_*`` methods are
     the only places that talk to the user; tests replace them.
+    ``project_changed`` is emitted when another file is bound, or after Save As.
     """
 
     project_changed = Signal()
