@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -10,6 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # oversubscribe the cores badly. Subprocesses inherit this, so cross-process exactness
 # tests compare runs made with the same thread count.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Tests never touch the user's real recovery folder or settings.
+_SANDBOX = tempfile.mkdtemp(prefix="noise-studio-tests-")
+os.environ.setdefault("NOISE_STUDIO_RECOVERY_DIR", os.path.join(_SANDBOX, "recovery"))
+os.environ.setdefault("XDG_CONFIG_HOME", os.path.join(_SANDBOX, "config"))
 
 from pathlib import Path
 
