@@ -26,11 +26,10 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-@pytest.fixture
-def window(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[MainWindow]:
-    """The studio window with its worker running and the tiny model loaded."""
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(model_ref=str(tiny_model_dir), settings=settings)
+def open_window(qtbot, model_dir: Path, settings_path: Path) -> MainWindow:
+    """A shown studio window with its worker running, the model loaded and a small recipe set."""
+    settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
+    win = MainWindow(model_ref=str(model_dir), settings=settings)
     qtbot.addWidget(win)
     win.show()
     with qtbot.waitSignal(
@@ -40,6 +39,13 @@ def window(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[MainWindow]:
     ):
         win.start_worker()
     set_small_recipe(win)
+    return win
+
+
+@pytest.fixture
+def window(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[MainWindow]:
+    """The studio window with its worker running and the tiny model loaded."""
+    win = open_window(qtbot, tiny_model_dir, tmp_path / "settings.ini")
     yield win
     win.close()
     assert not win.worker.is_running

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
 from studio.document.store import ProjectStore
 from studio.ui.main_window import MainWindow
 from studio.ui.project_menu import Choice, ProjectSession
-from studio.worker import ModelLoaded
-from tests.ui.conftest import GENERATION_TIMEOUT_MS, generate_and_wait, set_small_recipe
+from tests.ui.conftest import generate_and_wait, open_window
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,21 +51,6 @@ def attach_session(window: MainWindow, folder: Path, answers: Answers) -> Projec
     session.ask_open_path = lambda: None
     session.show_error = answers.errors.append
     return session
-
-
-def open_window(qtbot, model_dir: Path, settings_path: Path) -> MainWindow:
-    settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
-    win = MainWindow(model_ref=str(model_dir), settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(
-        win.message_handled,
-        timeout=GENERATION_TIMEOUT_MS,
-        check_params_cb=lambda m: isinstance(m, ModelLoaded),
-    ):
-        win.start_worker()
-    set_small_recipe(win)
-    return win
 
 
 @pytest.fixture
