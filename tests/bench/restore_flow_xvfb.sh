@@ -12,28 +12,9 @@ set -u
 MODEL=${1:-bundled}
 OUT=${2:-/tmp/noise-studio-xvfb/shots}
 PROMPT=${3:-a red car on a mountain road at sunset}
-WORK=/tmp/noise-studio-xvfb
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-PY="$ROOT/.venv/bin/python"
-cd "$ROOT"
-rm -rf "$WORK/recovery" "$WORK/config"
-mkdir -p "$OUT" "$WORK/recovery" "$WORK/config"
-# A display of its own: keystrokes must not reach anyone else's window.
-export DISPLAY=${NOISE_STUDIO_XVFB_DISPLAY:-:77}
-export NOISE_STUDIO_RECOVERY_DIR="$WORK/recovery" XDG_CONFIG_HOME="$WORK/config"
-XVFB=
-if ! xdpyinfo >/dev/null 2>&1; then
-  Xvfb "$DISPLAY" -screen 0 1440x900x24 -nolisten tcp >/dev/null 2>&1 &
-  XVFB=$!
-  sleep 2
-fi
-versions() {
-  "$PY" -c "
-import glob
-from studio.document.store import peek
-found = glob.glob('$WORK/recovery/*.studio')
-print(peek(found[0]).version_count if found else 0)" 2>/dev/null || echo 0
-}
+# shellcheck source=tests/bench/xvfb_session.sh
+source "$(dirname "$0")/xvfb_session.sh"
+mkdir -p "$OUT"
 shot() { import -window root -crop 1280x820+0+0 "$OUT/$1"; echo "saved $OUT/$1"; }
 
 nice -n 10 "$PY" main.py --model "$MODEL" >"$WORK/first-run.log" 2>&1 &
