@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainter, QTransform, QWheelEvent
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QWidget
+from PySide6.QtGui import QPainter, QTransform
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsView, QWidget
 
 from studio.ui.qimage import to_pixmap
-
-ZOOM_STEP = 1.25
-MIN_ZOOM = 0.05
-MAX_ZOOM = 64.0
+from studio.ui.zoom_view import ZoomView
 
 
-class Canvas(QGraphicsView):
+class Canvas(ZoomView):
     """Shows an RGB array at its logical size (the recipe's width×height).
 
     Previews arrive at latent resolution; they are stretched to the logical size
@@ -24,24 +21,16 @@ class Canvas(QGraphicsView):
     """
 
     image_shown = Signal()
-    zoom_changed = Signal(float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
         self._item = QGraphicsPixmapItem()
         self._item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.scene().addItem(self._item)
         self._array: np.ndarray | None = None
         self._logical_size: tuple[int, int] | None = None
-        self._fitted = True
-        self.setBackgroundBrush(QBrush(QColor(38, 38, 42)))
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setFrameShape(QGraphicsView.Shape.NoFrame)
-        self.setMinimumSize(160, 160)
 
     # ---- content ----------------------------------------------------------------
 
@@ -80,34 +69,5 @@ class Canvas(QGraphicsView):
 
     # ---- zoom and pan ---------------------------------------------------------------
 
-    def zoom(self) -> float:
-        return self.transform().m11()
-
-    def fit(self) -> None:
-        self._fitted = True
-        if self._logical_size is not None:
-            self.fitInView(self.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
-            self.zoom_changed.emit(self.zoom())
-
-    def zoom_by(self, factor: float) -> None:
-        target = min(MAX_ZOOM, max(MIN_ZOOM, self.zoom() * factor))
-        factor = target / self.zoom()
-        self._fitted = False
-        self.scale(factor, factor)
-        self.zoom_changed.emit(self.zoom())
-
-    def zoom_actual(self) -> None:
-        self._fitted = False
-        self.setTransform(QTransform())
-        self.zoom_changed.emit(1.0)
-
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        delta = event.angleDelta().y()
-        if delta:
-            self.zoom_by(ZOOM_STEP ** (delta / 120))
-        event.accept()
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        if self._fitted:
-            self.fit()
+    def content_rect(self) -> QRectF | None:
+        return self.sceneRect() if self._logical_size is not None else None

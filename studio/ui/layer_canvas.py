@@ -25,11 +25,9 @@ from PySide6.QtGui import (
     QPainter,
     QPixmap,
     QUndoStack,
-    QWheelEvent,
 )
 from PySide6.QtWidgets import (
     QGraphicsItem,
-    QGraphicsScene,
     QGraphicsView,
     QStyleOptionGraphicsItem,
     QWidget,
@@ -37,10 +35,8 @@ from PySide6.QtWidgets import (
 
 from studio.document import layer_commands
 from studio.document.layers import LayerStack
+from studio.ui.zoom_view import ZoomView
 
-ZOOM_STEP = 1.25
-MIN_ZOOM = 0.05
-MAX_ZOOM = 64.0
 CHECKER = 8
 
 
@@ -89,7 +85,7 @@ class CompositeItem(QGraphicsItem):
         painter.drawImage(exposed, image, exposed)
 
 
-class LayerCanvas(QGraphicsView):
+class LayerCanvas(ZoomView):
     """The composite of a LayerStack on a checkerboard, with wheel zoom, fit and layer moves.
 
     ``current_layer`` returns the id of the selected layer ("" for none);
@@ -97,7 +93,6 @@ class LayerCanvas(QGraphicsView):
     """
 
     layer_picked = Signal(str)
-    zoom_changed = Signal(float)
 
     def __init__(
         self,
@@ -110,17 +105,10 @@ class LayerCanvas(QGraphicsView):
         self._stack = stack
         self._undo = undo_stack
         self._current_layer = current_layer
-        self.setScene(QGraphicsScene(self))
         self.item = CompositeItem(stack)
         self.scene().addItem(self.item)
-        self._fitted = True
         self._drag: tuple[str, QPointF, tuple[int, int], int] | None = None
-        self.setBackgroundBrush(QBrush(QColor(38, 38, 42)))
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
-        self.setFrameShape(QGraphicsView.Shape.NoFrame)
-        self.setMinimumSize(160, 160)
         self._checker = _checkerboard()
         self.setToolTip("Drag to move the selected layer; the wheel zooms.")
         stack.changed.connect(self._on_changed)
@@ -156,33 +144,9 @@ class LayerCanvas(QGraphicsView):
 
     # ---- zoom ---------------------------------------------------------------------------
 
-    def zoom(self) -> float:
-        return self.transform().m11()
-
-    def fit(self) -> None:
-        self._fitted = True
+    def content_rect(self) -> QRectF | None:
         w, h = self._stack.size
-        if w and h:
-            self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
-            self.zoom_changed.emit(self.zoom())
-
-    def zoom_by(self, factor: float) -> None:
-        target = min(MAX_ZOOM, max(MIN_ZOOM, self.zoom() * factor))
-        factor = target / self.zoom()
-        self._fitted = False
-        self.scale(factor, factor)
-        self.zoom_changed.emit(self.zoom())
-
-    def wheelEvent(self, event: QWheelEvent) -> None:
-        delta = event.angleDelta().y()
-        if delta:
-            self.zoom_by(ZOOM_STEP ** (delta / 120))
-        event.accept()
-
-    def resizeEvent(self, event) -> None:
-        super().resizeEvent(event)
-        if self._fitted:
-            self.fit()
+        return QRectF(0, 0, w, h) if w and h else None
 
     # ---- moving layers ------------------------------------------------------------------
 
