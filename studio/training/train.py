@@ -63,7 +63,7 @@ class TrainConfig:
     vae_lr: float = 2e-3
     vae_kl_weight: float = 1e-6
     vae_crop: int = 32
-    steps: int = 5500
+    steps: int = 4500
     batch: int = 32
     lr: float = 8e-4
     warmup: int = 100
