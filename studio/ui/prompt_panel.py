@@ -111,22 +111,14 @@ class PromptPanel(QWidget):
         self.add_folder.setText("+")
         self.add_folder.setToolTip("Add a folder of models")
 
-        self.variation_seed = QLineEdit()
-        self.variation_seed.setPlaceholderText("none")
-        self.variation_seed.setValidator(QRegularExpressionValidator(_SEED_RE, self))
-        self.variation_strength = QDoubleSpinBox()
-        self.variation_strength.setRange(0.0, 1.0)
-        self.variation_strength.setSingleStep(0.05)
+        self.variation_seed = self._optional_seed_field()
+        self.variation_strength = _strength_box()
 
         self.branch_label = QLabel()
         self.branch_label.setWordWrap(True)
         self.branch_leave = QPushButton("Leave branch mode")
-        self.renoise_seed = QLineEdit()
-        self.renoise_seed.setPlaceholderText("none")
-        self.renoise_seed.setValidator(QRegularExpressionValidator(_SEED_RE, self))
-        self.renoise_strength = QDoubleSpinBox()
-        self.renoise_strength.setRange(0.0, 1.0)
-        self.renoise_strength.setSingleStep(0.05)
+        self.renoise_seed = self._optional_seed_field()
+        self.renoise_strength = _strength_box()
 
         self.error = QLabel()
         self.error.setWordWrap(True)
@@ -143,6 +135,13 @@ class PromptPanel(QWidget):
         self.update_approximate_tokens()
 
     # ---- layout ------------------------------------------------------------------
+
+    def _optional_seed_field(self) -> QLineEdit:
+        """A seed that may stay empty ("none")."""
+        field = QLineEdit()
+        field.setPlaceholderText("none")
+        field.setValidator(QRegularExpressionValidator(_SEED_RE, self))
+        return field
 
     def _layout(self) -> None:
         seed_row = QHBoxLayout()
@@ -260,11 +259,9 @@ class PromptPanel(QWidget):
         self.width_box.setValue(recipe.width)
         self.height_box.setValue(recipe.height)
         self.select_model(recipe.model)
-        self.variation_seed.setText(
-            "" if recipe.variation_seed is None else str(recipe.variation_seed)
-        )
+        self.variation_seed.setText(_seed_text(recipe.variation_seed))
         self.variation_strength.setValue(recipe.variation_strength)
-        self.renoise_seed.setText("" if recipe.renoise_seed is None else str(recipe.renoise_seed))
+        self.renoise_seed.setText(_seed_text(recipe.renoise_seed))
         self.renoise_strength.setValue(recipe.renoise_strength)
 
     def roll_seed(self) -> None:
@@ -395,6 +392,17 @@ def _parse_seed(text: str, name: str) -> int | None:
     if value > MAX_SEED:
         raise RecipeError(f"The {name} must be a whole number from 0 to 2^64-1.")
     return value
+
+
+def _seed_text(seed: int | None) -> str:
+    return "" if seed is None else str(seed)
+
+
+def _strength_box() -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(0.0, 1.0)
+    box.setSingleStep(0.05)
+    return box
 
 
 def _model_label(ref: str) -> str:
