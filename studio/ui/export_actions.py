@@ -202,13 +202,7 @@ class ExportActions(QObject):
         form = QFormLayout(dialog)
         form.addRow("Export", source)
         form.addRow(strip)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(dialog.accept)
-        buttons.rejected.connect(dialog.reject)
-        form.addRow(buttons)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
+        if not _run_with_ok_cancel(dialog, form):
             return
         path = self._save_path("Export image", IMAGE_FILTERS, "image.png")
         if path:
@@ -237,13 +231,7 @@ class ExportActions(QObject):
         form = QFormLayout(dialog)
         form.addRow("Frames", frame_ms)
         form.addRow("Show", view)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(dialog.accept)
-        buttons.rejected.connect(dialog.reject)
-        form.addRow(buttons)
-        if dialog.exec() != QDialog.DialogCode.Accepted:
+        if not _run_with_ok_cancel(dialog, form):
             return
         filters = "Animated WebP (*.webp);;GIF (*.gif)"
         if export.mp4_available():
@@ -256,6 +244,17 @@ class ExportActions(QObject):
         path = self._save_path("Export contact sheet", "PNG image (*.png)", "steps.png")
         if path:
             self.export_contact_sheet(_with_suffix(path, ".png"))
+
+
+def _run_with_ok_cancel(dialog: QDialog, form: QFormLayout) -> bool:
+    """Add OK and Cancel below ``form``, run ``dialog`` modally; True if it was accepted."""
+    buttons = QDialogButtonBox(
+        QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+    )
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    form.addRow(buttons)
+    return dialog.exec() == QDialog.DialogCode.Accepted
 
 
 def _evenly(steps: list[StoredStep], count: int) -> list[StoredStep]:
