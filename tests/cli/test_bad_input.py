@@ -33,6 +33,20 @@ def one_sentence(capsys) -> str:
     return err.strip()
 
 
+def refusal_of_a_process(*render_args: str) -> str:
+    """Run ``main.py render`` in a fresh process; assert it refused in one sentence, return it."""
+    result = subprocess.run(
+        [sys.executable, "main.py", "render", *render_args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_ERROR
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    return result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [
@@ -88,34 +102,8 @@ def test_the_process_refuses_a_torch_zip_without_traceback_or_marker(tmp_path):
     marker = tmp_path / "ran"
     model = tmp_path / "download.safetensors"
     model.write_bytes(torch_style_zip(pickle.dumps(0) + evil_pickle(marker), "weird/../data.pkl"))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "main.py",
-            "render",
-            "--model",
-            str(model),
-            "--prompt",
-            "x",
-            "--steps",
-            "10000",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == EXIT_ERROR
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "Steps" in result.stderr  # validation comes first: nothing reached the engine
-    result = subprocess.run(
-        [sys.executable, "main.py", "render", "--model", str(model), "--prompt", "x"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == EXIT_ERROR
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert str(model) in result.stderr and "refuses" in result.stderr
+    stderr = refusal_of_a_process("--model", str(model), "--prompt", "x", "--steps", "10000")
+    assert "Steps" in stderr  # validation comes first: nothing reached the engine
+    stderr = refusal_of_a_process("--model", str(model), "--prompt", "x")
+    assert str(model) in stderr and "refuses" in stderr
     assert not marker.exists()
