@@ -314,22 +314,21 @@ class PromptPanel(QWidget):
         self._branch = target
         self.branch_label.setText(description)
         self.branch_group.show()
-        for widget in (
-            self.steps,
-            self.sampler,
-            self.width_box,
-            self.height_box,
-            self.model,
-            self.add_folder,
-        ):
-            widget.setEnabled(False)
-        self.variation_group.setEnabled(False)
+        self._set_trajectory_fields_enabled(False)
         self.generate_button.setText("Generate branch")
         self.recipe_edited.emit()
 
     def leave_branch_mode(self) -> None:
         self._branch = None
         self.branch_group.hide()
+        self._set_trajectory_fields_enabled(True)
+        self.renoise_seed.clear()
+        self.renoise_strength.setValue(0.0)
+        self.generate_button.setText("Generate")
+        self.recipe_edited.emit()
+
+    def _set_trajectory_fields_enabled(self, enabled: bool) -> None:
+        # A branch resumes a stored trajectory, so what shaped it must stay as it was.
         for widget in (
             self.steps,
             self.sampler,
@@ -338,12 +337,8 @@ class PromptPanel(QWidget):
             self.model,
             self.add_folder,
         ):
-            widget.setEnabled(True)
-        self.variation_group.setEnabled(True)
-        self.renoise_seed.clear()
-        self.renoise_strength.setValue(0.0)
-        self.generate_button.setText("Generate")
-        self.recipe_edited.emit()
+            widget.setEnabled(enabled)
+        self.variation_group.setEnabled(enabled)
 
     def _leave_clicked(self) -> None:
         self.leave_branch_mode()
