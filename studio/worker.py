@@ -421,11 +421,7 @@ class Worker(QObject):
             self.message.emit(DecodeFailed(request.key, "No model is loaded."))
             return
         try:
-            checkpoint = request.checkpoint
-            if isinstance(checkpoint, (bytes, bytearray, memoryview)):
-                from studio.engine.checkpoint import Checkpoint
-
-                checkpoint = Checkpoint.from_bytes(bytes(checkpoint))
+            checkpoint = _as_checkpoint(request.checkpoint)
             if request.which == "xt":
                 latent = _unit_variance(checkpoint.latent, checkpoint.recipe.sampler, request.sigma)
             else:
@@ -442,11 +438,7 @@ class Worker(QObject):
             if not self._ensure_model(job.recipe.model):
                 raise RuntimeError(f"The model {job.recipe.model!r} could not be loaded.")
             job.recipe.validate(getattr(self._model, "size_factor", 8))
-            start = job.start
-            if isinstance(start, (bytes, bytearray, memoryview)):
-                from studio.engine.checkpoint import Checkpoint
-
-                start = Checkpoint.from_bytes(bytes(start))
+            start = _as_checkpoint(job.start)
             first = 0 if start is None else int(start.step_index) + 1
             self.message.emit(JobStarted(job.job_id, job.recipe, first, job.recipe.steps))
             began = time.perf_counter()
@@ -484,6 +476,15 @@ class Worker(QObject):
         except Exception as exc:
             traceback.print_exc()
             self.message.emit(JobFailed(job.job_id, _one_sentence(exc), steps_done))
+
+
+def _as_checkpoint(value: Any) -> Any:
+    """``value`` itself, or the Checkpoint parsed from it when it is a stored step's bytes."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        from studio.engine.checkpoint import Checkpoint
+
+        return Checkpoint.from_bytes(bytes(value))
+    return value
 
 
 def _unit_variance(latent: Any, sampler: str, sigma: float | None) -> Any:
