@@ -139,8 +139,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"--checkpoint-at K must be a step from 1 to {recipe.steps}, not {k!r}.")
         checkpoints[int(k) - 1] = Path(file)
 
-    from studio.engine.models import load_model
+    import torch
+
+    from studio.engine.models import load_model, torch_threads
     from studio.engine.sampler import Sampler
+
+    torch.set_num_threads(torch_threads())
 
     model = load_model(recipe.model, device=args.device, config_dir=args.model_config)
     sampler = Sampler(model)

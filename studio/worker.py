@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import threading
 import time
 import traceback
@@ -162,28 +161,13 @@ class _DecodeRequest:
     sigma: float | None = None
 
 
-THREADS_ENV = "NOISE_STUDIO_TORCH_THREADS"
-
-
-def torch_threads() -> int:
-    """Intra-op threads for the worker: all cores but one, which stays free for the UI thread.
-
-    Measured on a busy 2-core machine: a 30-step run took 66 s with torch's default of
-    2 threads and 0.6 s with 1, because idle-spinning threads fight the UI and other
-    processes for the cores. ``NOISE_STUDIO_TORCH_THREADS`` overrides the choice.
-    """
-    override = os.environ.get(THREADS_ENV, "").strip()
-    if override.isdigit() and int(override) > 0:
-        return int(override)
-    return max(1, (os.cpu_count() or 2) - 1)
-
-
 def _default_load_model(ref: str) -> Any:
     import torch
 
-    from studio.engine.models import load_model
+    from studio.engine.models import load_model, torch_threads
 
-    torch.set_num_threads(torch_threads())
+    # All cores but one: that one stays free for the UI thread.
+    torch.set_num_threads(torch_threads(reserve=1))
     return load_model(ref)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,11 +19,7 @@ _SANDBOX = tempfile.mkdtemp(prefix="noise-studio-tests-")
 os.environ.setdefault("NOISE_STUDIO_RECOVERY_DIR", os.path.join(_SANDBOX, "recovery"))
 os.environ.setdefault("XDG_CONFIG_HOME", os.path.join(_SANDBOX, "config"))
 
-from pathlib import Path
-
-import pytest
-
-from tests.tiny_models import build_tiny_pipeline
+from tests.tiny_models import build_tiny_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -69,3 +69,15 @@ def test_unsupported_pipeline_class_is_incompatible(tmp_path, tiny_model_dir):
     (folder / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelError, match="Incompatible"):
         load_model(str(folder), device="cpu")
+
+
+def test_thread_policy_reserves_cores_and_honours_the_override(monkeypatch):
+    from studio.engine.models import THREADS_ENV, torch_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert (torch_threads(), torch_threads(reserve=1)) == (8, 7)
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert torch_threads(reserve=1) == 1
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert torch_threads(reserve=1) == 3
