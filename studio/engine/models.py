@@ -100,14 +100,18 @@ THREADS_ENV = "NOISE_STUDIO_TORCH_THREADS"
 
 
 def torch_threads(reserve: int = 0) -> int:
-    """Intra-op threads for CPU work: all cores but ``reserve``; $NOISE_STUDIO_TORCH_THREADS overrides.
+    """Intra-op threads for CPU work: all cores but ``reserve``.
 
+    $NOISE_STUDIO_TORCH_THREADS, then the standard $OMP_NUM_THREADS, override the choice.
     Measured on a busy 2-core machine: a 30-step run took 66 s with torch's default of
     2 threads and 0.6 s with 1, because idle-spinning threads fight other work for the cores.
+    The thread count is part of exactness on CPU: reductions may round differently with
+    another count, so a run and its resume should use the same one.
     """
-    override = os.environ.get(THREADS_ENV, "").strip()
-    if override.isdigit() and int(override) > 0:
-        return int(override)
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        override = os.environ.get(name, "").strip()
+        if override.isdigit() and int(override) > 0:
+            return int(override)
     return max(1, (os.cpu_count() or 2) - reserve)
 
 

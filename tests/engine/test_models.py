@@ -75,9 +75,12 @@ def test_thread_policy_reserves_cores_and_honours_the_override(monkeypatch):
     from studio.engine.models import THREADS_ENV, torch_threads
 
     monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert (torch_threads(), torch_threads(reserve=1)) == (8, 7)
     monkeypatch.setattr("os.cpu_count", lambda: 1)
     assert torch_threads(reserve=1) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert torch_threads(reserve=1) == 2
     monkeypatch.setenv(THREADS_ENV, "3")
     assert torch_threads(reserve=1) == 3
