@@ -7,8 +7,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut, QUndoStack
+from PySide6.QtCore import QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence, QShortcut, QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
         from a project file); by default the window starts an empty one."""
         super().__init__()
         self.setWindowTitle("Noise Studio")
-        self.resize(1280, 820)
+        self.resize(_default_size())
         self.settings = settings or QSettings("Noise Studio", "Noise Studio")
         self.tree = tree if tree is not None else VersionTree(self)
         self.undo_stack = undo_stack if undo_stack is not None else QUndoStack(self)
@@ -809,3 +809,12 @@ def _short_ref(ref: str) -> str:
     if ref == BUNDLED_MODEL:
         return "noise-world"
     return ref.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _default_size() -> QSize:
+    """1280×820, shrunk to fit the screen's free area so the status bar is never off-screen."""
+    size = QSize(1280, 820)
+    screen = QGuiApplication.primaryScreen()
+    if screen is not None:
+        size = size.boundedTo(screen.availableGeometry().size() * 0.95)
+    return size

@@ -118,3 +118,14 @@ def test_timeline_labels_steps_of_the_whole_run(qtbot):
     timeline.set_position(3)
     timeline.append_step(4, thumbs[0])
     assert timeline.position() == 4  # at the end: follow the run
+
+
+def test_default_window_size_fits_the_screen(qtbot):
+    from PySide6.QtGui import QGuiApplication
+
+    from studio.ui.main_window import _default_size
+
+    available = QGuiApplication.primaryScreen().availableGeometry().size()
+    size = _default_size()
+    assert size.width() <= available.width() and size.height() <= available.height()
+    assert size.width() > 0 and size.height() > 0
