@@ -105,6 +105,8 @@ class MainWindow(QMainWindow):
         self._compared: tuple[str, ...] = ()
         self._size_factor = 8
         self._model_loaded = False
+        self._loaded_model: tuple[str, str] | None = None  # (ref, description) the worker holds
+        self._failed_ids: set[str] = set()
         self._closing = False
 
         self._build_widgets()
@@ -471,6 +473,9 @@ class MainWindow(QMainWindow):
                 self._end_job(message.job_id, f"Cancelled after {message.steps_done} steps.")
             case JobFailed():
                 self.panel.show_error(message.error)
+                failed = self._job_versions.get(message.job_id)
+                if failed is not None:
+                    self._failed_ids.add(failed.id)
                 self._end_job(message.job_id, f"Failed: {message.error}")
             case Decoded():
                 self._on_decoded(message)
@@ -485,15 +490,15 @@ class MainWindow(QMainWindow):
                 self.model_label.setText("loading model…")
             case ModelLoaded():
                 self._model_loaded = True
+                self._loaded_model = (message.ref, message.description)
                 self._size_factor = message.size_factor
                 self.panel.set_size_factor(message.size_factor)
                 self.model_label.setText(f"{message.description} · {_short_ref(message.ref)}")
                 self._request_tokens()
                 self._validate()
             case ModelFailed():
-                self._model_loaded = False
-                self.model_label.setText("model failed to load")
                 self.statusBar().showMessage(message.error, 10000)
+                self._on_model_failed()
                 self.panel.show_error(message.error)
             case PromptInfo():
                 self.panel.set_token_info(
@@ -502,6 +507,19 @@ class MainWindow(QMainWindow):
             case ModelList():
                 self.panel.set_models(list(message.models))
         self.message_handled.emit(message)
+
+    def _on_model_failed(self) -> None:
+        """The worker keeps the model it had: pick that one again, so the next Generate uses it."""
+        if self._loaded_model is None:
+            self._model_loaded = False
+            self.model_label.setText("model failed to load")
+            return
+        ref, description = self._loaded_model
+        self._model_loaded = True
+        self._model_ref = ref  # first, so re-selecting it in the picker does not reload it
+        self.panel.select_model(ref)
+        self._validate_timer.stop()  # a valid recipe would clear the error about to be shown
+        self.model_label.setText(f"{description} · {_short_ref(ref)}")
 
     def _on_started(self, message: JobStarted) -> None:
         target = self._job_branch.get(message.job_id)
@@ -679,7 +697,9 @@ class MainWindow(QMainWindow):
         if not version.finished:
             parts.append("generating…")
         elif version.partial:
-            parts.append("partial (cancelled)")
+            parts.append(
+                "partial (failed)" if version.id in self._failed_ids else "partial (cancelled)"
+            )
         self.caption.setText(" · ".join(parts))
 
     @property
