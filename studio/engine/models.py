@@ -309,21 +309,16 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
                 path, subfolder="tokenizer_2", local_files_only=True
             )
             encoder_2 = text_encoder("text_encoder_2")
-        unet = UNet2DConditionModel.from_pretrained(
-            path,
-            subfolder="unet",
-            local_files_only=True,
-            use_safetensors=True,
-            torch_dtype=policy.dtype,
-            low_cpu_mem_usage=False,
-        )
-        vae = AutoencoderKL.from_pretrained(
-            path,
-            subfolder="vae",
-            local_files_only=True,
-            use_safetensors=True,
-            torch_dtype=policy.dtype,
-            low_cpu_mem_usage=False,
+        unet, vae = (
+            cls.from_pretrained(
+                path,
+                subfolder=sub,
+                local_files_only=True,
+                use_safetensors=True,
+                torch_dtype=policy.dtype,
+                low_cpu_mem_usage=False,
+            )
+            for cls, sub in ((UNet2DConditionModel, "unet"), (AutoencoderKL, "vae"))
         )
     except ModelError:
         raise
