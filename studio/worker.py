@@ -458,8 +458,17 @@ class Worker(QObject):
             image = self._sampler.decode(last.latent)
             self.message.emit(JobFinished(job.job_id, image, time.perf_counter() - began))
         except Exception as exc:
-            traceback.print_exc()
+            if not _is_expected(exc):  # a bug: keep its traceback for the log
+                traceback.print_exc()
             self.message.emit(JobFailed(job.job_id, _one_sentence(exc), steps_done))
+
+
+def _is_expected(exc: BaseException) -> bool:
+    """Errors that already carry one sentence for the user (bad recipe, model, NaN, out of memory)."""
+    from studio.engine.errors import EngineError
+    from studio.engine.recipe import RecipeError
+
+    return isinstance(exc, (EngineError, RecipeError))
 
 
 def _as_checkpoint(value: Any) -> Any:

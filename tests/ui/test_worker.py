@@ -199,6 +199,23 @@ def test_an_invalid_recipe_fails_with_one_sentence(qtbot, fake):
     assert "multiple of 8" in collector.of(JobFailed)[0].error
 
 
+def test_expected_failures_log_no_traceback_but_bugs_do(qtbot, fake, capfd, monkeypatch):
+    from studio.engine.errors import NonFiniteError
+
+    worker, sampler, collector = fake
+    monkeypatch.setattr(
+        sampler, "decode", lambda latent: (_ for _ in ()).throw(NonFiniteError("NaN at step 3.", 2))
+    )
+    worker.submit(RECIPE)
+    wait_for(qtbot, collector, JobFailed)
+    assert "Traceback" not in capfd.readouterr().err
+    monkeypatch.setattr(sampler, "decode", lambda latent: (_ for _ in ()).throw(KeyError("bug")))
+    worker.submit(RECIPE)
+    wait_for(qtbot, collector, JobFailed, count=2)
+    assert "Traceback" in capfd.readouterr().err
+    assert collector.of(JobFailed)[0].error.startswith("NaN")
+
+
 def test_decode_requests_are_latest_wins(qtbot, fake):
     worker, sampler, collector = fake
     worker.load_model("bundled")
