@@ -26,10 +26,10 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(previous)
 
 
-def open_window(qtbot, model_dir: Path, settings_path: Path) -> MainWindow:
+def open_window(qtbot, model_dir: Path, settings_path: Path, worker=None) -> MainWindow:
     """A shown studio window with its worker running, the model loaded and a small recipe set."""
     settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
-    win = MainWindow(model_ref=str(model_dir), settings=settings)
+    win = MainWindow(worker=worker, model_ref=str(model_dir), settings=settings)
     qtbot.addWidget(win)
     win.show()
     with qtbot.waitSignal(

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QSettings
 
 from studio.engine.sampler import OOM_ADVICE
 from studio.ui.main_window import MainWindow
@@ -34,7 +33,12 @@ from studio.worker import (
     Worker,
 )
 from tests.engine.hostile_inputs import evil_pickle, torch_style_zip
-from tests.ui.conftest import GENERATION_TIMEOUT_MS, generate_and_wait, set_small_recipe
+from tests.ui.conftest import (
+    GENERATION_TIMEOUT_MS,
+    generate_and_wait,
+    open_window,
+    set_small_recipe,
+)
 from tests.ui.test_worker import RECIPE, Collector, FakeModel, FakeSampler
 
 # ---- worker level: cancels at awkward moments ------------------------------------------
@@ -237,18 +241,9 @@ def studio(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[tuple[MainWi
         loaded.append(model)
         return model
 
-    worker = Worker(load_model=load_and_keep)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(worker=worker, model_ref=str(tiny_model_dir), settings=settings)
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(
-        win.message_handled,
-        timeout=GENERATION_TIMEOUT_MS,
-        check_params_cb=lambda m: isinstance(m, ModelLoaded),
-    ):
-        win.start_worker()
-    set_small_recipe(win)
+    win = open_window(
+        qtbot, tiny_model_dir, tmp_path / "settings.ini", worker=Worker(load_model=load_and_keep)
+    )
     yield win, loaded
     win.close()
     assert not win.worker.is_running
