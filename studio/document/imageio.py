@@ -383,3 +383,21 @@ def read_layer(path: str | os.PathLike[str], name: str | None = None):
 
     imported = read_image(path)
     return Layer(imported.pixels, name=name or Path(path).stem), imported.metadata
+
+
+# ---- the project file's image codec ----------------------------------------------------
+
+
+def encode_png(image: bytes | np.ndarray) -> bytes:
+    """PNG bytes for a uint8 HxWx3/HxWx4 array (bytes pass through unchanged); fast, lossless."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """The pixels of PNG bytes the project file wrote (trusted: checked when the file was opened)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image).copy()

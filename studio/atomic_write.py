@@ -1,0 +1,56 @@
+"""Replacing a file atomically: a half-written file never takes the place of a good one.
+
+One helper serves the project store (Save As, backups), export and the CLI.
+``write(temp_path)`` fills a temporary file beside the target; only when it
+returns is the file fsynced and moved over the target, and the folder is
+fsynced so the rename survives a power loss. On any failure the temporary file
+is removed and the target is untouched. Qt-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None] | bytes) -> Path:
+    """Fill a temporary file with ``write(temp)`` (or the given bytes), then move it over ``path``.
+
+    Errors propagate unchanged (``OSError`` for the folder or the disk, or
+    whatever ``write`` raised); the caller turns them into its own message.
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=folder)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        if isinstance(write, (bytes, bytearray, memoryview)):
+            temp.write_bytes(bytes(write))
+        else:
+            write(temp)
+        fsync_path(temp)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # durable rename where the platform allows it
+        fsync_folder(folder)
+    return path
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    if os.name == "posix":
+        fsync_path(folder)
