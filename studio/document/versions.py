@@ -16,48 +16,98 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from studio.engine.recipe import Recipe
+from studio.protocol import StepRecord
 
-if TYPE_CHECKING:  # the checkpoint module pulls in torch; the window must open without it
-    from studio.engine.checkpoint import Checkpoint
+CACHE_SIZE = 96
+"""Step records and results kept in memory once read: two trajectories' worth of scrubbing."""
+THUMBNAIL_SIDE = 128
 
 
-@dataclass
-class StoredStep:
-    """One completed denoising step as the document keeps it.
+class StepLoader(Protocol):
+    """Reads what a tree keeps out of memory: the project file."""
 
-    ``index`` is the 0-based step just completed, of ``total``. ``checkpoint``
-    is either a :class:`Checkpoint` or its serialised bytes (the store may swap
-    one for the other); :meth:`load_checkpoint` always gives the object.
-    ``preview_x0``/``preview_xt`` are uint8 HxWx3 arrays at latent resolution.
+    def load_step(self, version_id: str, index: int) -> StepRecord: ...
+
+    def load_result(self, version_id: str) -> np.ndarray | None: ...
+
+
+class StepStore:
+    """The heavy part of a tree: every step record and result image, read on demand.
+
+    Steps and results made in this session are held in memory until
+    :meth:`release` says the project file has them; everything else is read
+    through the ``loader`` into a small LRU cache, so memory does not grow with
+    the number of stored steps. UI thread only.
     """
 
+    def __init__(self, loader: StepLoader | None = None, cache_size: int = CACHE_SIZE) -> None:
+        self.loader = loader
+        self._cache_size = cache_size
+        self._held: dict[tuple[str, int], StepRecord] = {}
+        self._held_results: dict[str, np.ndarray | None] = {}
+        self._cache: OrderedDict[tuple[str, int] | str, Any] = OrderedDict()
+
+    def put_step(self, version_id: str, record: StepRecord) -> None:
+        self._held[(version_id, record.index)] = record
+
+    def put_result(self, version_id: str, image: np.ndarray | None) -> None:
+        self._held_results[version_id] = image
+        self._cache.pop(version_id, None)
+
+    def step(self, version_id: str, index: int) -> StepRecord:
+        key = (version_id, index)
+        held = self._held.get(key)
+        if held is not None:
+            return held
+        return self._cached(key, lambda: self._loader().load_step(version_id, index))
+
+    def result(self, version_id: str) -> np.ndarray | None:
+        if version_id in self._held_results:
+            return self._held_results[version_id]
+        return self._cached(version_id, lambda: self._loader().load_result(version_id))
+
+    def release(self, version_id: str, index: int | None = None) -> None:
+        """The file holds this step (or, with no index, this result): memory may let it go."""
+        if self.loader is None:
+            return
+        if index is None:
+            self._held_results.pop(version_id, None)
+        else:
+            self._held.pop((version_id, index), None)
+
+    def held_count(self) -> int:
+        return len(self._held) + len(self._held_results)
+
+    def _loader(self) -> StepLoader:
+        if self.loader is None:
+            raise VersionError("This step is not in memory and the document has no file.")
+        return self.loader
+
+    def _cached(self, key: tuple[str, int] | str, load: Callable[[], Any]) -> Any:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        value = load()
+        self._cache[key] = value
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return value
+
+
+class StepRef(NamedTuple):
+    """A step of a trajectory: the version that produced it and its 0-based index."""
+
+    owner_id: str
     index: int
-    total: int
-    timestep: float
-    sigma: float | None
-    checkpoint: Checkpoint | bytes
-    preview_x0: np.ndarray
-    preview_xt: np.ndarray
-
-    def load_checkpoint(self) -> Checkpoint:
-        if isinstance(self.checkpoint, (bytes, bytearray, memoryview)):
-            from studio.engine.checkpoint import Checkpoint
-
-            return Checkpoint.from_bytes(bytes(self.checkpoint))
-        return self.checkpoint
-
-    def checkpoint_bytes(self) -> bytes:
-        if isinstance(self.checkpoint, (bytes, bytearray, memoryview)):
-            return bytes(self.checkpoint)
-        return self.checkpoint.to_bytes()
 
 
 @dataclass(eq=False)
@@ -69,6 +119,10 @@ class Version:
     ``branch_step`` (0-based). ``partial`` is True when the run was cancelled or
     failed before its last step. ``finished`` is False while the run is still
     producing steps.
+
+    The version keeps only the indices of its own steps and a small
+    ``thumbnail``; the step records and the result image live in the tree's
+    :class:`StepStore` (``tree.step(...)``, ``tree.result(...)``).
     """
 
     recipe: Recipe
@@ -76,8 +130,9 @@ class Version:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     parent_id: str | None = None
     branch_step: int | None = None
-    steps: list[StoredStep] = field(default_factory=list)
-    result: np.ndarray | None = None
+    step_indices: list[int] = field(default_factory=list)
+    thumbnail: np.ndarray | None = None
+    has_result: bool = False
     created: float = field(default_factory=time.time)
     partial: bool = False
     finished: bool = False
@@ -110,8 +165,9 @@ class VersionTree(QObject):
     version_finished = Signal(str)
     result_changed = Signal(str)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, steps: StepStore | None = None) -> None:
         super().__init__(parent)
+        self.steps = steps if steps is not None else StepStore()
         self._versions: dict[str, Version] = {}
         self._created_count = 0
 
@@ -152,16 +208,38 @@ class VersionTree(QObject):
             frontier = [v.id for v in kids]
         return out
 
-    def trajectory(self, version_id: str) -> list[StoredStep]:
-        """The full list of steps of a version: inherited ones up to the branch point, then its own."""
+    def trajectory(self, version_id: str) -> list[StepRef]:
+        """Every step of a version: inherited ones up to the branch point, then its own."""
         version = self.get(version_id)
-        own = list(version.steps)
+        own = [StepRef(version.id, index) for index in version.step_indices]
         if version.parent_id is None or version.branch_step is None:
             return own
         inherited = [
             s for s in self.trajectory(version.parent_id) if s.index <= version.branch_step
         ]
         return inherited + own
+
+    def step(self, version_id: str, index: int) -> StepRecord:
+        """Step ``index`` of ``version_id``'s trajectory, from whichever version produced it."""
+        return self.steps.step(self.step_owner(version_id, index).id, index)
+
+    def last_step(self, version_id: str) -> StepRecord | None:
+        refs = self.trajectory(version_id)
+        return self.steps.step(*refs[-1]) if refs else None
+
+    def result(self, version_id: str) -> np.ndarray | None:
+        """The full decode of a finished version, or None."""
+        if not self.get(version_id).has_result:
+            return None
+        return self.steps.result(version_id)
+
+    def best_image(self, version_id: str) -> np.ndarray | None:
+        """The result, or else the newest step's x0-hat preview."""
+        result = self.result(version_id)
+        if result is not None:
+            return result
+        last = self.last_step(version_id)
+        return None if last is None else last.preview_x0
 
     def step_owner(self, version_id: str, step_index: int) -> Version:
         """The version that actually produced step ``step_index`` of ``version_id``'s trajectory."""
@@ -233,21 +311,35 @@ class VersionTree(QObject):
         version.name = name
         self.version_renamed.emit(version_id, name)
 
-    def append_step(self, version_id: str, step: StoredStep) -> None:
+    def append_step(self, version_id: str, step: StepRecord) -> None:
         version = self.get(version_id)
-        version.steps.append(step)
+        self.steps.put_step(version_id, step)
+        version.step_indices.append(step.index)
+        version.thumbnail = thumbnail_of(step.preview_x0)
         self.step_appended.emit(version_id, step.index)
 
     def set_result(self, version_id: str, image: np.ndarray | None) -> None:
-        self.get(version_id).result = image
+        self._store_result(self.get(version_id), image)
         self.result_changed.emit(version_id)
 
     def finish(self, version_id: str, result: np.ndarray | None, partial: bool) -> None:
         version = self.get(version_id)
-        version.result = result
+        self._store_result(version, result)
         version.partial = partial
         version.finished = True
         self.version_finished.emit(version_id)
+
+    def _store_result(self, version: Version, image: np.ndarray | None) -> None:
+        self.steps.put_result(version.id, image)
+        version.has_result = image is not None
+        if image is not None:
+            version.thumbnail = thumbnail_of(image)
+
+
+def thumbnail_of(image: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
+    """A copy of ``image`` no larger than ``side`` on either axis (every k-th pixel)."""
+    stride = max(1, -(-max(image.shape[:2]) // side))
+    return np.ascontiguousarray(image[::stride, ::stride])
 
 
 def _name_number(name: str) -> int:
