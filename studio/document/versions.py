@@ -263,8 +263,10 @@ class VersionTree(QObject):
         parent_id: str | None = None,
         branch_step: int | None = None,
         name: str | None = None,
+        version_id: str | None = None,
     ) -> Version:
-        """Make (but do not add) a version with the next default name."""
+        """Make (but do not add) a version with the next default name (and ``version_id``,
+        when a job already named the version it feeds)."""
         if (parent_id is None) != (branch_step is None):
             raise VersionError("A branch needs both a parent and a branch step.")
         if parent_id is not None:
@@ -272,6 +274,7 @@ class VersionTree(QObject):
         self._created_count += 1
         return Version(
             recipe=recipe,
+            id=version_id or uuid.uuid4().hex,
             name=name or f"v{self._created_count}",
             parent_id=parent_id,
             branch_step=branch_step,

@@ -151,7 +151,8 @@ class VersionsPanel(QWidget):
     def _on_step(self, version_id: str, _index: int) -> None:
         version = self._tree.get(version_id)
         # The row shows progress; every few steps is enough and keeps fast runs cheap.
-        if len(version.steps) == 1 or len(version.steps) % STEP_REFRESH == 0:
+        count = len(version.step_indices)
+        if count == 1 or count % STEP_REFRESH == 0:
             self._refresh(version_id)
 
     def _refresh(self, version_id: str) -> None:
@@ -163,9 +164,7 @@ class VersionsPanel(QWidget):
         self.view.blockSignals(True)
         item.setText(0, version.name)
         item.setText(1, self._origin(version))
-        image = version.result
-        if image is None and version.steps:
-            image = version.steps[-1].preview_x0
+        image = version.thumbnail
         item.setIcon(0, QIcon(to_thumbnail(image, ICON)) if image is not None else QIcon())
         tip = f"{version.name}\n{version.recipe.prompt}\nseed {version.recipe.seed}"
         if item.text(1):
@@ -182,7 +181,7 @@ class VersionsPanel(QWidget):
             name = parent.name if parent else "?"
             parts.append(f"from step {version.branch_step + 1} of {name}")
         if not version.finished:
-            parts.append(f"generating {len(version.steps)}/{version.recipe.steps}…")
+            parts.append(f"generating {len(version.step_indices)}/{version.recipe.steps}…")
         elif version.partial:
             parts.append("partial")
         return " · ".join(parts)

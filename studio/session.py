@@ -1,0 +1,528 @@
+"""The user's open work, without widgets: the document, the worker and the jobs in flight.
+
+A :class:`Session` owns the version tree, the layer stack, the undo stack, the
+project file it is bound to (set by the project controller), the worker client
+and the jobs in flight. It turns worker messages into document changes, in one
+switch (:meth:`Session.handle`), and keeps a :class:`ViewState` that the
+timeline, the canvas and the compare view follow, the way napari's ``Dims``
+owns a slider's point. Features (export, import, the project menu, broods and
+grids) receive the session, never the window, so branching, resuming and many
+jobs at once can be tested without widgets.
+
+Threading: everything here runs on the UI thread. The worker client's messages
+arrive through :class:`~studio.workers.qt.MessageChannel` (queued), and
+nothing here waits on the worker or on disk.
+
+Display rule: the canvas shows the current version at the view's position. A
+finished version's last step shows its full decode; any other step shows its
+stored preview at once and a full decode once the timeline settles
+(:meth:`Session.request_full_decode`). During a run only the newest frame is
+drawn: ``frame_changed`` is coalesced to one per event-loop pass, while every
+step is stored in the tree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoStack
+
+from studio.document.commands import AddVersionCommand, DeleteVersionCommand, RenameVersionCommand
+from studio.document.layers import LayerStack
+from studio.document.project import Project
+from studio.document.versions import StepRef, Version, VersionTree
+from studio.engine.recipe import BUNDLED_MODEL, Recipe
+from studio.protocol import (
+    Cancel,
+    CancelAll,
+    Decode,
+    DecodeKey,
+    Decoded,
+    Generate,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobStarted,
+    ListModels,
+    LoadModel,
+    Message,
+    ModelFailed,
+    ModelLoaded,
+    ModelLoading,
+    Resume,
+    StepMade,
+    StepRecord,
+    TokenInfo,
+    job_label,
+)
+from studio.workers.client import WorkerClient
+from studio.workers.qt import MessageChannel
+
+DECODE_CACHE = 48
+
+
+@dataclass(frozen=True)
+class BranchTarget:
+    """Where a branch resumes: after step ``step_index`` (0-based) of version ``version_id``."""
+
+    version_id: str
+    step_index: int
+
+
+@dataclass
+class Job:
+    """A job in flight and the version it feeds."""
+
+    job_id: int
+    version_id: str
+    recipe: Recipe
+    branch: BranchTarget | None = None
+    started: bool = False
+    failed: bool = False
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the version view draws: an image at the recipe's size, and its caption."""
+
+    image: np.ndarray | None
+    size: tuple[int, int] | None
+    caption: str
+    step: StepRecord | None = None
+    quality: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    value: int
+    total: int
+    rate: float
+    eta: float
+
+
+@dataclass
+class ModelState:
+    """The model the worker holds, as far as the session knows."""
+
+    ref: str = BUNDLED_MODEL
+    loaded: bool = False
+    description: str = ""
+    size_factor: int = 8
+    held: tuple[str, str] | None = None  # (ref, description) of the last model that loaded
+    folders: tuple[str, ...] = field(default_factory=tuple)
+
+
+class ViewState(QObject):
+    """What the version view shows: the current version, the timeline position, the x_t
+    toggle and the compare pair. Setting a field emits its signal only on a change."""
+
+    version_changed = Signal(object)  # str | None
+    position_changed = Signal(int)
+    static_changed = Signal(bool)
+    compare_changed = Signal(object)  # tuple[str, str] | tuple[()]
+    canvas_shown_changed = Signal(bool)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.version_id: str | None = None
+        self.position = 0
+        self.static = False
+        self.compare: tuple[str, str] | tuple[()] = ()
+        self.canvas_shown = False
+
+    def set_canvas_shown(self, shown: bool) -> None:
+        """The layered canvas is on view instead of the version (or the compare pair)."""
+        if shown != self.canvas_shown:
+            self.canvas_shown = shown
+            self.canvas_shown_changed.emit(shown)
+
+    def set_version(self, version_id: str | None) -> None:
+        if version_id != self.version_id:
+            self.version_id = version_id
+            self.version_changed.emit(version_id)
+
+    def set_position(self, position: int) -> None:
+        if position != self.position:
+            self.position = position
+            self.position_changed.emit(position)
+
+    def set_static(self, static: bool) -> None:
+        if static != self.static:
+            self.static = static
+            self.static_changed.emit(static)
+
+    def set_compare(self, pair: tuple[str, str] | tuple[()]) -> None:
+        if pair:
+            self.set_canvas_shown(False)
+        if pair != self.compare:
+            self.compare = pair
+            self.compare_changed.emit(pair)
+
+
+class Session(QObject):
+    """See the module docstring.
+
+    Signals, all on the UI thread:
+
+    - ``message_handled(message)``: after the session acted on a worker message;
+      views and tests listen here rather than to the worker.
+    - ``trajectory_reset()``: the shown trajectory changed wholesale (another
+      version, or the x_t toggle); ``step_added(index, thumbnail)``: it grew by one.
+    - ``frame_changed()``: :meth:`frame` has something new (coalesced).
+    - ``progress_changed(Progress | None)``, ``status(text, ms)``, ``error(text | None)``.
+    """
+
+    message_handled = Signal(object)
+    trajectory_reset = Signal()
+    step_added = Signal(int, object)
+    frame_changed = Signal()
+    progress_changed = Signal(object)
+    status = Signal(str, int)
+    error = Signal(object)
+
+    def __init__(
+        self,
+        client: WorkerClient,
+        model_ref: str = BUNDLED_MODEL,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.tree = VersionTree(self)
+        self.layers = LayerStack(parent=self)
+        self.undo_stack = QUndoStack(self)
+        self.project: Project | None = None
+        self.client = client
+        self.channel = MessageChannel(client, self)
+        self.channel.received.connect(self.handle)
+        self.view = ViewState(self)
+        self.model = ModelState(ref=model_ref)
+        self.jobs: dict[int, Job] = {}
+        self.failed_ids: set[str] = set()
+        self._job_ids = itertools.count(1)
+        self._trajectory: list[StepRef] = []
+        self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
+        self._shown_key: DecodeKey | None = None
+        self._closing = False
+        self._frame_timer = QTimer(self, singleShot=True, interval=0)
+        self._frame_timer.timeout.connect(self.frame_changed)
+
+        self.view.position_changed.connect(self._frame_now)
+        self.view.static_changed.connect(self._on_static_changed)
+        self.tree.version_removed.connect(self._on_version_removed)
+        self.tree.version_added.connect(self._on_version_added)
+        self.tree.version_renamed.connect(
+            lambda vid, _name: vid == self.view.version_id and self._frame_now()
+        )
+
+    # ---- the worker ----------------------------------------------------------------------
+
+    def start(self, folders: tuple[str, ...] = ()) -> None:
+        """Start the worker and load the chosen model in the background."""
+        self.client.start()
+        self.model.loaded = False
+        self.model.folders = tuple(folders)
+        self.client.send(LoadModel(self.model.ref))
+        self.client.send(ListModels(self.model.folders))
+
+    def load_model(self, ref: str) -> None:
+        if ref != self.model.ref:
+            self.model.ref = ref
+            self.client.send(LoadModel(ref))
+
+    def list_models(self, folders: tuple[str, ...]) -> None:
+        self.model.folders = tuple(folders)
+        self.client.send(ListModels(self.model.folders))
+
+    def request_tokens(self, *texts: str) -> None:
+        if self.model.loaded:
+            self.client.send(TokenInfo(tuple(texts)))
+
+    def shutdown(self, timeout: float = 10.0) -> bool:
+        """Stop handling messages, cancel every job and join the worker (bounded)."""
+        self._closing = True
+        self._frame_timer.stop()
+        return self.client.stop(timeout=timeout)
+
+    # ---- jobs ----------------------------------------------------------------------------
+
+    def generate(self, recipe: Recipe, branch: BranchTarget | None = None) -> int:
+        """Send a job for ``recipe`` (resumed from ``branch`` when given); returns its id.
+
+        The version it feeds appears in the tree when the job starts."""
+        job = Job(next(self._job_ids), uuid.uuid4().hex, recipe, branch)
+        label = job_label(recipe)
+        if branch is None:
+            request: Generate | Resume = Generate(job.job_id, job.version_id, recipe, label)
+        else:
+            checkpoint = self.tree.step(branch.version_id, branch.step_index).checkpoint
+            request = Resume(job.job_id, job.version_id, recipe, checkpoint, label)
+        self.jobs[job.job_id] = job
+        self.client.send(request)
+        return job.job_id
+
+    def cancel(self, job_id: int | None = None) -> None:
+        self.client.send(Cancel(job_id))
+
+    def cancel_all(self) -> None:
+        self.client.send(CancelAll())
+
+    def job_for(self, version_id: str) -> Job | None:
+        return next((j for j in self.jobs.values() if j.version_id == version_id), None)
+
+    # ---- edits ---------------------------------------------------------------------------
+
+    def rename_version(self, version_id: str, name: str) -> None:
+        if version_id in self.tree and name and name != self.tree.get(version_id).name:
+            self.undo_stack.push(RenameVersionCommand(self.tree, version_id, name))
+
+    def delete_version(self, version_id: str) -> None:
+        """Delete a version and its branches (one undo step); their running jobs are cancelled."""
+        if version_id not in self.tree:
+            return
+        doomed = {version_id, *(v.id for v in self.tree.descendants(version_id))}
+        for job in list(self.jobs.values()):
+            if job.version_id in doomed:
+                self.cancel(job.job_id)
+        self.undo_stack.push(DeleteVersionCommand(self.tree, version_id))
+
+    # ---- worker messages -------------------------------------------------------------------
+
+    def handle(self, message: Message) -> None:
+        """The one switch over the worker's typed messages."""
+        if self._closing:
+            return
+        match message:
+            case StepMade():
+                self._on_step(message)
+            case JobStarted():
+                self._on_started(message)
+            case JobFinished():
+                self._on_finished(message)
+            case JobCancelled():
+                self._end_job(message.job_id, f"Cancelled after {message.steps_done} steps.")
+            case JobFailed():
+                self.error.emit(message.error)
+                job = self.jobs.get(message.job_id)
+                if job is not None:
+                    job.failed = True
+                    self.failed_ids.add(job.version_id)
+                self._end_job(message.job_id, f"Failed: {message.error}")
+            case Decoded():
+                self._decoded[message.key] = message.image
+                while len(self._decoded) > DECODE_CACHE:
+                    self._decoded.popitem(last=False)
+                if message.key == self._shown_key:
+                    self._frame_now()
+            case ModelLoading():
+                self.model.loaded = False
+            case ModelLoaded():
+                self.model.loaded = True
+                self.model.held = (message.ref, message.description)
+                self.model.description = message.description
+                self.model.size_factor = message.size_factor
+            case ModelFailed():
+                # The worker keeps the model it had: pick it again, so the next job uses it.
+                self.status.emit(message.error, 10000)
+                self.error.emit(message.error)
+                if self.model.held is not None:
+                    self.model.ref, self.model.description = self.model.held
+                    self.model.loaded = True
+        self.message_handled.emit(message)
+
+    def _on_started(self, message: JobStarted) -> None:
+        job = self.jobs.get(message.job_id)
+        if job is None:
+            return
+        job.started = True
+        parent_id = branch_step = None
+        if job.branch is not None and job.branch.version_id in self.tree:
+            parent_id, branch_step = job.branch.version_id, job.branch.step_index
+        version = self.tree.new_version(
+            message.recipe, parent_id, branch_step, version_id=job.version_id
+        )
+        self.tree.add(version)
+        self.progress_changed.emit(Progress(message.first_step, message.total_steps, 0.0, 0.0))
+        self.status.emit(f"Generating {version.name}…", 0)
+        self.show_version(version.id)
+
+    def _on_step(self, message: StepMade) -> None:
+        job = self.jobs.get(message.job_id)
+        if job is None:
+            return
+        if job.version_id not in self.tree:  # deleted (or undone) while generating
+            self.cancel(message.job_id)
+            return
+        step = message.step
+        self.tree.append_step(job.version_id, step)
+        if job.version_id == self.view.version_id:
+            at_end = self.view.position >= len(self._trajectory) - 1
+            self._trajectory.append(StepRef(job.version_id, step.index))
+            self.step_added.emit(step.index, self._thumbnail(step))
+            if at_end:
+                self.view.set_position(len(self._trajectory) - 1)
+                self._frame_timer.start()  # coalesced: one repaint for a burst of steps
+        rate = message.steps_done / message.elapsed if message.elapsed > 0 else 0.0
+        remaining = step.total - step.index - 1
+        eta = remaining / rate if rate > 0 else 0.0
+        self.progress_changed.emit(Progress(step.index + 1, step.total, rate, eta))
+
+    def _on_finished(self, message: JobFinished) -> None:
+        job = self.jobs.pop(message.job_id, None)
+        self._progress_if_idle()
+        if job is None:
+            return
+        if job.version_id not in self.tree:
+            return
+        version = self.tree.get(job.version_id)
+        self.tree.finish(version.id, message.image, partial=False)
+        self.undo_stack.push(AddVersionCommand(self.tree, version))
+        count = len(version.step_indices)
+        rate = count / message.elapsed if message.elapsed > 0 else 0.0
+        self.status.emit(f"{version.name} done in {message.elapsed:.1f} s ({rate:.1f} it/s).", 8000)
+        if version.id == self.view.version_id:
+            self._frame_now()
+
+    def _end_job(self, job_id: int, status: str) -> None:
+        """A job stopped early: keep its steps as a partial version, or drop an empty one."""
+        job = self.jobs.pop(job_id, None)
+        self.status.emit(status, 8000)
+        self._progress_if_idle()
+        if job is None or job.version_id not in self.tree:
+            return
+        version = self.tree.get(job.version_id)
+        if version.step_indices:
+            self.tree.finish(version.id, None, partial=True)
+            self.undo_stack.push(AddVersionCommand(self.tree, version))
+            if version.id == self.view.version_id:
+                self._frame_now()
+        else:
+            self.tree.remove(version.id)
+
+    def _progress_if_idle(self) -> None:
+        if not any(job.started for job in self.jobs.values()):
+            self.progress_changed.emit(None)
+
+    # ---- the view -------------------------------------------------------------------------
+
+    def current_version(self) -> Version | None:
+        vid = self.view.version_id
+        return self.tree.get(vid) if vid in self.tree else None
+
+    def trajectory(self) -> list[StepRef]:
+        """The steps of the version on view, inherited ones first."""
+        return list(self._trajectory)
+
+    def show_version(self, version_id: str | None) -> None:
+        """Put a version (or nothing) on view at its last step, leaving compare and the canvas."""
+        self.view.set_compare(())
+        self.view.set_canvas_shown(False)
+        version_id = version_id if version_id in self.tree else None
+        self._trajectory = self.tree.trajectory(version_id) if version_id else []
+        self.view.set_version(version_id)
+        self.view.set_position(max(0, len(self._trajectory) - 1))
+        self.trajectory_reset.emit()
+        self._frame_now()
+
+    def step_at(self, position: int) -> StepRecord | None:
+        if not 0 <= position < len(self._trajectory):
+            return None
+        return self.tree.steps.step(*self._trajectory[position])
+
+    def thumbnails(self) -> list[np.ndarray]:
+        """One preview per step of the trajectory on view (x_t when the toggle is on)."""
+        return [self._thumbnail(self.tree.steps.step(*ref)) for ref in self._trajectory]
+
+    def frame(self) -> Frame:
+        """What the version view shows now, from memory or the project file, never the worker."""
+        version = self.current_version()
+        position = self.view.position
+        step = self.step_at(position)
+        if version is None or step is None:
+            self._shown_key = None
+            caption = "Type a prompt and press Generate (Ctrl+Enter)."
+            return Frame(None, None, self._caption(version, None, "") if version else caption)
+        key = self._decode_key(position)
+        size = (version.recipe.width, version.recipe.height)
+        is_last = position == len(self._trajectory) - 1
+        result = self.tree.result(version.id) if is_last and not self.view.static else None
+        if result is not None:
+            image, quality = result, "full decode"
+        elif key in self._decoded:
+            image, quality = self._decoded[key], "full decode"
+        else:
+            image, quality = self._thumbnail(step), "preview"
+        self._shown_key = key
+        return Frame(image, size, self._caption(version, step, quality), step, quality)
+
+    def request_full_decode(self, position: int) -> None:
+        """Ask the worker for a full decode of the step at ``position`` (latest wins)."""
+        step = self.step_at(position)
+        version = self.current_version()
+        if step is None or version is None or not self.model.loaded:
+            return
+        key = self._decode_key(position)
+        is_final = position == len(self._trajectory) - 1 and version.has_result
+        if key in self._decoded or (is_final and not self.view.static):
+            return
+        which = "xt" if self.view.static else "x0"
+        self.client.send(Decode(key, step.checkpoint, which, step.sigma))
+
+    def branch_target(self, position: int) -> tuple[BranchTarget, str] | None:
+        """Where a branch from ``position`` of the version on view resumes, and how to say it."""
+        version = self.current_version()
+        step = self.step_at(position)
+        if version is None or step is None:
+            return None
+        owner = self.tree.step_owner(version.id, step.index)
+        description = f"Branching from step {step.index + 1} / {step.total} of {owner.name}."
+        return BranchTarget(owner.id, step.index), description
+
+    def compare(self, first_id: str, second_id: str) -> None:
+        self.view.set_compare((first_id, second_id))
+
+    def _decode_key(self, position: int) -> DecodeKey:
+        owner_id, index = self._trajectory[position]
+        return (owner_id, index, "xt" if self.view.static else "x0")
+
+    def _thumbnail(self, step: StepRecord) -> np.ndarray:
+        return step.preview_xt if self.view.static else step.preview_x0
+
+    def _caption(self, version: Version, step: StepRecord | None, quality: str) -> str:
+        parts = [version.name]
+        if step is not None:
+            parts.append(f"step {step.index + 1} / {step.total}")
+            parts.append("static x_t" if self.view.static else "x0-hat")
+            if quality:
+                parts.append(quality)
+        if not version.finished:
+            parts.append("generating…")
+        elif version.partial:
+            parts.append(
+                "partial (failed)" if version.id in self.failed_ids else "partial (cancelled)"
+            )
+        return " · ".join(parts)
+
+    def _frame_now(self, *_args: object) -> None:
+        self._frame_timer.stop()
+        self.frame_changed.emit()
+
+    def _on_static_changed(self, _static: bool) -> None:
+        self.trajectory_reset.emit()
+        self._frame_now()
+        self.request_full_decode(self.view.position)
+
+    def _on_version_added(self, version_id: str) -> None:
+        if self.view.version_id is None:
+            self.show_version(version_id)
+
+    def _on_version_removed(self, version_id: str) -> None:
+        if version_id in self.view.compare:
+            self.view.set_compare(())
+        if version_id == self.view.version_id:
+            remaining = self.tree.versions()
+            self.show_version(remaining[-1].id if remaining else None)

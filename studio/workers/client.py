@@ -1,0 +1,53 @@
+"""The interface every worker client offers the session.
+
+A client takes protocol requests (:mod:`studio.protocol`) and answers with
+protocol messages, delivered to one listener. The listener may be called from
+any thread (the worker's own, or the caller's for a job cancelled before it
+ran); the Qt adapter in :mod:`studio.workers.qt` brings each message to the UI
+thread. The in-process thread (:mod:`studio.workers.local`) is the first
+implementation; a Ray actor pool is the next, and neither the session nor the
+UI changes for it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from studio.protocol import Message, Request
+
+Listener = Callable[[Message], None]
+
+
+class WorkerClient(ABC):
+    """Runs jobs somewhere else than the UI thread and reports on them."""
+
+    def __init__(self) -> None:
+        self._listener: Listener = _drop
+
+    def listen(self, listener: Listener) -> None:
+        """Send every message to ``listener`` from now on (one listener; the last one wins)."""
+        self._listener = listener
+
+    def post(self, message: Message) -> None:
+        self._listener(message)
+
+    @abstractmethod
+    def start(self) -> None:
+        """Begin serving requests; requests sent before this wait for it."""
+
+    @abstractmethod
+    def send(self, request: Request) -> None:
+        """Queue one request. Thread-safe, never blocks on work."""
+
+    @abstractmethod
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Cancel everything and end; False if the worker had not ended within ``timeout``."""
+
+    @property
+    @abstractmethod
+    def is_running(self) -> bool: ...
+
+
+def _drop(_message: Message) -> None:
+    pass

@@ -1,0 +1,414 @@
+"""The in-process worker: the one background thread that owns torch.
+
+Threading contract
+------------------
+- A single ``threading.Thread`` imports torch/diffusers, loads the model and
+  runs every job; nothing else in the app touches torch. ``send`` is
+  thread-safe and never blocks on work.
+- Jobs (Generate, Resume) run one at a time, in the order sent. Decode and
+  TokenInfo are "latest wins": a newer one replaces a waiting older one, and
+  they are served between the steps of a running job so scrubbing stays
+  responsive.
+- Right after each step, on this thread, the step's checkpoint is serialised
+  to bytes and sent with its previews as a :class:`~studio.protocol.StepRecord`;
+  no tensor ever leaves the thread. Decode requests carry checkpoint bytes too.
+- Cancel takes effect before the next step; ``stop`` cancels everything and
+  joins the thread, so closing the window never leaves it running.
+
+This module imports no Qt; :class:`~studio.workers.qt.MessageChannel` brings
+its messages to the UI thread.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from studio.protocol import (
+    Cancel,
+    CancelAll,
+    Decode,
+    Decoded,
+    DecodeFailed,
+    Generate,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobInfo,
+    JobRequest,
+    JobStarted,
+    ListModels,
+    LoadModel,
+    ModelFailed,
+    ModelList,
+    ModelLoaded,
+    ModelLoading,
+    PromptInfo,
+    QueueChanged,
+    Request,
+    Resume,
+    StepMade,
+    StepRecord,
+    TokenInfo,
+    job_label,
+)
+from studio.workers.client import WorkerClient
+
+
+@dataclass
+class _Job:
+    request: JobRequest
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def job_id(self) -> int:
+        return self.request.job_id
+
+    @property
+    def label(self) -> str:
+        return self.request.label or job_label(self.request.recipe)
+
+
+def _default_load_model(ref: str) -> Any:
+    import torch
+
+    from studio.engine.models import load_model, studio_torch_threads
+
+    torch.set_num_threads(studio_torch_threads())
+    return load_model(ref)
+
+
+def _default_list_models(folders: tuple[str, ...]) -> list[tuple[str, str]]:
+    from pathlib import Path
+
+    from studio.engine.models import list_models
+
+    return list_models([Path(f) for f in folders])
+
+
+def _default_make_sampler(model: Any) -> Any:
+    from studio.engine.sampler import Sampler
+
+    return Sampler(model)
+
+
+def _default_load_checkpoint(data: bytes) -> Any:
+    from studio.engine.checkpoint import Checkpoint
+
+    return Checkpoint.from_bytes(data)
+
+
+class LocalWorker(WorkerClient):
+    """Owns the model and the sampler on a background thread; see the module docstring.
+
+    The four callables are the engine; tests pass fakes of them, and the
+    protocol suite holds the fakes to the real engine's behaviour."""
+
+    def __init__(
+        self,
+        load_model: Callable[[str], Any] = _default_load_model,
+        make_sampler: Callable[[Any], Any] = _default_make_sampler,
+        list_models: Callable[[tuple[str, ...]], list[tuple[str, str]]] = _default_list_models,
+        load_checkpoint: Callable[[bytes], Any] = _default_load_checkpoint,
+    ) -> None:
+        super().__init__()
+        self._load_model_fn = load_model
+        self._make_sampler_fn = make_sampler
+        self._list_models_fn = list_models
+        self._load_checkpoint_fn = load_checkpoint
+        self._cond = threading.Condition()
+        self._jobs: deque[_Job] = deque()
+        self._running: _Job | None = None
+        self._model_request: str | None = None
+        self._decode_request: Decode | None = None
+        self._prompt_request: TokenInfo | None = None
+        self._model_list_request: ListModels | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        # Touched only on the worker thread:
+        self._model: Any = None
+        self._model_ref: str | None = None
+        self._sampler: Any = None
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._loop, name="noise-studio-worker", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        with self._cond:
+            self._stopping = True
+            for job in self._jobs:
+                job.cancel.set()
+            self._jobs.clear()
+            if self._running is not None:
+                self._running.cancel.set()
+            self._cond.notify_all()
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ---- requests (thread-safe, never block) ------------------------------------------
+
+    def send(self, request: Request) -> None:
+        match request:
+            case Generate() | Resume():
+                with self._cond:
+                    self._jobs.append(_Job(request))
+                    self._cond.notify_all()
+                self._post_queue()
+            case Cancel():
+                self._cancel(request.job_id)
+            case CancelAll():
+                self._cancel_all()
+            case LoadModel():
+                self._set_request("_model_request", request.ref)
+            case Decode():
+                self._set_request("_decode_request", request)
+            case TokenInfo():
+                self._set_request("_prompt_request", request)
+            case ListModels():
+                self._set_request("_model_list_request", request)
+            case _:
+                raise TypeError(f"{type(request).__name__} is not a worker request.")
+
+    def _set_request(self, slot: str, value: object) -> None:
+        with self._cond:
+            setattr(self, slot, value)
+            self._cond.notify_all()
+
+    def _cancel(self, job_id: int | None) -> None:
+        dropped: list[_Job] = []
+        with self._cond:
+            running = self._running
+            if running is not None and job_id in (None, running.job_id):
+                running.cancel.set()
+            for job in list(self._jobs):
+                if job.job_id == job_id:
+                    self._jobs.remove(job)
+                    dropped.append(job)
+        self._report_dropped(dropped)
+
+    def _cancel_all(self) -> None:
+        with self._cond:
+            dropped = list(self._jobs)
+            self._jobs.clear()
+            if self._running is not None:
+                self._running.cancel.set()
+        self._report_dropped(dropped)
+        self._post_queue()
+
+    def _report_dropped(self, jobs: list[_Job]) -> None:
+        for job in jobs:
+            self.post(JobCancelled(job.job_id, job.request.version_id, 0))
+        if jobs:
+            self._post_queue()
+
+    # ---- worker thread ----------------------------------------------------------------
+
+    def _queue_snapshot(self) -> tuple[JobInfo, ...]:
+        jobs = []
+        if self._running is not None:
+            jobs.append(JobInfo(self._running.job_id, self._running.label, True))
+        jobs += [JobInfo(j.job_id, j.label, False) for j in self._jobs]
+        return tuple(jobs)
+
+    def _post_queue(self) -> None:
+        # Snapshot and post under the lock, so that snapshots arrive in the order taken.
+        with self._cond:
+            self.post(QueueChanged(self._queue_snapshot()))
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not (
+                    self._model_request or self._has_side_requests() or self._jobs
+                ):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                model_ref, self._model_request = self._model_request, None
+                job = None
+                if model_ref is None and not self._has_side_requests():
+                    job = self._jobs.popleft()
+                    self._running = job
+            if model_ref is not None:
+                self._ensure_model(model_ref)
+                continue
+            if job is None:
+                self._serve_side_requests()
+                continue
+            self._post_queue()
+            try:
+                self._run_job(job)
+            finally:
+                with self._cond:
+                    self._running = None
+                self._post_queue()
+
+    def _ensure_model(self, ref: str) -> bool:
+        if self._model is not None and self._model_ref == ref:
+            return True
+        self.post(ModelLoading(ref))
+        try:
+            model = self._load_model_fn(ref)
+            sampler = self._make_sampler_fn(model)
+        except Exception as exc:
+            self.post(ModelFailed(ref, _one_sentence(exc)))
+            return False
+        self._model, self._model_ref, self._sampler = model, ref, sampler
+        self.post(ModelLoaded(ref, str(model.describe()), int(getattr(model, "size_factor", 8))))
+        return True
+
+    def _has_side_requests(self) -> bool:
+        return (
+            self._decode_request is not None
+            or self._prompt_request is not None
+            or self._model_list_request is not None
+        )
+
+    def _serve_side_requests(self) -> None:
+        """Serve the waiting decode, token-info and model-list requests, if any (latest wins)."""
+        with self._cond:
+            decode, self._decode_request = self._decode_request, None
+            prompts, self._prompt_request = self._prompt_request, None
+            listing, self._model_list_request = self._model_list_request, None
+        if decode is not None:
+            self._decode(decode)
+        if prompts is not None and self._sampler is not None:
+            for text in prompts.texts:
+                try:
+                    info = self._sampler.prompt_info(text)
+                except Exception:
+                    continue
+                self.post(_prompt_info_message(text, info))
+        if listing is not None:
+            try:
+                models = self._list_models_fn(listing.folders)
+            except Exception:
+                return
+            self.post(ModelList(tuple((str(label), str(ref)) for label, ref in models)))
+
+    def _decode(self, request: Decode) -> None:
+        if self._sampler is None:
+            self.post(DecodeFailed(request.key, "No model is loaded."))
+            return
+        try:
+            checkpoint = self._load_checkpoint_fn(request.checkpoint)
+            if request.which == "xt":
+                latent = _unit_variance(checkpoint.latent, checkpoint.recipe.sampler, request.sigma)
+            else:
+                latent = checkpoint.x0_pred
+            image = self._sampler.decode(latent)
+        except Exception as exc:
+            self.post(DecodeFailed(request.key, _one_sentence(exc)))
+            return
+        self.post(Decoded(request.key, image))
+
+    def _run_job(self, job: _Job) -> None:
+        request = job.request
+        job_id, version_id, recipe = request.job_id, request.version_id, request.recipe
+        steps_done = 0
+        try:
+            if not self._ensure_model(recipe.model):
+                raise RuntimeError(f"The model {recipe.model!r} could not be loaded.")
+            recipe.validate(getattr(self._model, "size_factor", 8))
+            start = None
+            if isinstance(request, Resume):
+                start = self._load_checkpoint_fn(request.checkpoint)
+            first = 0 if start is None else int(start.step_index) + 1
+            self.post(JobStarted(job_id, version_id, recipe, first, recipe.steps))
+            began = time.perf_counter()
+            if start is not None and first >= recipe.steps:  # branching from the last step
+                image = self._sampler.decode(start.latent)
+                self.post(JobFinished(job_id, version_id, image, time.perf_counter() - began))
+                return
+            last = None
+            for step in self._sampler.run(recipe, start=start, cancel=job.cancel):
+                steps_done += 1
+                last = step
+                record = StepRecord(
+                    index=int(step.index),
+                    total=int(step.total),
+                    timestep=float(step.timestep),
+                    sigma=None if step.sigma is None else float(step.sigma),
+                    checkpoint=step.checkpoint.to_bytes(),
+                    preview_x0=step.preview_x0,
+                    preview_xt=step.preview_xt,
+                )
+                elapsed = time.perf_counter() - began
+                self.post(StepMade(job_id, version_id, record, elapsed, steps_done))
+                self._serve_side_requests()
+                if job.cancel.is_set():
+                    break
+            complete = last is not None and int(last.index) == int(last.total) - 1
+            if job.cancel.is_set() or not complete:
+                self.post(JobCancelled(job_id, version_id, steps_done))
+                return
+            image = self._sampler.decode(last.latent)
+            self.post(JobFinished(job_id, version_id, image, time.perf_counter() - began))
+        except Exception as exc:
+            if not _is_expected(exc):  # a bug: keep its traceback for the log
+                traceback.print_exc()
+            self.post(JobFailed(job_id, version_id, _one_sentence(exc), steps_done))
+
+
+def _is_expected(exc: BaseException) -> bool:
+    """Errors that already carry one sentence for the user (bad recipe, model, NaN, out of memory)."""
+    from studio.engine.errors import EngineError
+    from studio.engine.recipe import RecipeError
+
+    return isinstance(exc, (EngineError, RecipeError))
+
+
+def _unit_variance(latent: Any, sampler: str, sigma: float | None) -> Any:
+    """Samplers that work in sigma space keep x_t = x0 + sigma * noise; scale it like a
+    variance-preserving latent so the VAE sees values in its usual range."""
+    if sigma is None or not math.isfinite(sigma):
+        return latent
+    from studio.engine.schedulers import sampler_spec
+
+    if sampler_spec(sampler).sigma_space:
+        return latent / math.sqrt(1.0 + sigma * sigma)
+    return latent
+
+
+def _one_sentence(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _prompt_info_message(text: str, info: Any) -> PromptInfo:
+    """Accept the engine's prompt info as an object, a mapping or a tuple."""
+    if isinstance(info, dict):
+        get = info.get
+    elif isinstance(info, tuple) and not hasattr(info, "_fields"):
+        values = dict(zip(("used", "limit", "dropped"), info, strict=False))
+        get = values.get
+    else:
+
+        def get(name: str, default: Any = None) -> Any:
+            return getattr(info, name, default)
+
+    used = get("used", None)
+    if used is None:
+        used = get("tokens", 0)
+    dropped = get("dropped_text", None) or get("dropped", "") or ""
+    if not isinstance(dropped, str):
+        dropped = " ".join(str(t) for t in dropped)
+    return PromptInfo(text, int(used), int(get("limit", 77) or 77), dropped)
