@@ -115,6 +115,16 @@ def torch_threads(reserve: int = 0) -> int:
     return max(1, (os.cpu_count() or 2) - reserve)
 
 
+def studio_torch_threads() -> int:
+    """The one thread count the CLI and the window both use: all cores but one, at least 1.
+
+    One core is left for the window's UI thread, and the CLI uses the same count so
+    that a render and its resume agree bit for bit whichever of the two ran them
+    (see ``torch_threads`` for the overrides and why the count is part of exactness).
+    """
+    return torch_threads(reserve=1)
+
+
 @dataclass(eq=False)
 class LoadedModel:
     """A text-to-image model's components on one device, ready for the Sampler."""

@@ -84,3 +84,16 @@ def test_thread_policy_reserves_cores_and_honours_the_override(monkeypatch):
     assert torch_threads(reserve=1) == 2
     monkeypatch.setenv(THREADS_ENV, "3")
     assert torch_threads(reserve=1) == 3
+
+
+def test_the_cli_and_the_window_share_one_thread_count(monkeypatch):
+    from studio.engine.models import THREADS_ENV, studio_torch_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert studio_torch_threads() == 7  # one core stays with the window's UI thread
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert studio_torch_threads() == 1
+    monkeypatch.setenv(THREADS_ENV, "5")
+    assert studio_torch_threads() == 5
