@@ -32,7 +32,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    """``noise-studio``: the window, or a CLI subcommand (``render``, ``info``) when one is named."""
+    argv = sys.argv[1:] if argv is None else argv
+    from studio.cli import COMMANDS, run_command  # stdlib only at import: start-up stays light
+
+    if argv and argv[0] in COMMANDS:
+        return run_command(argv)
+    args = parse_args(argv)
     import qasync
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication

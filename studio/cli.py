@@ -1,5 +1,7 @@
-"""``python main.py render``: the headless CLI over the same engine.
+"""The headless CLI over the same engine as the window.
 
+``python main.py render`` renders a recipe; ``python main.py info IMAGE`` prints
+the recipe an image carries, read exactly as the studio reads it on import.
 Errors go to stderr as one clear sentence with exit code 2; a traceback only
 with ``--debug``.
 """
@@ -12,6 +14,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +144,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from studio.engine.models import load_model, torch_threads
+    from studio.engine.models import load_model, studio_torch_threads
     from studio.engine.sampler import Sampler
 
-    torch.set_num_threads(torch_threads())
+    torch.set_num_threads(studio_torch_threads())  # the window's count: resumes stay exact
 
     model = load_model(recipe.model, device=args.device, config_dir=args.model_config)
     sampler = Sampler(model)
@@ -189,10 +192,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
+    from studio.atomic_write import write_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomically(path, data)
 
 
 def _write_preview(path: Path, preview: Any, recipe: Any) -> None:
@@ -205,38 +208,23 @@ def _write_preview(path: Path, preview: Any, recipe: Any) -> None:
 
 def _write_image(path: Path, image: Any, recipe: Any, model_hash: str) -> None:
     from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
 
-    info = PngInfo()
-    info.add_text("parameters", recipe.to_parameters(model_hash))
-    info.add_itxt("noise_studio_recipe", recipe.to_json())
+    from studio.atomic_write import write_atomically
+    from studio.formats import png_info
+
+    info = png_info(recipe, model_hash)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    Image.fromarray(image).save(tmp, format="PNG", pnginfo=info)
-    tmp.replace(path)
+    write_atomically(
+        path, lambda temp: Image.fromarray(image).save(temp, format="PNG", pnginfo=info)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    from studio.engine.errors import EngineError
-    from studio.engine.recipe import RecipeError
-
-    try:
-        summary = run(args)
-    except (CliError, EngineError, RecipeError) as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        if args.debug:
-            raise
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
-        return 130
+    """``render``: the exit status of one headless render."""
+    args = build_parser().parse_args(argv)
+    status, summary = _reporting_errors(lambda: run(args), debug=args.debug)
+    if status:
+        return status
     if args.json:
         print(json.dumps(summary, ensure_ascii=False))
     elif args.out is not None:
@@ -244,3 +232,92 @@ def main(argv: list[str] | None = None) -> int:
             f"wrote {args.out} ({summary['steps_run']} steps, {summary['seconds']} s on {summary['device']})"
         )
     return 0
+
+
+# ---- info ---------------------------------------------------------------------------
+
+
+def build_info_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py info",
+        description="Print the recipe an image carries, read as the studio reads it on import.",
+    )
+    parser.add_argument("image", type=Path, help="a PNG, JPEG or WebP image")
+    parser.add_argument("--json", action="store_true", help="print one line of JSON")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    """The recipe of an image as the studio's import would load it, with where it came from."""
+    from studio.document.imageio import read_metadata, recipe_from_metadata
+    from studio.engine.schedulers import SAMPLERS
+
+    metadata = read_metadata(path)
+    found = recipe_from_metadata(metadata, SAMPLERS)
+    if found.recipe is None:
+        why = f": {found.warnings[0]}" if found.warnings else "."
+        raise CliError(f"{path.name} carries no recipe{why}")
+    return {
+        "file": str(path),
+        "source": found.source,
+        "parameters": metadata.parameters or found.recipe.to_parameters(),
+        "recipe": found.recipe.to_dict(),
+        "warnings": list(found.warnings),
+    }
+
+
+_SOURCES = {
+    "json": "the Noise Studio JSON recipe (exact)",
+    "parameters": "the A1111 parameters text only (numbers as rounded there)",
+}
+
+
+def info_main(argv: list[str] | None = None) -> int:
+    """``info``: print an image's recipe; exit status 2 when there is none to read."""
+    args = build_info_parser().parse_args(argv)
+    status, info = _reporting_errors(lambda: read_info(args.image), debug=args.debug)
+    if status:
+        return status
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    print(info["parameters"])
+    print()
+    print(f"Recipe from {_SOURCES[info['source']]}.")
+    for warning in info["warnings"]:
+        print(f"Note: {warning}")
+    return 0
+
+
+# ---- dispatch ----------------------------------------------------------------------------
+
+COMMANDS = {"render": main, "info": info_main}
+"""The subcommands of ``main.py`` and of the installed ``noise-studio``; anything else opens the window."""
+
+
+def run_command(argv: list[str]) -> int:
+    """Run ``argv[0]`` (one of ``COMMANDS``) with the rest of the arguments."""
+    return COMMANDS[argv[0]](argv[1:])
+
+
+def _reporting_errors(work: Callable[[], Any], debug: bool) -> tuple[int, Any]:
+    """(0, ``work()``), or (exit status, None) with the user error printed as one sentence."""
+    from studio.document.imageio import ImageImportError
+    from studio.engine.errors import EngineError
+    from studio.engine.recipe import RecipeError
+
+    try:
+        return 0, work()
+    except (CliError, EngineError, RecipeError, ImageImportError) as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130, None
+    return EXIT_ERROR, None

@@ -1,23 +1,14 @@
 """Export: images with their recipe, layered files, and trajectory animations.
 
-Every file is written atomically: the bytes go to a temporary file beside the
-target, which is flushed, fsynced and then moved over the target with
-``os.replace``. A failed export leaves an existing file untouched.
-
-Metadata follows AUTOMATIC1111 so that other tools read it:
-
-- PNG: a ``parameters`` text chunk (A1111 text) and a ``noise-studio-recipe``
-  iTXt chunk (our full JSON recipe), written with Pillow's ``PngInfo``.
-- JPEG/WebP: the A1111 text in EXIF UserComment (``UNICODE\\0`` + UTF-16BE, as
-  A1111 writes it through piexif), and the JSON recipe in EXIF MakerNote.
+Every file is written atomically (``studio.atomic_write``): a failed export
+leaves an existing file untouched. Images carry the recipe in the one metadata
+format of ``studio.formats`` (A1111 ``parameters`` text plus our JSON recipe).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Callable, Sequence
@@ -25,18 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, ImageDraw, ImageFont
-from PIL.PngImagePlugin import PngInfo
+from PIL import Image, ImageDraw, ImageFont
 
+from studio import atomic_write
 from studio.document.compositing import BlendMode
-from studio.document.imageio import (
-    EXIF_UNICODE_PREFIX,
-    MAKERNOTE_PREFIX,
-    PARAMETERS_KEY,
-    RECIPE_KEY,
-)
 from studio.document.layers import Layer, LayerStack
 from studio.engine.recipe import Recipe
+from studio.formats import exif_bytes, png_info
 
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 ANIMATION_FORMATS = {".webp": "WEBP", ".gif": "GIF", ".mp4": "MP4"}
@@ -53,64 +39,27 @@ class ExportError(OSError):
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call ``write(temp_path)`` and move the result over ``path`` only if it succeeded."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, temp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=folder
-        )
-    except OSError as exc:
-        raise ExportError(f"Cannot write into {folder} ({exc.strerror or exc}).") from None
-    os.close(fd)
-    temp = Path(temp_name)
-    try:
+    started = False
+
+    def write_started(temp: Path) -> None:
+        nonlocal started
+        started = True
         write(temp)
-        with temp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
+
+    try:
+        return atomic_write.write_atomically(path, write_started)
     except ExportError:
-        temp.unlink(missing_ok=True)
         raise
+    except OSError as exc:
+        if not started:  # no temporary file could be made beside the target
+            folder = path.parent if str(path.parent) else Path(".")
+            raise ExportError(f"Cannot write into {folder} ({exc.strerror or exc}).") from None
+        raise ExportError(f"Could not export {path.name} ({exc.strerror or exc}).") from exc
     except Exception as exc:
-        temp.unlink(missing_ok=True)
         raise ExportError(f"Could not export {path.name} ({exc}).") from exc
-    with contextlib.suppress(OSError):  # make the rename durable where the platform allows it
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
 
 
 # ---- images ---------------------------------------------------------------------------
-
-
-def metadata_texts(recipe: Recipe, model_hash: str | None = None) -> dict[str, str]:
-    """The two metadata texts every exported image carries."""
-    return {
-        PARAMETERS_KEY: recipe.to_parameters(model_hash=model_hash),
-        RECIPE_KEY: recipe.to_json(),
-    }
-
-
-def png_info(recipe: Recipe, model_hash: str | None = None) -> PngInfo:
-    info = PngInfo()
-    texts = metadata_texts(recipe, model_hash)
-    info.add_text(
-        PARAMETERS_KEY, texts[PARAMETERS_KEY]
-    )  # tEXt, or iTXt when not Latin-1, as A1111 does
-    info.add_itxt(RECIPE_KEY, texts[RECIPE_KEY])
-    return info
-
-
-def exif_bytes(recipe: Recipe, model_hash: str | None = None, include_json: bool = True) -> bytes:
-    texts = metadata_texts(recipe, model_hash)
-    exif = Image.Exif()
-    ifd = exif.get_ifd(ExifTags.IFD.Exif)
-    ifd[ExifTags.Base.UserComment] = EXIF_UNICODE_PREFIX + texts[PARAMETERS_KEY].encode("utf-16-be")
-    if include_json:
-        ifd[ExifTags.Base.MakerNote] = MAKERNOTE_PREFIX + texts[RECIPE_KEY].encode("utf-8")
-    return exif.tobytes()
 
 
 def _as_image(pixels: np.ndarray) -> Image.Image:

@@ -8,10 +8,10 @@ Images come from the internet, so everything here treats the file as hostile:
   ``DecompressionBombWarning`` is turned into an error as a second guard.
 - Truncated or corrupt files raise ``ImageImportError`` with one sentence,
   never a half-grey layer (Pillow's ``LOAD_TRUNCATED_IMAGES`` is refused).
-- PNG text chunks are read by our own walker with size caps on the compressed
-  and on the decompressed text, and Pillow decodes a copy of the file with
-  the text chunks removed. Metadata is returned as plain strings; it is never
-  evaluated, and a recipe is built from it only through ``Recipe``'s parsers.
+- PNG text chunks are read by the chunk walker of ``studio.formats`` (the one
+  metadata format, with its size caps), and Pillow decodes a copy of the file
+  with the text chunks removed. Metadata is returned as plain strings; it is
+  never evaluated, and a recipe is built from it only through ``Recipe``'s parsers.
 """
 
 from __future__ import annotations
@@ -21,56 +21,52 @@ import io
 import os
 import warnings
 import zlib
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from studio.engine.recipe import BUNDLED_MODEL, Recipe, RecipeError
+from studio.formats import (  # re-exported: the import API of the document
+    IMPORT_FORMATS,
+    MAX_TEXT_CHUNKS,
+    PARAMETERS_KEY,
+    PNG_SIGNATURE,
+    RECIPE_KEY,
+    ImageMetadata,
+    RecipeFromImage,
+    exif_metadata,
+    recipe_from_metadata,
+    walk_png,
+)
+
+__all__ = [
+    "IMPORT_FORMATS",
+    "MAX_FILE_BYTES",
+    "MAX_IMPORT_PIXELS",
+    "MAX_TEXT_CHUNKS",
+    "PARAMETERS_KEY",
+    "PNG_SIGNATURE",
+    "RECIPE_KEY",
+    "ImageImportError",
+    "ImageMetadata",
+    "ImportedImage",
+    "RecipeFromImage",
+    "decode_png",
+    "encode_png",
+    "read_image",
+    "read_layer",
+    "read_metadata",
+    "recipe_from_metadata",
+]
 
 MAX_IMPORT_PIXELS = 64_000_000
 """Our own cap on width x height; images above it are refused before decoding."""
 MAX_FILE_BYTES = 512 * 1024 * 1024
-MAX_TEXT_CHUNK_BYTES = 1024 * 1024
-"""Cap on one metadata text, compressed or decompressed; larger texts are dropped with a warning."""
-MAX_TEXT_TOTAL_BYTES = 4 * 1024 * 1024
-MAX_TEXT_CHUNKS = 64
-MAX_EXIF_BYTES = 1024 * 1024
-
-PARAMETERS_KEY = "parameters"
-"""PNG text keyword of the A1111 parameters text."""
-RECIPE_KEY = "noise-studio-recipe"
-"""PNG text keyword of our full JSON recipe."""
-MAKERNOTE_PREFIX = b"NoiseStudio\0"
-"""JPEG/WebP keep the JSON recipe in the EXIF MakerNote, after this prefix."""
-EXIF_UNICODE_PREFIX = b"UNICODE\0"
-"""EXIF UserComment character-code prefix; the text that follows is UTF-16BE (as A1111/piexif write it)."""
-
-IMPORT_FORMATS = ("PNG", "JPEG", "WEBP")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_TEXT_CHUNKS = {b"tEXt", b"zTXt", b"iTXt"}
 
 
 class ImageImportError(ValueError):
     """An image could not be imported; the message is one sentence for the user."""
-
-
-@dataclass(frozen=True)
-class ImageMetadata:
-    """Text metadata found in an image, as plain strings, plus what was dropped and why."""
-
-    texts: dict[str, str] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def parameters(self) -> str | None:
-        return self.texts.get(PARAMETERS_KEY)
-
-    @property
-    def recipe_json(self) -> str | None:
-        return self.texts.get(RECIPE_KEY)
 
 
 @dataclass(frozen=True)
@@ -80,15 +76,6 @@ class ImportedImage:
     pixels: np.ndarray
     metadata: ImageMetadata
     format: str
-
-
-@dataclass(frozen=True)
-class RecipeFromImage:
-    """The recipe recovered from image metadata (or None) and warnings for the user."""
-
-    recipe: Recipe | None
-    warnings: tuple[str, ...] = ()
-    source: str | None = None  # "json", "parameters" or None
 
 
 # ---- reading ------------------------------------------------------------------
@@ -135,53 +122,6 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     return metadata
 
 
-def recipe_from_metadata(
-    metadata: ImageMetadata,
-    samplers: Collection[str],
-    model_exists: Callable[[str], bool] | None = None,
-) -> RecipeFromImage:
-    """Build a recipe from metadata, preferring our JSON recipe over the A1111 text.
-
-    ``samplers`` are the sampler names the engine offers (``studio.engine.schedulers.SAMPLERS``);
-    an unknown name falls back to the Recipe default with a warning. A model that
-    ``model_exists`` (default: the path exists) denies falls back to the bundled
-    model with a warning. Nothing is evaluated; bad data gives warnings, never an exception.
-    """
-    notes = list(metadata.warnings)
-    recipe: Recipe | None = None
-    source: str | None = None
-    if metadata.recipe_json is not None:
-        try:
-            recipe, source = Recipe.from_json(metadata.recipe_json), "json"
-        except (RecipeError, TypeError, ValueError, RecursionError) as exc:
-            notes.append(f"The Noise Studio recipe in the image is unreadable ({_short(exc)}).")
-    if recipe is None and metadata.parameters is not None:
-        try:
-            recipe, source = Recipe.from_parameters(metadata.parameters), "parameters"
-        except (RecipeError, TypeError, ValueError, RecursionError) as exc:
-            notes.append(f"The generation parameters in the image are unreadable ({_short(exc)}).")
-    if recipe is None:
-        return RecipeFromImage(None, tuple(notes), None)
-    if recipe.sampler not in samplers:
-        fallback = Recipe.__dataclass_fields__["sampler"].default
-        if fallback not in samplers and samplers:
-            fallback = next(iter(samplers))
-        notes.append(f"The sampler {_short(recipe.sampler)!r} is not available; using {fallback}.")
-        recipe = recipe.with_changes(sampler=fallback)
-    if recipe.model != BUNDLED_MODEL:
-        exists = model_exists or _path_exists
-        try:
-            found = bool(exists(recipe.model))
-        except (OSError, ValueError):
-            found = False
-        if not found:
-            notes.append(
-                f"The model {_short(recipe.model)!r} was not found; using the bundled model."
-            )
-            recipe = recipe.with_changes(model=BUNDLED_MODEL)
-    return RecipeFromImage(recipe, tuple(notes), source)
-
-
 # ---- internals ------------------------------------------------------------------
 
 
@@ -216,7 +156,7 @@ def _metadata_and_stream(
 ) -> tuple[ImageMetadata, io.BytesIO]:
     """Metadata and a stream Pillow may decode (for PNG: the file without its text chunks)."""
     if data.startswith(PNG_SIGNATURE):
-        walk = _walk_png(data)
+        walk = walk_png(data)
         if walk.size is not None:
             _check_pixels(path, walk.size, MAX_IMPORT_PIXELS)
         if walk.problem and decode:
@@ -227,154 +167,15 @@ def _metadata_and_stream(
     return _exif_metadata(path, data), io.BytesIO(data)
 
 
-@dataclass
-class _PngWalk:
-    size: tuple[int, int] | None = None
-    texts: dict[str, str] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    stripped: bytes = b""
-    problem: str | None = None
-
-
-def _walk_png(data: bytes) -> _PngWalk:
-    """Split a PNG into its text chunks and the rest; stops quietly at a truncation."""
-    walk = _PngWalk()
-    kept = [PNG_SIGNATURE]
-    pos, total, seen = len(PNG_SIGNATURE), 0, 0
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        ctype = data[pos + 4 : pos + 8]
-        end = pos + 12 + length
-        if end > len(data):
-            walk.problem = "truncated"
-            break
-        body = data[pos + 8 : pos + 8 + length]
-        if zlib.crc32(data[pos + 4 : pos + 8 + length]) != int.from_bytes(
-            data[end - 4 : end], "big"
-        ):
-            walk.problem = "corrupt"
-            break
-        if ctype == b"IHDR" and length >= 8 and walk.size is None:
-            walk.size = (int.from_bytes(body[0:4], "big"), int.from_bytes(body[4:8], "big"))
-        if ctype in _TEXT_CHUNKS:
-            seen += 1
-            if seen > MAX_TEXT_CHUNKS:
-                if seen == MAX_TEXT_CHUNKS + 1:
-                    walk.warnings.append(
-                        f"Only the first {MAX_TEXT_CHUNKS} metadata texts were read."
-                    )
-            elif total + length > MAX_TEXT_TOTAL_BYTES:
-                walk.warnings.append("Metadata beyond 4 MB in total was ignored.")
-            else:
-                total += length
-                _read_text_chunk(ctype, body, walk)
-        else:
-            kept.append(data[pos:end])
-        pos = end
-        if ctype == b"IEND":
-            break
-    else:
-        walk.problem = walk.problem or "truncated"
-    walk.stripped = b"".join(kept)
-    return walk
-
-
-def _read_text_chunk(ctype: bytes, body: bytes, walk: _PngWalk) -> None:
-    keyword, sep, rest = body.partition(b"\0")
-    key = keyword[:79].decode("latin-1")
-    if not sep or not key:
-        walk.warnings.append("A malformed metadata text was ignored.")
-        return
-    if len(body) > MAX_TEXT_CHUNK_BYTES:
-        walk.warnings.append(f"The metadata text {key!r} is larger than 1 MB and was ignored.")
-        return
-    try:
-        if ctype == b"tEXt":
-            text = rest.decode("latin-1")
-        elif ctype == b"zTXt":
-            text = _inflate(rest[1:]).decode("latin-1")
-        else:  # iTXt: compression flag, method, language\0, translated keyword\0, UTF-8 text
-            compressed = rest[:1] == b"\x01"
-            _lang, _, rest = rest[2:].partition(b"\0")
-            _translated, _, raw = rest.partition(b"\0")
-            text = (_inflate(raw) if compressed else raw).decode("utf-8", errors="replace")
-    except _TooLarge:
-        walk.warnings.append(
-            f"The metadata text {key!r} is larger than 1 MB uncompressed and was ignored."
-        )
-        return
-    except (zlib.error, ValueError):
-        walk.warnings.append(f"The metadata text {key!r} is corrupt and was ignored.")
-        return
-    walk.texts.setdefault(key, text)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _inflate(raw: bytes) -> bytes:
-    inflater = zlib.decompressobj()
-    out = inflater.decompress(raw, MAX_TEXT_CHUNK_BYTES + 1)
-    if len(out) > MAX_TEXT_CHUNK_BYTES or inflater.unconsumed_tail:
-        raise _TooLarge
-    return out
-
-
 def _exif_metadata(path: Path, data: bytes) -> ImageMetadata:
-    """A1111 parameters from EXIF UserComment and our JSON recipe from MakerNote (JPEG/WebP)."""
-    notes: list[str] = []
-    texts: dict[str, str] = {}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=IMPORT_FORMATS) as image:
-                raw_exif = image.info.get("exif")
-                if not raw_exif:
-                    return ImageMetadata()
-                if len(raw_exif) > MAX_EXIF_BYTES:
-                    return ImageMetadata({}, ("EXIF metadata larger than 1 MB was ignored.",))
-                exif_ifd = image.getexif().get_ifd(ExifTags.IFD.Exif)
+        return exif_metadata(data)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageImportError(f"{path.name} declares more pixels than this app imports.") from None
     except UnidentifiedImageError:
         raise ImageImportError(
             f"{path.name} is not a PNG, JPEG or WebP image this app can read."
         ) from None
-    except Exception as exc:  # EXIF parsing is Pillow's; any failure there only loses metadata
-        return ImageMetadata({}, (f"The EXIF metadata is unreadable ({_short(exc)}).",))
-    comment = exif_ifd.get(ExifTags.Base.UserComment)
-    if isinstance(comment, bytes) and len(comment) > 8:
-        texts[PARAMETERS_KEY] = _decode_user_comment(comment)
-    elif isinstance(comment, str) and comment:
-        texts[PARAMETERS_KEY] = comment
-    note = exif_ifd.get(ExifTags.Base.MakerNote)
-    if isinstance(note, bytes) and note.startswith(MAKERNOTE_PREFIX):
-        texts[RECIPE_KEY] = note[len(MAKERNOTE_PREFIX) :].decode("utf-8", errors="replace")
-    return ImageMetadata(texts, tuple(notes))
-
-
-def _decode_user_comment(raw: bytes) -> str:
-    prefix, body = raw[:8], raw[8:]
-    if prefix == EXIF_UNICODE_PREFIX:
-        # piexif/A1111 write UTF-16BE; some tools write little-endian with a BOM.
-        if body.startswith(b"\xff\xfe"):
-            return body[2:].decode("utf-16-le", errors="replace")
-        if body.startswith(b"\xfe\xff"):
-            body = body[2:]
-        return body.decode("utf-16-be", errors="replace")
-    if prefix.startswith(b"ASCII"):
-        return body.decode("ascii", errors="replace")
-    return body.decode("utf-8", errors="replace").rstrip("\0")
-
-
-def _path_exists(model: str) -> bool:
-    return Path(model).expanduser().exists()
-
-
-def _short(value: object, limit: int = 80) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_layer(path: str | os.PathLike[str], name: str | None = None):
