@@ -29,6 +29,7 @@ from studio.document.store import (
     ProjectStore,
     peek,
 )
+from studio.document.store.files import remove_sidecars, unlink_quietly
 
 RECOVERY_DIR_ENV = "NOISE_STUDIO_RECOVERY_DIR"
 
@@ -219,6 +220,5 @@ else:
 
 
 def _remove_project_files(project: Path) -> None:
-    for candidate in (project, *(Path(f"{project}{s}") for s in ("-wal", "-shm", "-journal"))):
-        with contextlib.suppress(FileNotFoundError):
-            candidate.unlink()
+    unlink_quietly(project)
+    remove_sidecars(project)

@@ -17,10 +17,19 @@ import os
 import random
 import sqlite3
 import sys
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from studio.protocol import StepRecord
+
+if TYPE_CHECKING:
+    from studio.document.store import ProjectStore
 
 CHECKPOINT_SIZE = 6000  # larger than a page: exercises overflow chains
+_PIXEL = np.zeros((1, 1, 3), np.uint8)
 
 State = dict[str, Any]
 
@@ -223,7 +232,7 @@ def _choose(
     return {"op": "delete_layer", "id": lid}
 
 
-def _submit(store, op: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _submit(store: ProjectStore, op: dict[str, Any]) -> Future[str] | Future[int] | Future[None]:
     kind = op["op"]
     if kind == "add_version":
         return store.add_version(
@@ -236,12 +245,15 @@ def _submit(store, op: dict[str, Any]):  # type: ignore[no-untyped-def]
     if kind == "append_step":
         return store.append_step(
             op["id"],
-            op["index"],
-            total=50,
-            timestep=1000 - op["index"],
-            checkpoint=checkpoint_bytes(op["id"], op["index"]),
-            preview_x0=b"x0-preview",
-            preview_xt=b"xt-preview",
+            StepRecord(
+                op["index"],
+                50,
+                1000 - op["index"],
+                None,
+                checkpoint_bytes(op["id"], op["index"]),
+                _PIXEL,
+                _PIXEL,
+            ),
         )
     if kind == "rename":
         return store.rename_version(op["id"], op["name"])

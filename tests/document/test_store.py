@@ -9,13 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from studio.document.imageio import decode_png
 from studio.document.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     ProjectError,
     ProjectErrorReason,
     ProjectStore,
+    project_store,
 )
+from studio.protocol import StepRecord
 
 RECIPE = '{"prompt": "a red cube", "seed": 1, "steps": 4}'
 
@@ -31,21 +34,24 @@ def _checkpoint(version: str, index: int, size: int = 20_000) -> bytes:
     return (f"{version}:{index}:".encode() * size)[:size]
 
 
+def _record(version: str, index: int, total: int) -> StepRecord:
+    return StepRecord(
+        index=index,
+        total=total,
+        timestep=999 - index * 250,
+        sigma=14.6 / (index + 1),
+        checkpoint=_checkpoint(version, index),
+        preview_x0=_preview(index * 40),
+        preview_xt=_preview(255 - index * 40),
+    )
+
+
 def _add_run(store: ProjectStore, name: str, steps: int, **kw: object) -> str:
     version = store.add_version(recipe_json=RECIPE, name=name, **kw).result()
     branch_step = kw.get("branch_step")
     first = 0 if branch_step is None else int(branch_step) + 1
     for i in range(first, steps):
-        store.append_step(
-            version,
-            i,
-            total=steps,
-            timestep=999 - i * 250,
-            sigma=14.6 / (i + 1),
-            checkpoint=_checkpoint(version, i),
-            preview_x0=_preview(i * 40),
-            preview_xt=_preview(255 - i * 40),
-        )
+        store.append_step(version, _record(version, i, steps))
     store.finish_version(version, _preview(7, 32), partial=False).result()
     return version
 
@@ -71,9 +77,7 @@ def test_header_marks_the_file_and_foreign_keys_are_on(store: ProjectStore) -> N
     assert store.submit(lambda c: c.execute("PRAGMA foreign_keys").fetchone()[0]).result() == 1
     # a step for a version that does not exist is refused by the foreign key
     with pytest.raises(ProjectError):
-        store.append_step(
-            "nope", 0, total=1, timestep=1, checkpoint=b"x", preview_x0=b"p", preview_xt=b"p"
-        ).result()
+        store.append_step("nope", _record("nope", 0, 1)).result()
 
 
 def test_everything_round_trips_through_close_and_reopen(tmp_path: Path) -> None:
@@ -101,8 +105,13 @@ def test_everything_round_trips_through_close_and_reopen(tmp_path: Path) -> None
         assert store.step_checkpoint(branch, 3) == _checkpoint(branch, 3)
         assert np.array_equal(store.step_preview_image(root, 2, "x0"), _preview(80))
         assert np.array_equal(store.step_preview_image(root, 2, "xt"), _preview(255 - 80))
-        steps = store.steps(root)
+        steps = [store.step(root, i) for i in store.step_indices(root)]
         assert [s.total for s in steps] == [4] * 4 and steps[1].timestep == 749
+        assert steps[2].checkpoint == _checkpoint(root, 2)
+        assert np.array_equal(steps[2].preview_x0, _preview(80))
+        assert np.array_equal(steps[2].preview_xt, _preview(255 - 80))
+        assert steps[0].sigma == pytest.approx(14.6)
+        assert np.array_equal(store.result(root), _preview(7, 32))
         (record,) = store.layers()
         assert (record.id, record.opacity, record.blend, record.visible) == (
             layer,
@@ -111,11 +120,10 @@ def test_everything_round_trips_through_close_and_reopen(tmp_path: Path) -> None
             False,
         )
         assert (record.offset_x, record.offset_y, record.version_id) == (3, -2, root)
-        from studio.document.store import decode_png
-
         assert np.array_equal(decode_png(record.pixels), np.full((8, 8, 4), 200, np.uint8))
         snap = store.snapshot()
-        assert [s.index for s in snap.steps[branch]] == [2, 3]
+        assert snap.step_indices == {root: [0, 1, 2, 3], branch: [2, 3]}
+        assert np.array_equal(decode_png(snap.last_previews[branch]), _preview(120))
         assert store.integrity_check() == "ok"
     finally:
         store.close()
@@ -178,8 +186,6 @@ def test_layers_insert_move_reorder_delete_restore(store: ProjectStore) -> None:
         store.reorder_layers([a, b]).result()
     assert order() == ["b", "c", "a"], "a refused edit changes nothing"
     store.set_layer_pixels(a, np.full((2, 3, 4), 9, np.uint8)).result()
-    from studio.document.store import decode_png
-
     assert decode_png(store.layers()[2].pixels).shape == (2, 3, 4)
 
 
@@ -215,26 +221,21 @@ def test_writes_run_off_the_calling_thread_in_order(store: ProjectStore) -> None
     assert threading.current_thread().name != "project-writer"
 
 
-def test_checkpoint_objects_are_serialised_on_the_writer_thread(store: ProjectStore) -> None:
-    class FakeCheckpoint:
-        thread = ""
+def test_previews_are_encoded_on_the_writer_thread(
+    store: ProjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    encode = project_store.encode_png
 
-        def to_bytes(self) -> bytes:
-            FakeCheckpoint.thread = threading.current_thread().name
-            return b"safetensors-bytes"
+    def spying(image: np.ndarray | bytes) -> bytes:
+        threads.append(threading.current_thread().name)
+        return encode(image)
 
+    monkeypatch.setattr(project_store, "encode_png", spying)
     v = store.add_version(recipe_json=RECIPE, name="v1").result()
-    store.append_step(
-        v,
-        0,
-        total=1,
-        timestep=1.0,
-        checkpoint=FakeCheckpoint(),
-        preview_x0=_preview(1),
-        preview_xt=_preview(2),
-    ).result()
-    assert FakeCheckpoint.thread == "project-writer"
-    assert store.step_checkpoint(v, 0) == b"safetensors-bytes"
+    store.append_step(v, _record(v, 0, 1)).result()
+    assert threads == ["project-writer", "project-writer"]
+    assert store.step_checkpoint(v, 0) == _checkpoint(v, 0)
 
 
 def test_save_as_copies_with_backup_and_continues_in_the_new_file(tmp_path: Path) -> None:
@@ -249,6 +250,9 @@ def test_save_as_copies_with_backup_and_continues_in_the_new_file(tmp_path: Path
         store.rename_version(v, "after save as").result()
         assert store.version(v).name == "after save as"
         assert not list(tmp_path.rglob("*.saving")), "no temporary file is left"
+        assert sorted(
+            p.name for p in target.parent.iterdir() if "-wal" not in p.name and "-shm" not in p.name
+        ) == [target.name]
     finally:
         store.close()
     with ProjectStore.open(first) as old:

@@ -9,9 +9,11 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from studio.document.store import SCHEMA_VERSION, ProjectError, ProjectErrorReason, ProjectStore
+from studio.protocol import StepRecord
 
 R = ProjectErrorReason
 
@@ -21,17 +23,12 @@ def _good_project(path: Path, versions: int = 6) -> Path:
         for n in range(versions):
             v = store.add_version(recipe_json="{}", name=f"v{n}").result()
             for i in range(4):
-                store.append_step(
-                    v,
-                    i,
-                    total=4,
-                    timestep=i,
-                    checkpoint=os.urandom(9000),
-                    preview_x0=b"x0",
-                    preview_xt=b"xt",
-                )
+                store.append_step(v, StepRecord(i, 4, i, None, os.urandom(9000), _PIXEL, _PIXEL))
         store.add_layer(pixels=b"png", name="layer").result()
     return path
+
+
+_PIXEL = np.zeros((1, 1, 3), np.uint8)
 
 
 def _not_sqlite(path: Path) -> None:
@@ -159,9 +156,9 @@ def test_a_good_file_still_opens_after_the_checks(tmp_path: Path) -> None:
 def test_big_files_get_the_lighter_open_check_and_are_still_refused(
     tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import studio.document.store as store_module
+    from studio.document.store import checks
 
-    monkeypatch.setattr(store_module, "FULL_CHECK_BYTES", 0)
+    monkeypatch.setattr(checks, "FULL_CHECK_BYTES", 0)
     make, reason, _ = CASES[case]
     path = tmp_path / "big.studio"
     make(path)

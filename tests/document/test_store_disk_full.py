@@ -9,22 +9,19 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from studio.document.store import ProjectError, ProjectErrorReason, ProjectStore
+from studio.protocol import StepRecord
 
 RECIPE = '{"prompt": "p"}'
 
 
 def _step(store: ProjectStore, version: str, index: int, size: int = 40_000):
+    pixel = np.zeros((1, 1, 3), np.uint8)
     return store.append_step(
-        version,
-        index,
-        total=10,
-        timestep=index,
-        checkpoint=bytes([index % 256]) * size,
-        preview_x0=b"x0",
-        preview_xt=b"xt",
+        version, StepRecord(index, 10, index, None, bytes([index % 256]) * size, pixel, pixel)
     )
 
 
@@ -66,6 +63,7 @@ def test_disk_full_keeps_the_file_consistent_and_save_as_writes_everything(tmp_p
         assert all(isinstance(e, ProjectError) for e in errors)
         assert all(e.reason is ProjectErrorReason.DISK_FULL for e in errors)
         assert str(errors[0]).startswith("The disk is full")
+        assert all(e.kept for e in errors), "every failed edit is kept for later"
         assert store.unwritten_count == 3
 
         assert store.integrity_check() == "ok"

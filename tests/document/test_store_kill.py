@@ -83,7 +83,7 @@ def _check_tree(store: ProjectStore) -> None:
         if v.parent_id is not None:
             assert v.parent_id in live, "a live version has a live parent"
         first = 0 if v.branch_step is None else v.branch_step + 1
-        indices = [s.index for s in snap.steps[v.id]]
+        indices = snap.step_indices[v.id]
         assert indices == list(range(first, first + len(indices))), "steps are contiguous"
     assert [lay.position for lay in snap.layers] == list(range(len(snap.layers)))
 

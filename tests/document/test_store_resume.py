@@ -11,21 +11,25 @@ import torch
 from studio.document.store import ProjectStore
 from studio.engine.checkpoint import Checkpoint
 from studio.engine.recipe import Recipe
+from studio.engine.sampler import Step
+from studio.protocol import StepRecord
 
 STEPS = 6
 
 
-def _store_run(store: ProjectStore, version_id: str, steps) -> None:  # type: ignore[no-untyped-def]
+def _store_run(store: ProjectStore, version_id: str, steps: list[Step]) -> None:
     for step in steps:
         store.append_step(
             version_id,
-            step.index,
-            total=step.total,
-            timestep=step.timestep,
-            sigma=step.sigma,
-            checkpoint=step.checkpoint,  # serialised on the writer thread
-            preview_x0=step.preview_x0,
-            preview_xt=step.preview_xt,
+            StepRecord(
+                step.index,
+                step.total,
+                step.timestep,
+                step.sigma,
+                step.checkpoint.to_bytes(),
+                step.preview_x0,
+                step.preview_xt,
+            ),
         )
 
 
@@ -60,7 +64,10 @@ def test_branch_from_a_reopened_step_is_bit_identical(
         assert store.step_indices(root) == list(range(STEPS))
         preview = store.step_preview_image(root, k)
         assert preview.dtype == np.uint8 and preview.ndim == 3
-        checkpoint = Checkpoint.from_bytes(store.step_checkpoint(root, k))
+        stored = store.step(root, k)
+        assert np.array_equal(stored.preview_x0, preview)
+        assert stored.checkpoint == store.step_checkpoint(root, k)
+        checkpoint = Checkpoint.from_bytes(stored.checkpoint)
         assert checkpoint.step_index == k
 
         branch_steps = list(tiny_sampler.run(record.recipe(), start=checkpoint))

@@ -1,0 +1,121 @@
+"""The SQL the store runs: reading records out of rows, and the small writes edits share.
+
+Deletes are soft so that undo can bring a version back with all its steps:
+``deleted`` is 0 for live rows, otherwise the id of the deletion that hid them.
+Rows of deleted versions are still readable by id (an undo may need them
+before it restores them); listings show live rows only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from studio.document.store.errors import not_found
+from studio.document.store.schema import LayerRecord, ProjectSnapshot, VersionRecord
+
+STEP_COLUMNS = "total, timestep, sigma, preview_x0, preview_xt, checkpoint"
+
+
+def read_versions(conn: sqlite3.Connection) -> list[VersionRecord]:
+    """Live versions, parents before their children, each level oldest first."""
+    rows = conn.execute(
+        "SELECT id, parent_id, branch_step, name, recipe_json, created, finished, partial,"
+        " result_png IS NOT NULL FROM versions WHERE deleted = 0 ORDER BY created, rowid"
+    ).fetchall()
+    records = [
+        VersionRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), bool(r[8]))
+        for r in rows
+    ]
+    by_id = {r.id: r for r in records}
+    ordered: list[VersionRecord] = []
+    placed: set[str] = set()
+
+    def place(record: VersionRecord) -> None:
+        if record.id in placed:
+            return
+        if record.parent_id in by_id:
+            place(by_id[record.parent_id])
+        placed.add(record.id)
+        ordered.append(record)
+
+    for record in records:
+        place(record)
+    return ordered
+
+
+def read_step_indices(conn: sqlite3.Connection, version_id: str) -> list[int]:
+    rows = conn.execute("SELECT idx FROM steps WHERE version_id = ? ORDER BY idx", (version_id,))
+    return [r[0] for r in rows]
+
+
+def read_snapshot(conn: sqlite3.Connection) -> ProjectSnapshot:
+    """Versions, their step indices, their last step's x0 preview, and layers (one transaction)."""
+    conn.execute("BEGIN")
+    try:
+        versions = read_versions(conn)
+        indices: dict[str, list[int]] = {v.id: [] for v in versions}
+        # Only (version_id, idx): the primary key's index covers it, no step row is read.
+        for version_id, index in conn.execute(
+            "SELECT version_id, idx FROM steps ORDER BY version_id, idx"
+        ):
+            if version_id in indices:
+                indices[version_id].append(index)
+        previews = {
+            version_id: png
+            for version_id, png in conn.execute(
+                "SELECT s.version_id, s.preview_x0 FROM steps s"
+                " JOIN (SELECT version_id, max(idx) AS idx FROM steps GROUP BY version_id) last"
+                " ON s.version_id = last.version_id AND s.idx = last.idx"
+            )
+            if version_id in indices
+        }
+        layers = read_layers(conn)
+    finally:
+        conn.execute("COMMIT")
+    return ProjectSnapshot(versions, indices, previews, layers)
+
+
+def read_layers(conn: sqlite3.Connection) -> list[LayerRecord]:
+    rows = conn.execute(
+        "SELECT id, position, name, visible, opacity, blend, offset_x, offset_y, version_id, pixels"
+        " FROM layers WHERE deleted = 0 ORDER BY position, rowid"
+    )
+    return [
+        LayerRecord(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8], r[9]) for r in rows
+    ]
+
+
+def live_layer_ids(conn: sqlite3.Connection) -> list[str]:
+    return [
+        r[0]
+        for r in conn.execute("SELECT id FROM layers WHERE deleted = 0 ORDER BY position, rowid")
+    ]
+
+
+def write_positions(conn: sqlite3.Connection, ids: Iterable[str]) -> None:
+    conn.executemany(
+        "UPDATE layers SET position = ? WHERE id = ? AND position != ?",
+        [(i, layer_id, i) for i, layer_id in enumerate(ids)],
+    )
+
+
+def next_deletion_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT max((SELECT coalesce(max(deleted), 0) FROM versions),"
+        " (SELECT coalesce(max(deleted), 0) FROM layers))"
+    ).fetchone()
+    return int(row[0]) + 1
+
+
+def expect_one(cursor: sqlite3.Cursor, what: str = "That item") -> None:
+    if cursor.rowcount == 0:
+        raise not_found(what)
+
+
+def purge_deleted(conn: sqlite3.Connection) -> None:
+    """Remove hidden rows for good (when no undo stack can restore them any more)."""
+    conn.execute("DELETE FROM layers WHERE deleted != 0")
+    # Children of a deleted version are deleted with it, so CASCADE removes only hidden rows.
+    conn.execute("DELETE FROM versions WHERE deleted != 0")
+    conn.execute("PRAGMA incremental_vacuum")

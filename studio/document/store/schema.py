@@ -1,0 +1,149 @@
+"""The layout of a ``.studio`` file: its tables, its version, and the records read from it.
+
+The schema has a version (``PRAGMA user_version``). There is only version 1 so
+far, so there is nothing to migrate yet: a newer file is refused by
+:func:`~studio.document.store.checks.check_project_file` without being touched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from studio.engine.recipe import Recipe
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x4E535444  # "NSTD": marks the file as ours in the SQLite header
+APP_NAME = "noise-studio"
+SUFFIX = ".studio"
+TABLES = frozenset({"meta", "versions", "steps", "layers"})
+
+SCHEMA = f"""
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE versions (
+    id TEXT PRIMARY KEY,
+    parent_id TEXT REFERENCES versions(id) ON DELETE CASCADE,
+    branch_step INTEGER,
+    name TEXT NOT NULL,
+    recipe_json TEXT NOT NULL,
+    created REAL NOT NULL,
+    finished INTEGER NOT NULL DEFAULT 0,
+    partial INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    result_png BLOB,
+    CHECK ((parent_id IS NULL) = (branch_step IS NULL))
+);
+CREATE INDEX versions_by_parent ON versions(parent_id);
+
+CREATE TABLE steps (
+    version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    timestep REAL NOT NULL,
+    sigma REAL,
+    preview_x0 BLOB NOT NULL,
+    preview_xt BLOB NOT NULL,
+    checkpoint BLOB NOT NULL,
+    PRIMARY KEY (version_id, idx)
+);
+
+CREATE TABLE layers (
+    id TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    visible INTEGER NOT NULL DEFAULT 1,
+    opacity REAL NOT NULL DEFAULT 1.0,
+    blend TEXT NOT NULL DEFAULT 'normal',
+    offset_x INTEGER NOT NULL DEFAULT 0,
+    offset_y INTEGER NOT NULL DEFAULT 0,
+    version_id TEXT REFERENCES versions(id) ON DELETE SET NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    pixels BLOB NOT NULL
+);
+
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA_VERSION};
+"""
+# Column order matters: small columns first, blobs last, and the big checkpoint
+# after the small previews, so that listing steps or fetching a preview never
+# walks a checkpoint's overflow pages.
+
+LAYER_FIELDS = ("name", "visible", "opacity", "blend", "offset_x", "offset_y", "version_id")
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Lay out an empty database as a project of this schema version."""
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    conn.executescript(f"BEGIN; {SCHEMA} COMMIT;")
+    conn.executemany(
+        "INSERT INTO meta(key, value) VALUES (?, ?)",
+        [
+            ("app", APP_NAME),
+            ("schema_version", str(SCHEMA_VERSION)),
+            ("created", repr(time.time())),
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version as stored; its steps and result image are read on demand."""
+
+    id: str
+    parent_id: str | None
+    branch_step: int | None
+    name: str
+    recipe_json: str
+    created: float
+    finished: bool = False
+    partial: bool = False
+    has_result: bool = False
+
+    def recipe(self) -> Recipe:
+        return Recipe.from_json(self.recipe_json)
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """A layer's properties; ``pixels`` is PNG (RGBA) bytes."""
+
+    id: str
+    position: int
+    name: str
+    visible: bool
+    opacity: float
+    blend: str
+    offset_x: int
+    offset_y: int
+    version_id: str | None
+    pixels: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ProjectSnapshot:
+    """What opening a document needs, read in one consistent transaction.
+
+    ``step_indices`` lists each version's own stored steps; ``last_previews``
+    holds the x0-hat preview (PNG) of each version's last stored step, for a
+    thumbnail. Step records and results are not in it.
+    """
+
+    versions: list[VersionRecord]
+    step_indices: dict[str, list[int]]
+    last_previews: dict[str, bytes]
+    layers: list[LayerRecord]
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    """What a project holds, read without opening it for writing."""
+
+    schema_version: int
+    version_count: int
+    layer_count: int
