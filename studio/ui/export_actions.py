@@ -25,13 +25,15 @@ from PySide6.QtWidgets import (
     QMenu,
     QMessageBox,
     QSpinBox,
+    QWidget,
 )
 
 from studio.document import export
-from studio.document.versions import StoredStep, Version
+from studio.document.versions import Version
 from studio.engine.recipe import Recipe
+from studio.protocol import StepRecord
+from studio.session import Session
 from studio.ui.canvas_workspace import CanvasWorkspace, at_recipe_size
-from studio.ui.project_menu import file_menu
 
 IMAGE_FILTERS = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
 CONTACT_SHEET_STEPS = 12
@@ -46,17 +48,22 @@ class ImageSource(enum.Enum):
 
 
 class ExportActions(QObject):
-    """The Export submenu of the File menu and the exports behind it."""
+    """The Export submenu (:attr:`menu`) and the exports behind it.
 
-    def __init__(self, window, workspace: CanvasWorkspace) -> None:
-        super().__init__(window)
-        self.window = window
+    The window places :attr:`menu` in its File menu and adds :meth:`actions` to
+    itself for their shortcuts. What is exported is read from the session (the
+    version on view, its frame and steps) and the workspace (the layers).
+    """
+
+    def __init__(self, session: Session, parent: QWidget, workspace: CanvasWorkspace) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.parent_widget = parent
         self.workspace = workspace
-        self.menu = QMenu("Export", window)
+        self.menu = QMenu("Export", parent)
         self.image_action = self.menu.addAction("Image…")
         self.image_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
         self.image_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        window.addAction(self.image_action)
         self.ora_action = self.menu.addAction("Layers as OpenRaster…")
         self.psd_action: QAction | None = None
         if export.psd_available():
@@ -69,24 +76,21 @@ class ExportActions(QObject):
         self.ora_action.triggered.connect(self._ask_ora)
         self.animation_action.triggered.connect(self._ask_animation)
         self.sheet_action.triggered.connect(self._ask_contact_sheet)
-        menu = file_menu(window)
-        anchor = getattr(window, "add_models_action", None)
-        menu.insertMenu(anchor, self.menu)
-        menu.insertSeparator(anchor)
+
+    def actions(self) -> list[QAction]:
+        """The actions with window-wide shortcuts; the window adds them to itself."""
+        return [self.image_action]
 
     # ---- what there is to export ----------------------------------------------------------
 
-    def _version(self) -> Version | None:
-        return self.window.current_version()
-
     def _recipe_of(self, version_id: str | None) -> Recipe | None:
-        if version_id and version_id in self.window.tree:
-            return self.window.tree.get(version_id).recipe
+        if version_id and version_id in self.session.tree:
+            return self.session.tree.get(version_id).recipe
         return None
 
     def image_for(self, source: ImageSource) -> tuple[np.ndarray, Recipe | None]:
         """The pixels and the recipe (for metadata) of ``source``; ExportError if there is none."""
-        layers = self.workspace.layers
+        layers = self.session.layers
         if source is ImageSource.COMPOSITE:
             if not any(layer.visible for layer in layers):
                 raise export.ExportError("The canvas has no visible layers to export.")
@@ -99,24 +103,26 @@ class ExportActions(QObject):
                 raise export.ExportError("Select a layer to export.")
             layer = layers.layer(layer_id)
             return export.layer_for_export(layer), self._recipe_of(layer.source_version)
-        version = self._version()
+        version = self.session.current_version()
         if version is None:
             raise export.ExportError("There is no version to export.")
-        shown = self.window.canvas.current_array()
-        at_end = self.window.timeline.position() >= self.window.timeline.count() - 1
-        if version.result is not None and (at_end or shown is None):
-            pixels = version.result
+        shown = self.session.frame().image
+        result = self.session.tree.result(version.id)
+        at_end = self.session.view.position >= len(self.session.trajectory()) - 1
+        if result is not None and (at_end or shown is None):
+            pixels = result
         elif shown is not None:
             pixels = shown
         else:
             raise export.ExportError(f"{version.name} has no image yet.")
         return at_recipe_size(pixels, (version.recipe.width, version.recipe.height)), version.recipe
 
-    def _trajectory(self) -> tuple[Version, list[StoredStep]]:
-        version = self._version()
+    def _trajectory(self) -> tuple[Version, list[StepRecord]]:
+        version = self.session.current_version()
         if version is None:
             raise export.ExportError("Choose a version whose steps to export.")
-        steps = self.window.tree.trajectory(version.id)
+        tree = self.session.tree
+        steps = [tree.steps.step(*ref) for ref in tree.trajectory(version.id)]
         if not steps:
             raise export.ExportError(f"{version.name} has no steps yet.")
         return version, steps
@@ -164,9 +170,9 @@ class ExportActions(QObject):
         return self._run(write)
 
     def _layers_or_fail(self):
-        if len(self.workspace.layers) == 0:
+        if len(self.session.layers) == 0:
             raise export.ExportError("The canvas has no layers to export.")
-        return self.workspace.layers
+        return self.session.layers
 
     def _run(self, write) -> Path | None:
         try:
@@ -177,26 +183,26 @@ class ExportActions(QObject):
         except OSError as exc:
             self.show_error(f"The file could not be written ({exc.strerror or exc}).")
             return None
-        self.window.statusBar().showMessage(f"Exported {written}.", 8000)
+        self.session.status.emit(f"Exported {written}.", 8000)
         return written
 
     def show_error(self, text: str) -> None:
-        self.window.statusBar().showMessage(text, 10000)
-        QMessageBox.warning(self.window, "Export", text)
+        self.session.status.emit(text, 10000)
+        QMessageBox.warning(self.parent_widget, "Export", text)
 
     # ---- dialogs ------------------------------------------------------------------------------
 
     def _save_path(self, title: str, filters: str, default: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(self.window, title, default, filters)
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, title, default, filters)
         return path or None
 
     def _ask_image(self) -> None:
-        dialog = QDialog(self.window)
+        dialog = QDialog(self.parent_widget)
         dialog.setWindowTitle("Export image")
         source = QComboBox()
         for item in ImageSource:
             source.addItem(item.value, item)
-        if len(self.workspace.layers) == 0:
+        if len(self.session.layers) == 0:
             source.setCurrentIndex(list(ImageSource).index(ImageSource.VERSION))
         strip = QCheckBox("Without metadata (no prompt or settings in the file)")
         form = QFormLayout(dialog)
@@ -219,7 +225,7 @@ class ExportActions(QObject):
             self.export_psd(_with_suffix(path, ".psd"))
 
     def _ask_animation(self) -> None:
-        dialog = QDialog(self.window)
+        dialog = QDialog(self.parent_widget)
         dialog.setWindowTitle("Export trajectory")
         frame_ms = QSpinBox()
         frame_ms.setRange(10, 5000)
@@ -257,7 +263,7 @@ def _run_with_ok_cancel(dialog: QDialog, form: QFormLayout) -> bool:
     return dialog.exec() == QDialog.DialogCode.Accepted
 
 
-def _evenly(steps: list[StoredStep], count: int) -> list[StoredStep]:
+def _evenly(steps: list[StepRecord], count: int) -> list[StepRecord]:
     """``count`` steps spread over the run, always including the first and the last."""
     if len(steps) <= count:
         return list(steps)

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QDragMoveEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from studio.document.imageio import (
     ImageImportError,
@@ -25,8 +25,8 @@ from studio.document.imageio import (
 from studio.document.layers import Layer
 from studio.engine.recipe import Recipe
 from studio.engine.schedulers import SAMPLERS
+from studio.session import Session
 from studio.ui.canvas_workspace import CanvasWorkspace
-from studio.ui.project_menu import file_menu
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp)"
@@ -42,38 +42,47 @@ def image_paths(mime: QMimeData) -> list[Path]:
 
 
 class ImageImporter(QObject):
-    """Adds the import action and accepts image files dropped anywhere on the window."""
+    """The import action, and image files dropped anywhere on ``parent`` (the window).
 
-    def __init__(self, window, workspace: CanvasWorkspace) -> None:
-        super().__init__(window)
-        self.window = window
+    The action joins the workspace's Layer menu and toolbar; the window places it
+    in its File menu and adds :meth:`actions` to itself for the shortcut. A recipe
+    the user chose to load is emitted as ``recipe_offered(Recipe)``; the window
+    puts it in the prompt panel.
+    """
+
+    recipe_offered = Signal(object)  # Recipe
+
+    def __init__(self, session: Session, parent: QWidget, workspace: CanvasWorkspace) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.parent_widget = parent
         self.workspace = workspace
-        self.import_action = QAction("Import image as layer…", window)
+        self.import_action = QAction("Import image as layer…", parent)
         self.import_action.setShortcut(QKeySequence("Ctrl+I"))
         self.import_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-        window.addAction(self.import_action)
         self.import_action.triggered.connect(lambda: self.import_files())
-        menu = file_menu(window)
-        anchor = menu.actions()[0] if menu.actions() else None
-        menu.insertAction(anchor, self.import_action)
         workspace.menu.insertAction(
             workspace.menu.actions()[1] if len(workspace.menu.actions()) > 1 else None,
             self.import_action,
         )
         workspace.toolbar.addAction(self.import_action)
-        window.setAcceptDrops(True)
-        window.installEventFilter(self)
+        parent.setAcceptDrops(True)
+        parent.installEventFilter(self)
+
+    def actions(self) -> list[QAction]:
+        """The actions with window-wide shortcuts; the window adds them to itself."""
+        return [self.import_action]
 
     # ---- the questions (tests replace these) -------------------------------------------
 
     def ask_paths(self) -> list[str]:
         paths, _ = QFileDialog.getOpenFileNames(
-            self.window, "Import images as layers", "", IMAGE_FILTER
+            self.parent_widget, "Import images as layers", "", IMAGE_FILTER
         )
         return paths
 
     def ask_load_recipe(self, name: str, recipe: Recipe, warnings: Sequence[str]) -> bool:
-        box = QMessageBox(self.window)
+        box = QMessageBox(self.parent_widget)
         box.setIcon(QMessageBox.Icon.Question)
         box.setWindowTitle("Load its recipe?")
         box.setTextFormat(Qt.TextFormat.PlainText)
@@ -93,8 +102,8 @@ class ImageImporter(QObject):
         return box.exec() == QMessageBox.StandardButton.Yes
 
     def show_error(self, text: str) -> None:
-        self.window.statusBar().showMessage(text, 10000)
-        QMessageBox.warning(self.window, "Import image", text)
+        self.session.status.emit(text, 10000)
+        QMessageBox.warning(self.parent_widget, "Import image", text)
 
     # ---- importing ----------------------------------------------------------------------
 
@@ -112,7 +121,7 @@ class ImageImporter(QObject):
                 errors.append(str(exc))
                 continue
             read.append((layer, metadata, Path(path).name))
-        undo = self.window.undo_stack
+        undo = self.session.undo_stack
         if len(read) > 1:
             undo.beginMacro(f"Import {len(read)} images")
         for layer, _metadata, _name in read:
@@ -122,7 +131,7 @@ class ImageImporter(QObject):
         if read:
             self.workspace.show_canvas(True)
             names = ", ".join(name for *_, name in read)
-            self.window.statusBar().showMessage(f"Imported {names}.", 5000)
+            self.session.status.emit(f"Imported {names}.", 5000)
         if errors:
             self.show_error(errors[0] if len(errors) == 1 else " ".join(errors))
         if len(read) == 1:
@@ -130,28 +139,24 @@ class ImageImporter(QObject):
         return [layer for layer, *_ in read]
 
     def offer_recipe(self, metadata: ImageMetadata, name: str) -> Recipe | None:
-        """If ``metadata`` holds a recipe, offer to load it into the prompt panel."""
+        """If ``metadata`` holds a recipe, offer to load it; ``recipe_offered`` carries a yes."""
         if metadata.parameters is None and metadata.recipe_json is None:
             return None
         found = recipe_from_metadata(metadata, SAMPLERS)
         if found.recipe is None:
             if found.warnings:
-                self.window.statusBar().showMessage(found.warnings[0], 10000)
+                self.session.status.emit(found.warnings[0], 10000)
             return None
         if not self.ask_load_recipe(name, found.recipe, found.warnings):
             return None
-        panel = self.window.panel
-        if panel.branch_target() is not None:
-            panel.leave_branch_mode()
-        panel.set_recipe(found.recipe)
-        self.window.prompt_dock.show()
-        self.window.statusBar().showMessage(f"Loaded the recipe of {name}.", 5000)
+        self.recipe_offered.emit(found.recipe)
+        self.session.status.emit(f"Loaded the recipe of {name}.", 5000)
         return found.recipe
 
     # ---- drag and drop ------------------------------------------------------------------
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.window:
+        if watched is self.parent_widget:
             kind = event.type()
             if kind in (QEvent.Type.DragEnter, QEvent.Type.DragMove):
                 assert isinstance(event, QDragMoveEvent)  # the base of QDragEnterEvent

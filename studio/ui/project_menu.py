@@ -1,6 +1,6 @@
 """The window's project file: File menu (New, Open, Open Recent, Save As, Close), title, recovery.
 
-The window keeps one VersionTree, one LayerStack and one QUndoStack for its
+The session keeps one VersionTree, one LayerStack and one QUndoStack for its
 whole life. Opening or starting a project empties them and fills them from the
 file, so every panel that follows them stays connected. A :class:`Project`
 binds them to the open file and writes each change as it happens: there is no
@@ -20,11 +20,26 @@ import enum
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QMimeData, QObject, QStandardPaths, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QEvent,
+    QMimeData,
+    QObject,
+    QSettings,
+    QStandardPaths,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QAction, QCloseEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow, QMenu, QMessageBox
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QWidget,
+)
 
-from studio.document.layers import LayerStack
 from studio.document.project import Project
 from studio.document.recovery import (
     RecoverableProject,
@@ -35,6 +50,7 @@ from studio.document.recovery import (
     recoverable_projects,
 )
 from studio.document.store import SUFFIX, ProjectError, ProjectStore, check_project_file
+from studio.session import Session
 
 APP_TITLE = "Noise Studio"
 UNTITLED = "Untitled"
@@ -54,45 +70,62 @@ class Choice(enum.Enum):
 
 
 def file_menu(window: QMainWindow) -> QMenu:
-    """The window's File menu (created by the window; features add their entries to it)."""
+    """The window's File menu, found by its title (features do not add to it; the window does)."""
     for action in window.menuBar().actions():
         menu = action.menu()
         if menu is not None and action.text().replace("&", "") == "File":
             return menu
-    return window.menuBar().addMenu("&File")
+    raise LookupError("The window has no File menu.")
 
 
 class ProjectSession(QObject):
-    """Binds a studio window's document (tree, layers, undo stack) to one project file at a time.
+    """Binds the session's document (tree, layers, undo stack) to one project file at a time.
 
-    ``window`` must offer ``tree``, ``undo_stack``, ``worker``, ``settings``,
-    ``show_version`` and a ``closeEvent`` that stops its worker (the
-    :class:`~studio.ui.main_window.MainWindow`). The ``ask_*`` methods are
+    It sets ``session.project``, the window's title (on ``parent``), and watches
+    ``parent`` for drops of ``.studio`` files and for its close, where it asks
+    about untitled work, stops the session's worker and then closes the file, so
+    no step arrives after the file is closed. Whoever creates it puts
+    :meth:`menu_entries` at the top of the window's File menu (:meth:`place_in`)
+    and connects ``work_resumed`` to the prompt panel; the shortcuts of
+    :meth:`actions` work on ``parent`` from the start. The ``ask_*`` methods are
     the only places that talk to the user; tests replace them.
-    ``project_changed`` is emitted when another file is bound, or after Save As.
+
+    Signals: ``project_changed()`` when another file is bound, or after Save As;
+    ``work_resumed(Recipe)`` when a loaded project holds versions: the recipe the
+    work stopped at, with the session's model, for the prompt panel to carry on.
     """
 
     project_changed = Signal()
+    work_resumed = Signal(object)  # Recipe
 
     def __init__(
-        self, window, layers: LayerStack, recovery_folder: Path | None = None
-    ) -> None:  # window: MainWindow (not imported: it imports the features)
-        super().__init__(window)
-        self.window = window
-        self.layers = layers
-        self.project: Project | None = None
+        self,
+        session: Session,
+        parent: QWidget,
+        settings: QSettings,
+        recovery_folder: Path | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.parent_widget = parent
+        self.settings = settings
         self.lock: RecoveryLock | None = None
         self._folder = recovery_folder
         self._asked_disk_full = False
         self._shut_down = False
         self._build_actions()
-        window.installEventFilter(self)
-        window.setAcceptDrops(True)  # a dropped .studio file opens
+        parent.addActions(self.actions())  # the shortcuts work before the menu is placed
+        parent.installEventFilter(self)
+        parent.setAcceptDrops(True)  # a dropped .studio file opens
+
+    @property
+    def project(self) -> Project | None:
+        return self.session.project
 
     # ---- menu -------------------------------------------------------------------
 
     def _build_actions(self) -> None:
-        w = self.window
+        w = self.parent_widget
         self.new_action = QAction("New", w)
         self.new_action.setShortcut(QKeySequence.StandardKey.New)
         self.open_action = QAction("Open…", w)
@@ -102,38 +135,54 @@ class ProjectSession(QObject):
         self.save_as_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
         self.close_action = QAction("Close", w)
         self.close_action.setShortcut(QKeySequence("Ctrl+W"))
-        for action in (self.new_action, self.open_action, self.save_as_action, self.close_action):
+        for action in self.actions():
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            w.addAction(action)
         self.new_action.triggered.connect(self.new_project)
         self.open_action.triggered.connect(lambda: self.open_project())
         self.save_as_action.triggered.connect(lambda: self.save_as())
         self.close_action.triggered.connect(self.close_project)
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
 
-        menu = file_menu(w)
+    def actions(self) -> list[QAction]:
+        """The actions with window-wide shortcuts; the window adds them to itself."""
+        return [self.new_action, self.open_action, self.save_as_action, self.close_action]
+
+    def menu_entries(self) -> list[QAction | QMenu | None]:
+        """The File menu's project entries in order; None is a separator."""
+        return [
+            self.new_action,
+            self.open_action,
+            self.recent_menu,
+            None,
+            self.save_as_action,
+            self.close_action,
+            None,
+        ]
+
+    def place_in(self, menu: QMenu) -> None:
+        """Put :meth:`menu_entries` at the top of ``menu`` (the window's File menu)."""
         first = menu.actions()[0] if menu.actions() else None
-        for action in (self.new_action, self.open_action):
-            menu.insertAction(first, action)
-        menu.insertMenu(first, self.recent_menu)
-        menu.insertSeparator(first)
-        menu.insertAction(first, self.save_as_action)
-        menu.insertAction(first, self.close_action)
-        menu.insertSeparator(first)
+        for entry in self.menu_entries():
+            if entry is None:
+                menu.insertSeparator(first)
+            elif isinstance(entry, QMenu):
+                menu.insertMenu(first, entry)
+            else:
+                menu.insertAction(first, entry)
 
     def recent_projects(self) -> list[str]:
-        value = self.window.settings.value(RECENT_KEY, [])
+        value = self.settings.value(RECENT_KEY, [])
         if isinstance(value, str):
             value = [value]
         return [str(v) for v in value or []]
 
     def _remember(self, path: Path) -> None:
         entries = [str(path), *(p for p in self.recent_projects() if p != str(path))]
-        self.window.settings.setValue(RECENT_KEY, entries[:RECENT_MAX])
+        self.settings.setValue(RECENT_KEY, entries[:RECENT_MAX])
 
     def _forget(self, path: str | Path) -> None:
         entries = [p for p in self.recent_projects() if p != str(path)]
-        self.window.settings.setValue(RECENT_KEY, entries)
+        self.settings.setValue(RECENT_KEY, entries)
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -154,7 +203,7 @@ class ProjectSession(QObject):
             detail = f"It cannot be opened: {entry.problem}"
         else:
             detail = f"It holds {_count(entry.version_count, 'version')} and {_count(entry.layer_count, 'layer')}."
-        box = QMessageBox(self.window)
+        box = QMessageBox(self.parent_widget)
         box.setIcon(QMessageBox.Icon.Question)
         box.setWindowTitle("Restore untitled work")
         box.setText(f"Noise Studio did not close properly. Restore your untitled work from {when}?")
@@ -174,7 +223,7 @@ class ProjectSession(QObject):
 
     def ask_keep_untitled(self) -> Choice:
         answer = QMessageBox.question(
-            self.window,
+            self.parent_widget,
             "Save your untitled project?",
             "Save your untitled project before it is closed? Discarding deletes it.",
             QMessageBox.StandardButton.Save
@@ -198,7 +247,7 @@ class ProjectSession(QObject):
 
     def ask_open_path(self) -> str | None:
         path, _ = QFileDialog.getOpenFileName(
-            self.window, "Open project", str(self._start_folder()), PROJECT_FILTER
+            self.parent_widget, "Open project", str(self._start_folder()), PROJECT_FILTER
         )
         return path or None
 
@@ -208,13 +257,13 @@ class ProjectSession(QObject):
         else:
             start = self._start_folder() / (UNTITLED + SUFFIX)
         path, _ = QFileDialog.getSaveFileName(
-            self.window, "Save project as", str(start), PROJECT_FILTER
+            self.parent_widget, "Save project as", str(start), PROJECT_FILTER
         )
         return path or None
 
     def show_error(self, text: str) -> None:
-        self.window.statusBar().showMessage(text, 10000)
-        QMessageBox.warning(self.window, APP_TITLE, text)
+        self.session.status.emit(text, 10000)
+        QMessageBox.warning(self.parent_widget, APP_TITLE, text)
 
     # ---- starting -----------------------------------------------------------------
 
@@ -232,7 +281,7 @@ class ProjectSession(QObject):
                         self.show_error(str(exc))
                         continue
                     if self._bind(store, lock, load=True):
-                        self.window.statusBar().showMessage("Restored your untitled work.", 8000)
+                        self.session.status.emit("Restored your untitled work.", 8000)
                         return
                 elif choice is Choice.DISCARD:
                     with contextlib.suppress(ProjectError):
@@ -314,7 +363,7 @@ class ProjectSession(QObject):
         self._remember(path)
         self._update_title()
         self.project_changed.emit()
-        self.window.statusBar().showMessage(f"Saved as {path}.", 8000)
+        self.session.status.emit(f"Saved as {path}.", 8000)
         return True
 
     def close_project(self) -> bool:
@@ -324,12 +373,12 @@ class ProjectSession(QObject):
     # ---- binding ----------------------------------------------------------------------
 
     def _bind(self, store: ProjectStore, lock: RecoveryLock | None, load: bool) -> bool:
-        w = self.window
+        session = self.session
         try:
             if load:
-                project = Project.load(store, tree=w.tree, layers=self.layers)
+                project = Project.load(store, tree=session.tree, layers=session.layers)
             else:
-                project = Project(store, w.tree, self.layers)
+                project = Project(store, session.tree, session.layers)
         except (ProjectError, ValueError) as exc:
             store.close()
             if lock is not None:
@@ -337,13 +386,13 @@ class ProjectSession(QObject):
             self._clear_document()
             self.show_error(f"{store.name} could not be read ({exc}).")
             return False
-        self.project, self.lock = project, lock
+        session.project, self.lock = project, lock
         project.write_failed.connect(self._on_write_failed)
-        versions = w.tree.versions()
-        w.show_version(versions[-1].id if versions else None)
-        if versions and w.panel.branch_target() is None:
-            # carry on where the work stopped, with the model the window has loaded
-            w.panel.set_recipe(versions[-1].recipe.with_changes(model=w.panel.model_ref()))
+        versions = session.tree.versions()
+        session.show_version(versions[-1].id if versions else None)
+        if versions:
+            # carry on where the work stopped, with the model the session has loaded
+            self.work_resumed.emit(versions[-1].recipe.with_changes(model=session.model.ref))
         if lock is None:
             self._remember(store.path)
         self._asked_disk_full = False
@@ -352,13 +401,13 @@ class ProjectSession(QObject):
         return True
 
     def has_content(self) -> bool:
-        return len(self.window.tree) > 0 or len(self.layers) > 0
+        return len(self.session.tree) > 0 or len(self.session.layers) > 0
 
     def _leave_current(self) -> bool:
         """Ask about untitled work, then close the file and empty the document. False: cancelled."""
         if not self._confirm_leave():
             return False
-        self.window.worker.cancel_all()
+        self.session.cancel_all()
         self._close_file()
         self._clear_document()
         return True
@@ -374,8 +423,8 @@ class ProjectSession(QObject):
         return True
 
     def _close_file(self) -> None:
-        project, lock = self.project, self.lock
-        self.project = self.lock = None
+        project, lock = self.session.project, self.lock
+        self.session.project = self.lock = None
         if project is not None:
             project.write_failed.disconnect(self._on_write_failed)
             project.close()
@@ -383,27 +432,27 @@ class ProjectSession(QObject):
             lock.release(remove_project=True)
 
     def _clear_document(self) -> None:
-        w = self.window
-        w.show_version(None)
-        w.undo_stack.clear()
-        w.tree.clear()
-        for layer in reversed(self.layers.layers):
-            self.layers.remove(layer.id)
-        self.layers.set_size(0, 0)
+        session = self.session
+        session.show_version(None)
+        session.undo_stack.clear()
+        session.tree.clear()
+        for layer in reversed(session.layers.layers):
+            session.layers.remove(layer.id)
+        session.layers.set_size(0, 0)
 
     def _update_title(self) -> None:
         name = UNTITLED if self.lock is not None or self.project is None else self.project.name
-        self.window.setWindowTitle(f"{name} — {APP_TITLE}")
+        self.parent_widget.setWindowTitle(f"{name} — {APP_TITLE}")
 
     # ---- errors and closing ---------------------------------------------------------------
 
     def _on_write_failed(self, message: str, reason: str) -> None:
-        self.window.statusBar().showMessage(message, 15000)
+        self.session.status.emit(message, 15000)
         if reason != "disk_full" or self._asked_disk_full:
             return
         self._asked_disk_full = True
         answer = QMessageBox.warning(
-            self.window,
+            self.parent_widget,
             "Disk full",
             f"{message}\nYour work is still in memory. Save it somewhere else?",
             QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Ignore,
@@ -413,7 +462,7 @@ class ProjectSession(QObject):
             self.save_as()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.window and event.type() in _DRAG_EVENTS:
+        if watched is self.parent_widget and event.type() in _DRAG_EVENTS:
             assert isinstance(event, QDropEvent)  # the base class of all three
             dropped = _project_file(event.mimeData())
             if dropped is not None:
@@ -422,16 +471,20 @@ class ProjectSession(QObject):
                     # after the drop returns: the drag source must not wait on our dialogs
                     QTimer.singleShot(0, lambda: self.open_project(dropped))
                 return True
-        if watched is self.window and event.type() == QEvent.Type.Close and not self._shut_down:
+        if (
+            watched is self.parent_widget
+            and event.type() == QEvent.Type.Close
+            and not self._shut_down
+        ):
             assert isinstance(event, QCloseEvent)
             if not self._confirm_leave():
                 event.ignore()
                 return True
-            # The window stops its worker first, so no step arrives after the file is closed.
-            self.window.closeEvent(event)
-            if event.isAccepted():
-                self.shutdown()
-            return True
+            # The worker stops first, so no step arrives after the file is closed; the
+            # window's own closeEvent runs next (stopping the session again is harmless).
+            self.session.shutdown()
+            self.shutdown()
+            return False
         return super().eventFilter(watched, event)
 
     def shutdown(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 from PySide6.QtCore import QRegularExpression, Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
@@ -26,17 +25,10 @@ from PySide6.QtWidgets import (
 
 from studio.engine.recipe import BUNDLED_MODEL, MAX_SEED, Recipe, RecipeError
 from studio.engine.schedulers import DEFAULT_SAMPLER, SAMPLERS
+from studio.session import BranchTarget
 
 APPROX_TOKEN_LIMIT = 77
 _SEED_RE = QRegularExpression(r"\d{0,20}")
-
-
-@dataclass(frozen=True)
-class BranchTarget:
-    """Where a branch resumes: after step ``step_index`` (0-based) of version ``version_id``."""
-
-    version_id: str
-    step_index: int
 
 
 class PromptPanel(QWidget):

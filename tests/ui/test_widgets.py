@@ -8,8 +8,9 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 
 from studio.engine.recipe import Recipe, RecipeError
+from studio.session import BranchTarget
 from studio.ui.canvas import Canvas
-from studio.ui.prompt_panel import BranchTarget, PromptPanel
+from studio.ui.prompt_panel import PromptPanel
 from studio.ui.timeline import Timeline
 
 
