@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
+from studio.session import Session
 from studio.ui.main_window import MainWindow
-from studio.worker import ModelLoaded
+from studio.workers.local import LocalWorker
+from studio.protocol import ModelLoaded
 
 GENERATION_TIMEOUT_MS = 60_000
 
@@ -29,11 +31,12 @@ def one_torch_thread() -> Iterator[None]:
 def open_window(qtbot, model_dir: Path, settings_path: Path, worker=None) -> MainWindow:
     """A shown studio window with its worker running, the model loaded and a small recipe set."""
     settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
-    win = MainWindow(worker=worker, model_ref=str(model_dir), settings=settings)
+    session = Session(worker if worker is not None else LocalWorker(), str(model_dir))
+    win = MainWindow(session, settings)
     qtbot.addWidget(win)
     win.show()
     with qtbot.waitSignal(
-        win.message_handled,
+        win.session.message_handled,
         timeout=GENERATION_TIMEOUT_MS,
         check_params_cb=lambda m: isinstance(m, ModelLoaded),
     ):
@@ -48,7 +51,7 @@ def window(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[MainWindow]:
     win = open_window(qtbot, tiny_model_dir, tmp_path / "settings.ini")
     yield win
     win.close()
-    assert not win.worker.is_running
+    assert not win.session.client.is_running
 
 
 def set_small_recipe(
@@ -68,7 +71,7 @@ def set_small_recipe(
 
 def generate_and_wait(qtbot, win: MainWindow, timeout: int = GENERATION_TIMEOUT_MS):
     """Press Generate and wait until its version is finished; returns the Version."""
-    with qtbot.waitSignal(win.tree.version_finished, timeout=timeout) as blocker:
+    with qtbot.waitSignal(win.session.tree.version_finished, timeout=timeout) as blocker:
         job = win.generate()
         assert job is not None, win.panel.error_text()
-    return win.tree.get(blocker.args[0])
+    return win.session.tree.get(blocker.args[0])
