@@ -6,52 +6,40 @@ never waits on disk. Undo needs no special care: removing a version or layer
 soft-deletes it in the file, and putting the same object back (same id)
 restores it there.
 
-:meth:`Project.load` rebuilds a tree and a layer stack from a file. Checkpoints
-are not read up front: each stored step gets a :class:`StoredCheckpoint` that
-reads its bytes from the file the first time the engine needs them.
+Lazy opening
+    :meth:`Project.load` reads the graph, the recipes, each version's step
+    indices and one small thumbnail (its last step's x0-hat preview); memory
+    after opening does not grow with the number of stored steps. Step records
+    and results are read from the file when shown or resumed: the project is
+    the :class:`~studio.document.versions.StepLoader` of the tree's
+    :class:`~studio.document.versions.StepStore`.
+
+Releasing what the file holds
+    A step or result made in this session stays in the tree's memory until the
+    writer thread has committed it; then the project tells the StepStore to let
+    it go. The writer thread only emits a signal; the release itself runs on
+    the thread the project lives in (the UI thread), through a queued
+    connection, because the StepStore is UI-thread only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
-from PySide6.QtCore import QObject, Signal
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
 
+from studio.document.imageio import decode_png
 from studio.document.layers import BlendMode, Layer, LayerStack
-from studio.document.store import ProjectError, ProjectStore, decode_png
-from studio.document.versions import StoredStep, Version, VersionTree
+from studio.document.store import ProjectError, ProjectStore
+from studio.document.store.project_store import LayerValue
+from studio.document.versions import StepStore, Version, VersionTree, thumbnail_of
+from studio.protocol import StepRecord
 
-
-class StoredCheckpoint:
-    """A step's checkpoint that stays in the file until it is used.
-
-    ``to_bytes()`` returns the stored bytes; any other attribute (``latent``,
-    ``recipe``, ``scheduler_state``…) loads the :class:`Checkpoint` once and
-    reads it from there, so the engine can resume from this object directly.
-    """
-
-    def __init__(self, store: ProjectStore, version_id: str, index: int) -> None:
-        self._store = store
-        self._version_id = version_id
-        self._index = index
-        self._loaded: Any = None
-
-    def to_bytes(self) -> bytes:
-        return self._store.step_checkpoint(self._version_id, self._index)
-
-    def load(self) -> Any:
-        if self._loaded is None:
-            from studio.engine.checkpoint import Checkpoint  # pulls in torch: only when resuming
-
-            self._loaded = Checkpoint.from_bytes(self.to_bytes())
-        return self._loaded
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.load(), name)
+T = TypeVar("T")
 
 
 class Project(QObject):
@@ -61,9 +49,17 @@ class Project(QObject):
     thread) when a write fails; ``reason`` is a
     :class:`~studio.document.store.ProjectErrorReason` value such as
     ``"disk_full"``, for which the UI should offer Save As.
+
+    ``stored(version_id, index)`` is emitted on the project's thread once a
+    step (``index`` >= 0) or a result (``index`` == -1) is committed to the
+    file and the tree's memory has let it go.
     """
 
     write_failed = Signal(str, str)
+    stored = Signal(str, int)
+    _written = Signal(str, int, bool)  # emitted on the writer thread; queued to this object's
+
+    RESULT = -1
 
     def __init__(
         self,
@@ -76,15 +72,20 @@ class Project(QObject):
         self.store = store
         self.tree = tree
         self.layers = layers if layers is not None else LayerStack()
+        tree.steps.loader = self
         self._known_versions: set[str] = {v.id for v in tree}
         self._known_layers: set[str] = {lay.id for lay in self.layers}
-        self._connections = [
+        # Writes in flight per (version, step index or RESULT): memory lets go of a
+        # step only when the newest write of it has committed.
+        self._in_flight: dict[tuple[str, int], int] = {}
+        self._written.connect(self._on_written, Qt.ConnectionType.QueuedConnection)
+        self._connections: list[tuple[SignalInstance, Callable[..., None]]] = [
             (tree.version_added, self._on_version_added),
             (tree.version_removed, self._on_version_removed),
             (tree.version_renamed, self._on_version_renamed),
             (tree.step_appended, self._on_step_appended),
-            (tree.version_finished, self._on_version_finished),
-            (tree.result_changed, self._on_result_changed),
+            (tree.version_finished, self._on_result),
+            (tree.result_changed, self._on_result),
             (self.layers.layer_inserted, self._on_layer_inserted),
             (self.layers.layer_removed, self._on_layer_removed),
             (self.layers.layer_moved, self._on_layer_moved),
@@ -107,48 +108,43 @@ class Project(QObject):
         """Build a tree and a layer stack from ``store`` and bind them to it.
 
         ``tree``/``layers`` let a window that keeps its document objects fill
-        its own (empty) ones instead of new ones.
+        its own (empty) ones instead of new ones. Reads no step record and no
+        result: see the module docstring.
         """
         snapshot = store.snapshot()
         tree = tree if tree is not None else VersionTree()
+        tree.steps = StepStore()  # nothing of another document lingers in it
         for record in snapshot.versions:
-            result_png = store.result_png(record.id) if record.has_result else None
-            version = Version(
-                recipe=record.recipe(),
-                name=record.name,
-                id=record.id,
-                parent_id=record.parent_id,
-                branch_step=record.branch_step,
-                created=record.created,
-                partial=record.partial,
-                finished=record.finished,
-                result=None if result_png is None else decode_png(result_png),
-            )
-            for step in snapshot.steps[record.id]:
-                version.steps.append(
-                    StoredStep(
-                        index=step.index,
-                        total=step.total,
-                        timestep=step.timestep,
-                        sigma=step.sigma,
-                        checkpoint=StoredCheckpoint(store, record.id, step.index),  # type: ignore[arg-type]
-                        preview_x0=store.step_preview_image(record.id, step.index, "x0"),
-                        preview_xt=store.step_preview_image(record.id, step.index, "xt"),
-                    )
+            preview = snapshot.last_previews.get(record.id)
+            if preview is None and record.has_result:
+                preview = store.result_png(record.id)  # a result with no steps: rare
+            tree.add(
+                Version(
+                    recipe=record.recipe(),
+                    name=record.name,
+                    id=record.id,
+                    parent_id=record.parent_id,
+                    branch_step=record.branch_step,
+                    step_indices=snapshot.step_indices[record.id],
+                    thumbnail=None if preview is None else thumbnail_of(decode_png(preview)),
+                    has_result=record.has_result,
+                    created=record.created,
+                    partial=record.partial,
+                    finished=record.finished,
                 )
-            tree.add(version)
+            )
         layers = layers if layers is not None else LayerStack()
-        for record in snapshot.layers:
+        for layer in snapshot.layers:
             layers.add(
                 Layer(
-                    pixels=decode_png(record.pixels),
-                    name=record.name,
-                    visible=record.visible,
-                    opacity=record.opacity,
-                    blend=BlendMode(record.blend),
-                    offset=(record.offset_x, record.offset_y),
-                    source_version=record.version_id,
-                    id=record.id,
+                    pixels=decode_png(layer.pixels),
+                    name=layer.name,
+                    visible=layer.visible,
+                    opacity=layer.opacity,
+                    blend=BlendMode(layer.blend),
+                    offset=(layer.offset_x, layer.offset_y),
+                    source_version=layer.version_id,
+                    id=layer.id,
                 )
             )
         return cls(store, tree, layers, parent)
@@ -171,6 +167,14 @@ class Project(QObject):
         self._connections = []
         self.store.close()
 
+    # ---- the tree's StepLoader --------------------------------------------------
+
+    def load_step(self, version_id: str, index: int) -> StepRecord:
+        return self.store.step(version_id, index)
+
+    def load_result(self, version_id: str) -> np.ndarray | None:
+        return self.store.result(version_id)
+
     # ---- versions -----------------------------------------------------------
 
     def _on_version_added(self, version_id: str) -> None:
@@ -189,12 +193,10 @@ class Project(QObject):
                 created=version.created,
             )
         )
-        for step in version.steps:
-            self._write_step(version_id, step)
+        for index in version.step_indices:
+            self._write_step(version_id, index)
         if version.finished:
-            self._watch(
-                self.store.finish_version(version_id, version.result, partial=version.partial)
-            )
+            self._write_result(version)
 
     def _on_version_removed(self, version_id: str) -> None:
         self._watch(self.store.delete_version(version_id))
@@ -203,34 +205,33 @@ class Project(QObject):
         self._watch(self.store.rename_version(version_id, name))
 
     def _on_step_appended(self, version_id: str, index: int) -> None:
-        version = self.tree.get(version_id)
-        step = next(s for s in reversed(version.steps) if s.index == index)
-        self._write_step(version_id, step)
+        self._write_step(version_id, index)
 
-    def _on_version_finished(self, version_id: str) -> None:
-        version = self.tree.get(version_id)
-        self._watch(self.store.finish_version(version_id, version.result, partial=version.partial))
+    def _on_result(self, version_id: str) -> None:
+        self._write_result(self.tree.get(version_id))
 
-    def _on_result_changed(self, version_id: str) -> None:
-        self._watch(self.store.set_result(version_id, self.tree.get(version_id).result))
+    def _write_step(self, version_id: str, index: int) -> None:
+        record = self.tree.steps.step(version_id, index)
+        self._watch(self.store.append_step(version_id, record), (version_id, index))
 
-    def _write_step(self, version_id: str, step: StoredStep) -> None:
-        if isinstance(step.checkpoint, StoredCheckpoint):
-            checkpoint: Any = step.checkpoint.to_bytes()
+    def _write_result(self, version: Version) -> None:
+        result = self.tree.result(version.id)
+        if version.finished:
+            future = self.store.finish_version(version.id, result, partial=version.partial)
         else:
-            checkpoint = step.checkpoint
-        self._watch(
-            self.store.append_step(
-                version_id,
-                step.index,
-                total=step.total,
-                timestep=step.timestep,
-                sigma=step.sigma,
-                checkpoint=checkpoint,
-                preview_x0=step.preview_x0,
-                preview_xt=step.preview_xt,
-            )
-        )
+            future = self.store.set_result(version.id, result)
+        self._watch(future, (version.id, self.RESULT))
+
+    def _on_written(self, version_id: str, index: int, ok: bool) -> None:
+        key = (version_id, index)
+        left = self._in_flight.get(key, 1) - 1
+        if left > 0:
+            self._in_flight[key] = left
+            return
+        self._in_flight.pop(key, None)
+        if ok:
+            self.tree.steps.release(version_id, None if index == self.RESULT else index)
+            self.stored.emit(version_id, index)
 
     # ---- layers -------------------------------------------------------------
 
@@ -277,26 +278,33 @@ class Project(QObject):
         # a layer may come from a version of another project; the file links only to its own
         return version_id if version_id in self._known_versions else None
 
-    # ---- errors -------------------------------------------------------------
+    # ---- write outcomes (callbacks run on the writer thread) ------------------
 
-    def _watch(self, future: Future[Any]) -> None:
-        future.add_done_callback(self._report)
+    def _watch(self, future: Future[T], stored: tuple[str, int] | None = None) -> None:
+        """Report a failed write; for a step or result, say on this object's thread that it landed."""
+        if stored is not None:
+            self._in_flight[stored] = self._in_flight.get(stored, 0) + 1
 
-    def _report(self, future: Future[Any]) -> None:
-        error = future.exception()
-        if error is None:
-            return
-        if isinstance(error, ProjectError):
-            self.write_failed.emit(str(error), error.reason.value)
-        else:
-            self.write_failed.emit(f"The project could not be saved ({error}).", "io")
+        def done(future: Future[T]) -> None:
+            error = future.exception()
+            if stored is not None:
+                self._written.emit(*stored, error is None)
+            if error is None:
+                return
+            if isinstance(error, ProjectError):
+                self.write_failed.emit(str(error), error.reason.value)
+            else:
+                self.write_failed.emit(f"The project could not be saved ({error}).", "io")
+
+        future.add_done_callback(done)
 
 
-def _layer_columns(layer: Layer, field: str) -> dict[str, Any]:
+def _layer_columns(layer: Layer, field: str) -> dict[str, LayerValue]:
     if field == "offset":
         return {"offset_x": layer.offset[0], "offset_y": layer.offset[1]}
     if field == "source_version":
         return {"version_id": layer.source_version}
     if field == "blend":
         return {"blend": layer.blend.value}
-    return {field: getattr(layer, field)}
+    value: LayerValue = getattr(layer, field)
+    return {field: value}

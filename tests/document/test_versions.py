@@ -7,15 +7,16 @@ import pytest
 from PySide6.QtGui import QUndoStack
 
 from studio.document.commands import AddVersionCommand, DeleteVersionCommand, RenameVersionCommand
-from studio.document.versions import StoredStep, Version, VersionError, VersionTree
+from studio.document.versions import StepRef, StepStore, Version, VersionError, VersionTree
 from studio.engine.recipe import Recipe
+from studio.protocol import StepRecord
 
 RECIPE = Recipe("a red fox", seed=3, steps=4, width=32, height=32)
 
 
-def step(index: int, total: int = 4) -> StoredStep:
+def step(index: int, total: int = 4) -> StepRecord:
     pixels = np.full((4, 4, 3), index, np.uint8)
-    return StoredStep(
+    return StepRecord(
         index, total, float(999 - index), None, b"checkpoint-%d" % index, pixels, pixels
     )
 
@@ -76,12 +77,15 @@ def test_a_branch_inherits_its_parents_steps_up_to_the_branch_point(tree):
     parent = grown(tree)
     child = grown(tree, parent, branch_step=1)
     grandchild = grown(tree, child, branch_step=2)
-    assert [s.index for s in child.steps] == [2, 3]
+    assert child.step_indices == [2, 3]
     trajectory = tree.trajectory(grandchild.id)
     assert [s.index for s in trajectory] == [0, 1, 2, 3]
-    assert trajectory[0] is parent.steps[0]
-    assert trajectory[2] is child.steps[0]
-    assert trajectory[3] is grandchild.steps[0]
+    assert trajectory[0] == StepRef(parent.id, 0)
+    assert trajectory[2] == StepRef(child.id, 2)
+    assert trajectory[3] == StepRef(grandchild.id, 3)
+    assert tree.step(grandchild.id, 0) is tree.step(parent.id, 0)
+    assert tree.step(grandchild.id, 2) is tree.step(child.id, 2)
+    assert tree.step(grandchild.id, 3).checkpoint == b"checkpoint-3"
     assert tree.step_owner(grandchild.id, 1) is parent
     assert tree.step_owner(grandchild.id, 2) is child
     assert tree.step_owner(grandchild.id, 3) is grandchild
@@ -102,8 +106,40 @@ def test_tree_refuses_broken_edits(tree):
         tree.get("nope")
 
 
-def test_stored_step_gives_checkpoint_bytes_back_unchanged():
-    assert step(2).checkpoint_bytes() == b"checkpoint-2"
+def test_a_tree_without_a_file_keeps_its_steps_in_memory(tree):
+    version = grown(tree)
+    tree.steps.release(version.id, 2)
+    tree.steps.release(version.id)
+    assert tree.step(version.id, 2).checkpoint == b"checkpoint-2"
+    assert tree.result(version.id) is not None
+    assert tree.steps.held_count() == 5
+
+
+def test_released_steps_are_read_through_the_loader_into_a_small_cache(qapp):
+    class File:
+        def __init__(self) -> None:
+            self.reads: list[tuple[str, int]] = []
+
+        def load_step(self, version_id: str, index: int) -> StepRecord:
+            self.reads.append((version_id, index))
+            return step(index)
+
+        def load_result(self, version_id: str) -> np.ndarray | None:
+            return None
+
+    file = File()
+    tree = VersionTree(steps=StepStore(file, cache_size=2))
+    version = grown(tree)
+    for index in range(4):
+        tree.steps.release(version.id, index)
+    assert tree.steps.held_count() == 1, "only the result is still held"
+    assert tree.step(version.id, 1).checkpoint == b"checkpoint-1"
+    tree.step(version.id, 1)
+    assert file.reads == [(version.id, 1)]
+    tree.step(version.id, 2)
+    tree.step(version.id, 3)
+    tree.step(version.id, 1)
+    assert file.reads[-1] == (version.id, 1), "evicted from a cache of two, read again"
 
 
 def test_add_command_undo_removes_the_version_and_redo_restores_the_same_object(tree):
@@ -115,7 +151,8 @@ def test_add_command_undo_removes_the_version_and_redo_restores_the_same_object(
     assert version.id not in tree
     stack.redo()
     assert tree.get(version.id) is version
-    assert len(version.steps) == 4
+    assert version.step_indices == [0, 1, 2, 3]
+    assert tree.step(version.id, 3).checkpoint == b"checkpoint-3"
 
 
 def test_delete_command_removes_the_subtree_and_undo_restores_it(tree):
@@ -130,7 +167,8 @@ def test_delete_command_removes_the_subtree_and_undo_restores_it(tree):
     assert events == [("removed", grandchild.id), ("removed", child.id)]
     stack.undo()
     assert tree.get(grandchild.id).parent_id == child.id
-    assert tree.trajectory(grandchild.id)[0] is parent.steps[0]
+    assert tree.trajectory(grandchild.id)[0] == StepRef(parent.id, 0)
+    assert tree.step(grandchild.id, 0).checkpoint == b"checkpoint-0"
     stack.redo()
     assert child.id not in tree and grandchild.id not in tree
 
