@@ -34,7 +34,7 @@ def two_layers(qtbot, window):
     window.panel.seed.setText("4321")
     second = generate_and_wait(qtbot, window)
     top = window.workspace.add_version_to_canvas()
-    window.undo_stack.push(
+    window.session.undo_stack.push(
         UpdateLayerCommand(window.workspace.layers, top.id, {"opacity": 0.5, "offset": (3, 2)})
     )
     return first, second
@@ -53,7 +53,7 @@ def test_export_the_current_version_with_its_recipe_and_without(qtbot, window, t
     path = window.exports.export_image(tmp_path / "v1.png", ImageSource.VERSION)
     assert path is not None and errors == []
     imported = read_image(path)
-    assert np.array_equal(imported.pixels[..., :3], version.result)
+    assert np.array_equal(imported.pixels[..., :3], window.session.tree.result(version.id))
     assert recipe_from_metadata(imported.metadata, SAMPLERS).recipe == version.recipe
 
     stripped = window.exports.export_image(
@@ -101,7 +101,7 @@ def test_trajectory_exports_as_an_animation_of_every_step(qtbot, window, tmp_pat
     version = generate_and_wait(qtbot, window)
     path = window.exports.export_animation(tmp_path / f"run{suffix}", view=view, frame_ms=80)
     with Image.open(path) as animation:
-        assert animation.n_frames == len(version.steps) == 6
+        assert animation.n_frames == len(version.step_indices) == 6
         animation.seek(0)
         animation.load()  # WebP reports a frame's duration once it is decoded
         assert animation.info["duration"] == 80
@@ -110,8 +110,14 @@ def test_trajectory_exports_as_an_animation_of_every_step(qtbot, window, tmp_pat
             animation.seek(i)
             means.append(np.asarray(animation.convert("RGB"), np.float32).mean())
     # lossy, palette and enlarged frames: each frame's mean level follows its step's preview
-    expected = [getattr(s, f"preview_{view}").astype(np.float32).mean() for s in version.steps]
+    expected = [
+        getattr(s, f"preview_{view}").astype(np.float32).mean() for s in steps_of(window, version)
+    ]
     assert np.allclose(means, expected, atol=6)
+
+
+def steps_of(window, version):
+    return [window.session.tree.step(version.id, i) for i in version.step_indices]
 
 
 def test_contact_sheet_of_the_current_version(qtbot, window, tmp_path):
@@ -142,4 +148,4 @@ def test_trajectory_exports_as_mp4_when_a_codec_is_available(qtbot, window, tmp_
     meta = next(reader)
     frames = list(reader)
     assert meta["fps"] == pytest.approx(10)
-    assert len(frames) >= len(version.steps)  # the last step is held for a second
+    assert len(frames) >= len(version.step_indices)  # the last step is held for a second

@@ -41,23 +41,23 @@ def test_add_to_canvas_places_the_result_as_a_linked_layer_and_is_undoable(
     qtbot, window, workspace
 ):
     version = generate_and_wait(qtbot, window)
-    commands_before = window.undo_stack.count()
+    commands_before = window.session.undo_stack.count()
     window.workspace.add_action.trigger()
     (layer,) = workspace.layers.layers
     assert layer.source_version == version.id
     assert layer.name == version.name
-    assert np.array_equal(layer.pixels[..., :3], version.result)
+    assert np.array_equal(layer.pixels[..., :3], window.session.tree.result(version.id))
     assert workspace.is_canvas_shown() and workspace.canvas_action.isChecked()
-    assert window.undo_stack.count() == commands_before + 1
+    assert window.session.undo_stack.count() == commands_before + 1
     assert workspace.panel.current_layer_id() == layer.id
 
-    window.undo_action.trigger()
+    window.actions_.undo.trigger()
     assert len(workspace.layers) == 0
-    window.redo_action.trigger()
+    window.actions_.redo.trigger()
     assert workspace.layers.layers[0].id == layer.id
 
     workspace.panel.source_button.click()  # the layer links back to its version
-    assert window.current_version() is version and not workspace.is_canvas_shown()
+    assert window.session.current_version() is version and not workspace.is_canvas_shown()
     assert not workspace.canvas_action.isChecked()
 
 
@@ -77,7 +77,7 @@ def test_versions_panel_asks_to_add_another_version(qtbot, window, workspace):
     window.versions.add_to_canvas_requested.emit(first.id)
     (layer,) = workspace.layers.layers
     assert layer.source_version == first.id
-    assert np.array_equal(layer.pixels[..., :3], first.result)
+    assert np.array_equal(layer.pixels[..., :3], window.session.tree.result(first.id))
 
 
 def test_the_canvas_shows_the_composite_and_a_mouse_drag_is_one_move(qtbot, window, workspace):
@@ -90,7 +90,7 @@ def test_the_canvas_shows_the_composite_and_a_mouse_drag_is_one_move(qtbot, wind
 
     shown = workspace.view.composite_image()
     assert shown is not None and (shown.width(), shown.height()) == (32, 32)
-    r, g, b = top_version.result[5, 7]
+    r, g, b = window.session.tree.result(top_version.id)[5, 7]
     pixel = shown.pixelColor(7, 5)
     assert (pixel.red(), pixel.green(), pixel.blue()) == (r, g, b)
 
@@ -100,19 +100,19 @@ def test_the_canvas_shows_the_composite_and_a_mouse_drag_is_one_move(qtbot, wind
     start = view.mapFromScene(QPointF(16, 16))
     end = view.mapFromScene(QPointF(24, 20))
     middle = (start + end) / 2
-    before = window.undo_stack.count()
+    before = window.session.undo_stack.count()
     qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=start)
     qtbot.mouseMove(view.viewport(), pos=middle)
     qtbot.mouseMove(view.viewport(), pos=end)
     qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=end)
     moved = workspace.layers.layer(top.id)
     assert moved.offset == (8, 4)
-    assert window.undo_stack.count() == before + 1, "the whole drag is one undo step"
-    assert window.undo_stack.undoText().startswith("Move layer")
+    assert window.session.undo_stack.count() == before + 1, "the whole drag is one undo step"
+    assert window.session.undo_stack.undoText().startswith("Move layer")
     shown = view.composite_image()
     pixel = shown.pixelColor(7 + 8, 5 + 4)
     assert (pixel.red(), pixel.green(), pixel.blue()) == (r, g, b)
-    window.undo_action.trigger()
+    window.actions_.undo.trigger()
     assert workspace.layers.layer(top.id).offset == (0, 0)
 
 
@@ -178,7 +178,7 @@ def test_an_image_that_cannot_be_imported_is_explained_in_one_sentence(
     assert window.importer.import_files([broken]) == []
     (message,) = offers["errors"]
     assert "broken.png" in message and "\n" not in message
-    assert len(workspace.layers) == 0 and window.undo_stack.count() == 0
+    assert len(workspace.layers) == 0 and window.session.undo_stack.count() == 0
 
 
 def test_dropping_image_files_on_the_window_imports_them(
@@ -204,8 +204,8 @@ def test_dropping_image_files_on_the_window_imports_them(
     assert drop.isAccepted()
     qtbot.waitUntil(lambda: len(workspace.layers) == 2)
     assert [layer.name for layer in workspace.layers] == ["drop0", "drop1"]
-    assert window.undo_stack.undoText() == "Import 2 images"
-    window.undo_action.trigger()
+    assert window.session.undo_stack.undoText() == "Import 2 images"
+    window.actions_.undo.trigger()
     assert len(workspace.layers) == 0
 
     text_only = QMimeData()
@@ -222,7 +222,9 @@ def test_layers_and_their_links_are_saved_with_the_project(qtbot, window, tmp_pa
     from studio.document.store import ProjectStore
     from studio.ui.project_menu import ProjectSession
 
-    session = ProjectSession(window, window.workspace.layers, recovery_folder=tmp_path / "rec")
+    session = ProjectSession(
+        window.session, window, window.settings, recovery_folder=tmp_path / "rec"
+    )
     session.start(offer_restore=False)
     version = generate_and_wait(qtbot, window)
     layer = window.workspace.add_version_to_canvas()
@@ -263,7 +265,7 @@ def test_the_view_menu_zoom_acts_on_the_canvas_view(window, workspace):
     workspace.add_layer(Layer(np.zeros((200, 200, 4), np.uint8)))
     workspace.show_canvas(True)
     before = workspace.view.zoom()
-    window.zoom_in_action.trigger()
+    window.actions_.zoom_in.trigger()
     assert workspace.view.zoom() == pytest.approx(before * 1.25)
-    window.fit_action.trigger()
+    window.actions_.fit.trigger()
     assert workspace.view.zoom() == pytest.approx(before)
