@@ -21,17 +21,17 @@ import pytest
 import torch
 
 from studio.engine.sampler import OOM_ADVICE
-from studio.ui.main_window import MainWindow
-from studio.worker import (
+from studio.protocol import (
     JobCancelled,
     JobFailed,
     JobFinished,
     JobStarted,
     ModelFailed,
     ModelLoaded,
-    StepReady,
-    Worker,
+    StepMade,
 )
+from studio.ui.main_window import MainWindow
+from studio.workers.local import LocalWorker
 from tests.engine.hostile_inputs import evil_pickle, torch_style_zip
 from tests.ui.conftest import (
     GENERATION_TIMEOUT_MS,
@@ -39,7 +39,15 @@ from tests.ui.conftest import (
     open_window,
     set_small_recipe,
 )
-from tests.ui.test_worker import RECIPE, Collector, FakeModel, FakeSampler
+from tests.workers.harness import (
+    RECIPE,
+    Collector,
+    Driver,
+    FakeModel,
+    FakeSampler,
+    fake_worker,
+    wait_for,
+)
 
 # ---- worker level: cancels at awkward moments ------------------------------------------
 
@@ -74,27 +82,20 @@ class HeldEngine:
 
 
 @pytest.fixture
-def held(qapp) -> Iterator[tuple[Worker, HeldEngine, Collector]]:
+def held(qapp) -> Iterator[tuple[Driver, HeldEngine, Collector]]:
     engine = HeldEngine()
-    worker = Worker(
-        load_model=engine.load,
-        make_sampler=lambda model: engine.sampler,
-        list_models=lambda folders: [],
-    )
-    collector = Collector(worker)
-    worker.start()
+    client = fake_worker(engine.sampler, load_model=engine.load)
+    collector = Collector(client)
+    client.start()
+    worker = Driver(client)
     yield worker, engine, collector
     engine.release.set()
     assert worker.stop(timeout=10)
 
 
-def wait_for(qtbot, collector: Collector, kind: type, count: int = 1) -> None:
-    qtbot.waitUntil(lambda: len(collector.of(kind)) >= count, timeout=10_000)
-
-
 def assert_ran_completely(collector: Collector, job_id: int, steps: int = RECIPE.steps) -> None:
     """``job_id`` sent every step in order and finished on the decode of its own last latent."""
-    indices = [m.index for m in collector.of(StepReady) if m.job_id == job_id]
+    indices = [m.step.index for m in collector.of(StepMade) if m.job_id == job_id]
     assert indices == list(range(steps))
     (finished,) = [m for m in collector.of(JobFinished) if m.job_id == job_id]
     assert np.all(finished.image == steps - 1)
@@ -135,8 +136,8 @@ def test_cancel_during_the_model_load_of_a_job_ends_it_and_the_next_job_runs(qtb
     second = worker.submit(RECIPE.with_changes(seed=2))
     engine.release.set()
     wait_for(qtbot, collector, JobFinished)
-    assert collector.of(JobCancelled) == [JobCancelled(first, 0)]
-    assert not [m for m in collector.of(StepReady) if m.job_id == first]
+    assert collector.of(JobCancelled) == [JobCancelled(first, f"version-{first}", 0)]
+    assert not [m for m in collector.of(StepMade) if m.job_id == first]
     assert not collector.of(JobFailed)
     assert_ran_completely(collector, second)
     assert engine.loads == 1  # the model loaded for the cancelled job serves the next one
@@ -164,7 +165,7 @@ def test_cancelling_twice_sends_one_cancelled_message(qtbot, held, by_id):
     engine.sampler.gate = threading.Semaphore(2)
     running = worker.submit(RECIPE)
     waiting = worker.submit(RECIPE.with_changes(seed=2))
-    wait_for(qtbot, collector, StepReady, 2)
+    wait_for(qtbot, collector, StepMade, 2)
     for _ in range(2):
         worker.cancel(running if by_id else None)
         worker.cancel(waiting)
@@ -182,7 +183,7 @@ def test_cancel_followed_at_once_by_a_new_job_runs_the_new_job_in_full(qtbot, he
     worker, engine, collector = held
     engine.sampler.gate = threading.Semaphore(1)
     first = worker.submit(RECIPE)
-    wait_for(qtbot, collector, StepReady)
+    wait_for(qtbot, collector, StepMade)
     worker.cancel()
     second = worker.submit(RECIPE.with_changes(seed=2))
     release_all(engine)
@@ -242,11 +243,14 @@ def studio(qtbot, tiny_model_dir: Path, tmp_path: Path) -> Iterator[tuple[MainWi
         return model
 
     win = open_window(
-        qtbot, tiny_model_dir, tmp_path / "settings.ini", worker=Worker(load_model=load_and_keep)
+        qtbot,
+        tiny_model_dir,
+        tmp_path / "settings.ini",
+        worker=LocalWorker(load_model=load_and_keep),
     )
     yield win, loaded
     win.close()
-    assert not win.worker.is_running
+    assert not win.session.client.is_running
 
 
 def _pickle_renamed_safetensors(folder: Path, marker: Path) -> Path:
@@ -272,7 +276,7 @@ def test_a_hostile_model_is_refused_and_the_loaded_model_stays_usable(
     loaded_label = window.model_label.text()
 
     with qtbot.waitSignal(
-        window.message_handled,
+        window.session.message_handled,
         timeout=GENERATION_TIMEOUT_MS,
         check_params_cb=lambda m: isinstance(m, ModelFailed),
     ):
@@ -288,14 +292,16 @@ def test_a_hostile_model_is_refused_and_the_loaded_model_stays_usable(
 
     version = generate_and_wait(qtbot, window)
     assert version.recipe.model == str(tiny_model_dir)
-    assert version.result is not None and not version.partial
+    assert window.session.tree.result(version.id) is not None and not version.partial
     assert len(loaded) == 1  # the same model object served it: nothing was reloaded
 
 
 def _generate_until_failed(qtbot, window: MainWindow):
-    with qtbot.waitSignal(window.tree.version_finished, timeout=GENERATION_TIMEOUT_MS) as blocker:
+    with qtbot.waitSignal(
+        window.session.tree.version_finished, timeout=GENERATION_TIMEOUT_MS
+    ) as blocker:
         assert window.generate() is not None
-    return window.tree.get(blocker.args[0])
+    return window.session.tree.get(blocker.args[0])
 
 
 def test_a_nan_during_sampling_keeps_the_earlier_steps_and_sets_no_black_image(qtbot, studio):
@@ -306,18 +312,20 @@ def test_a_nan_during_sampling_keeps_the_earlier_steps_and_sets_no_black_image(q
     fault.remove()
 
     assert version.partial and version.finished
-    assert [s.index for s in version.steps] == list(range(k))
-    assert version.result is None
-    assert window.canvas.current_array() is version.steps[-1].preview_x0
+    tree = window.session.tree
+    assert version.step_indices == list(range(k))
+    assert tree.result(version.id) is None
+    assert window.canvas.current_array() is tree.step(version.id, k - 1).preview_x0
     assert f"step {k + 1} of 6" in window.panel.error_text()
     assert "NaN" in window.panel.error_text()
     assert f"step {k + 1} of 6" in window.statusBar().currentMessage()
-    assert "failed" in window.caption.text()
-    assert window.undo_stack.count() == 1  # the partial version is kept, undoably
+    assert "failed" in window.version_view.caption.text()
+    assert window.session.undo_stack.count() == 1  # the partial version is kept, undoably
 
     again = generate_and_wait(qtbot, window)
-    assert again.result is not None and not again.partial
-    assert np.isfinite(again.result).all() and again.result.max() > 0
+    result = tree.result(again.id)
+    assert result is not None and not again.partial
+    assert np.isfinite(result).all() and result.max() > 0
 
 
 def test_out_of_memory_at_a_step_gives_advice_keeps_steps_and_the_next_job_runs(qtbot, studio):
@@ -327,48 +335,49 @@ def test_out_of_memory_at_a_step_gives_advice_keeps_steps_and_the_next_job_runs(
     version = _generate_until_failed(qtbot, window)
     fault.remove()
 
-    assert version.partial and version.result is None
-    assert [s.index for s in version.steps] == list(range(k))
+    tree = window.session.tree
+    assert version.partial and tree.result(version.id) is None
+    assert version.step_indices == list(range(k))
     error = window.panel.error_text()
     assert OOM_ADVICE in error and f"step {k + 1} of 6" in error
     assert "Traceback" not in window.statusBar().currentMessage()
-    assert "failed" in window.caption.text()
+    assert "failed" in window.version_view.caption.text()
 
     again = generate_and_wait(qtbot, window)
-    assert [s.index for s in again.steps] == list(range(6))
-    assert again.result is not None and not again.partial
+    assert again.step_indices == list(range(6))
+    assert tree.result(again.id) is not None and not again.partial
     assert window.panel.error_text() == ""
 
 
 def test_cancel_then_generate_at_once_in_the_window(qtbot, studio):
     window, _loaded = studio
     set_small_recipe(window, steps=400)
-    with qtbot.waitSignal(window.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
         window.generate()
-    window.cancel_action.trigger()
+    window.actions_.cancel.trigger()
     set_small_recipe(window, steps=6)
     finished: list[str] = []
-    window.tree.version_finished.connect(finished.append)
-    with qtbot.waitSignal(window.tree.version_finished, timeout=GENERATION_TIMEOUT_MS):
+    window.session.tree.version_finished.connect(finished.append)
+    with qtbot.waitSignal(window.session.tree.version_finished, timeout=GENERATION_TIMEOUT_MS):
         assert window.generate() is not None
     qtbot.waitUntil(lambda: len(finished) == 2, timeout=GENERATION_TIMEOUT_MS)
-    cancelled, complete = (window.tree.get(v) for v in finished)
+    cancelled, complete = (window.session.tree.get(v) for v in finished)
     assert cancelled.partial and cancelled.recipe.steps == 400
-    assert not complete.partial and complete.result is not None
-    assert [s.index for s in complete.steps] == list(range(6))
+    assert not complete.partial and window.session.tree.result(complete.id) is not None
+    assert complete.step_indices == list(range(6))
 
 
 def test_quitting_while_a_job_runs_joins_the_worker_without_warnings(qtbot, studio, qtlog, capfd):
     window, _loaded = studio
     set_small_recipe(window, steps=500)
-    with qtbot.waitSignal(window.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
         window.generate()
-    assert window.worker.is_running
+    assert window.session.client.is_running
     earlier_qt_messages = len(qtlog.records)  # the offscreen platform's notes on showing
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         window.close()
-    assert not window.worker.is_running
+    assert not window.session.client.is_running
     assert caught == []
     assert [r.message for r in qtlog.records[earlier_qt_messages:]] == []
     assert "still busy" not in capfd.readouterr().err
