@@ -17,7 +17,7 @@ import pytest
 from studio.document.store import ProjectStore
 from studio.ui.main_window import MainWindow
 from studio.ui.project_menu import Choice, ProjectSession
-from tests.ui.conftest import generate_and_wait, open_window
+from tests.ui.conftest import generate_and_wait, open_window, own_steps, result_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,8 @@ class Answers:
 
 
 def attach_session(window: MainWindow, folder: Path, answers: Answers) -> ProjectSession:
-    session = ProjectSession(window, window.workspace.layers, recovery_folder=folder)
+    session = ProjectSession(window.session, window, window.settings, recovery_folder=folder)
+    window.attach_projects(session)  # as the app does
 
     def ask_restore(entry):
         answers.offered.append(entry.path)
@@ -107,18 +108,20 @@ def test_project_persists_across_close_and_reopen(
         versions = reopened.tree.versions()
         assert [v.id for v in versions] == [parent.id, second.id]
         loaded = reopened.tree.get(parent.id)
-        assert [s.index for s in loaded.steps] == list(range(6))
-        assert np.array_equal(loaded.result, parent.result)
+        assert loaded.step_indices == list(range(6))
+        assert np.array_equal(result_of(window, loaded), result_of(window, parent))
 
         reopened.show_version(parent.id)
         reopened.timeline.set_position(2)
-        assert np.array_equal(reopened.canvas.current_array(), parent.steps[2].preview_x0)
+        assert np.array_equal(
+            reopened.canvas.current_array(), own_steps(window, parent)[2].preview_x0
+        )
         assert reopened.timeline.label.text() == "step 3 / 6"
 
         reopened.branch_from_position(2)  # resumes from a checkpoint read back from the file
         child = generate_and_wait(qtbot, reopened)
         assert child.parent_id == parent.id and child.branch_step == 2
-        assert np.array_equal(child.result, parent.result)
+        assert np.array_equal(result_of(window, child), result_of(window, parent))
     finally:
         reopened.close()
     with ProjectStore.open(target) as store:
@@ -132,7 +135,8 @@ _CRASHING_APP = textwrap.dedent(
     import torch
     from studio.document import recovery
     from studio.document.project import Project
-    from studio.document.versions import StoredStep, VersionTree
+    from studio.document.versions import VersionTree
+    from studio.protocol import StepRecord
     from studio.engine.models import load_model
     from studio.engine.recipe import Recipe
     from studio.engine.sampler import Sampler
@@ -148,9 +152,9 @@ _CRASHING_APP = textwrap.dedent(
     version = tree.new_version(recipe)
     tree.add(version)
     for step in sampler.run(recipe):
-        tree.append_step(version.id, StoredStep(step.index, step.total, step.timestep, step.sigma,
-                         step.checkpoint, step.preview_x0, step.preview_xt))
-    tree.finish(version.id, sampler.decode(version.steps[-1].checkpoint.latent), partial=False)
+        tree.append_step(version.id, StepRecord(step.index, step.total, step.timestep, step.sigma,
+                         step.checkpoint.to_bytes(), step.preview_x0, step.preview_xt))
+    tree.finish(version.id, sampler.decode(step.latent), partial=False)
     store.flush()
     print(store.path, flush=True)
     sys.stdin.read()  # keep working until killed
@@ -184,14 +188,14 @@ def test_untitled_work_is_restored_after_a_crash(qtbot, window, folder, answers,
     assert answers.offered == [crashed]
     assert session.project.path == crashed and session.lock is not None
     assert window.windowTitle() == "Untitled — Noise Studio"
-    (restored,) = window.tree.versions()
-    assert [s.index for s in restored.steps] == list(range(6))
-    assert window.canvas.current_array() is restored.result
+    (restored,) = window.session.tree.versions()
+    assert restored.step_indices == list(range(6))
+    assert window.canvas.current_array() is result_of(window, restored)
     assert window.panel.recipe().prompt == "a red fox in the snow", "the panel carries on"
 
     window.branch_from_position(3)
     child = generate_and_wait(qtbot, window)
-    assert np.array_equal(child.result, restored.result)
+    assert np.array_equal(result_of(window, child), result_of(window, restored))
 
     answers.keep_untitled = Choice.DISCARD
     window.close()
@@ -211,7 +215,7 @@ def test_choosing_not_now_keeps_crashed_work_for_the_next_launch(window, folder,
     session = attach_session(window, folder, answers)
     session.start()
     assert answers.offered == [store.path]
-    assert session.project.path != store.path and len(window.tree) == 0
+    assert session.project.path != store.path and len(window.session.tree) == 0
     window.close()
     assert store.path.exists()
     assert [e.path for e in recovery.recoverable_projects(folder)] == [store.path]
@@ -266,7 +270,7 @@ def test_new_starts_an_empty_untitled_project_and_names_from_v1(qtbot, window, s
     first = session.project.path
     assert session.new_project()
     assert answers.asked_keep == 1 and not first.exists()
-    assert len(window.tree) == 0 and window.undo_stack.count() == 0
+    assert len(window.session.tree) == 0 and window.session.undo_stack.count() == 0
     assert window.canvas.current_array() is None
     assert session.project.path != first
     version = generate_and_wait(qtbot, window)
@@ -277,13 +281,13 @@ def test_open_recent_lists_saved_projects_and_opens_them(qtbot, window, session,
     generate_and_wait(qtbot, window)
     assert session.save_as(tmp_path / "one.studio")
     assert session.new_project()
-    assert window.windowTitle() == "Untitled — Noise Studio" and len(window.tree) == 0
+    assert window.windowTitle() == "Untitled — Noise Studio" and len(window.session.tree) == 0
     session.recent_menu.aboutToShow.emit()
     (entry,) = session.recent_menu.actions()
     assert entry.text() == "one.studio"
     entry.trigger()
     assert window.windowTitle() == "one — Noise Studio"
-    assert [v.name for v in window.tree.versions()] == ["v1"]
+    assert [v.name for v in window.session.tree.versions()] == ["v1"]
 
 
 def test_a_full_disk_offers_save_as_and_the_work_carries_on_there(
@@ -330,4 +334,4 @@ def test_dropping_a_project_file_on_the_window_opens_it(qtbot, window, session, 
     assert enter.isAccepted()
     QApplication.sendEvent(window, QDropEvent(QPointF(40, 40), *args))
     qtbot.waitUntil(lambda: window.windowTitle() == "dropped — Noise Studio")
-    assert [v.name for v in window.tree.versions()] == ["boat"]
+    assert [v.name for v in window.session.tree.versions()] == ["boat"]
