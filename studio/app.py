@@ -1,7 +1,7 @@
 """Start the studio window: a Qt application on a qasync event loop.
 
 Start-up must stay light: this module and everything it imports at module level
-(studio.ui, studio.document, studio.worker) never import torch or diffusers.
+(studio.ui, studio.session, studio.document, studio.workers) never import torch or diffusers.
 The worker thread imports them while the window is already on screen.
 """
 
@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     app.aboutToQuit.connect(closed.set)
 
     window = MainWindow(model_ref=args.model)
-    session = ProjectSession(window, window.workspace.layers)
+    session = ProjectSession(window.session, window, window.settings)
+    window.attach_projects(session)
     probe = os.environ.get(STARTUP_PROBE_ENV)
     started = False
 

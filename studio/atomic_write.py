@@ -24,7 +24,9 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=folder)
+    fd, temp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=folder
+    )
     os.close(fd)
     temp = Path(temp_name)
     try:

@@ -113,7 +113,8 @@ class Project(QObject):
         """
         snapshot = store.snapshot()
         tree = tree if tree is not None else VersionTree()
-        tree.steps = StepStore()  # nothing of another document lingers in it
+        # nothing of another document lingers; the file answers for steps while the tree fills
+        tree.steps = StepStore(loader=_FileSteps(store))
         for record in snapshot.versions:
             preview = snapshot.last_previews.get(record.id)
             if preview is None and record.has_result:
@@ -308,3 +309,16 @@ def _layer_columns(layer: Layer, field: str) -> dict[str, LayerValue]:
         return {"blend": layer.blend.value}
     value: LayerValue = getattr(layer, field)
     return {field: value}
+
+
+class _FileSteps:
+    """A StepLoader reading straight from the store, while a project is being opened."""
+
+    def __init__(self, store: ProjectStore) -> None:
+        self._store = store
+
+    def load_step(self, version_id: str, index: int) -> StepRecord:
+        return self._store.step(version_id, index)
+
+    def load_result(self, version_id: str) -> np.ndarray | None:
+        return self._store.result(version_id)

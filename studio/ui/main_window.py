@@ -28,6 +28,7 @@ from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.export_actions import ExportActions
 from studio.ui.image_drop import ImageImporter
 from studio.ui.pages import Pages
+from studio.ui.project_menu import ProjectSession
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_view import QueueView
 from studio.ui.status_bar import StatusWidgets
@@ -145,6 +146,11 @@ class MainWindow(QMainWindow):
         for action in (*workspace.actions(), *self.exports.actions(), self.importer.import_action):
             self.addAction(action)
 
+    def attach_projects(self, projects: ProjectSession) -> None:
+        """Place the project controller's File menu entries and follow its resumed work."""
+        projects.place_in(self.menus["file"])
+        projects.work_resumed.connect(self.panel.set_recipe)
+
     def _restore_layout(self) -> None:
         geometry = self.settings.value(GEOMETRY_KEY)
         state = self.settings.value(DOCKS_KEY)
@@ -196,6 +202,7 @@ class MainWindow(QMainWindow):
         self.versions.rename_requested.connect(session.rename_version)
         self.versions.delete_requested.connect(session.delete_version)
         self.versions.compare_requested.connect(session.compare)
+        self.versions.add_to_canvas_requested.connect(self.workspace.add_version_to_canvas)
         self.queue.cancel_requested.connect(session.cancel)
 
         session.message_handled.connect(self._on_message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QMenu, QWidget
 
-from studio.worker import JobInfo
+from studio.protocol import JobInfo
 
 
 class QueueView(QListWidget):

@@ -34,7 +34,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from studio.worker import JobFinished, StepReady
+    from studio.protocol import JobFinished, StepMade
 
     ref = model_ref(args.model)
     _app, window = open_window(ref)
@@ -47,7 +47,7 @@ def main() -> None:
     gaps: list[float] = []
     seconds: list[float] = []
     for _ in range(args.runs):
-        wait_for(window, StepReady, window.generate)  # first step: the run is under way
+        wait_for(window, StepMade, window.generate)  # first step: the run is under way
         ticks.clear()
         heartbeat.start()
         began = time.perf_counter()

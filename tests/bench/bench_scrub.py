@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--moves", type=int, default=300)
     args = parser.parse_args()
-    from studio.worker import JobFinished
+    from studio.protocol import JobFinished
 
     app, window = open_window(model_ref(args.model))
     fill_recipe(window, "a red fox in the snow at night", args.steps, args.size)

@@ -18,19 +18,46 @@ import argparse
 import itertools
 import os
 import random
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from studio.document.store import ProjectStore, encode_png  # noqa: E402
+from studio.document.imageio import encode_png  # noqa: E402
+from studio.document.store import ProjectStore  # noqa: E402
+from studio.protocol import StepRecord  # noqa: E402
 
 
-def measure_checkpoints(folder: Path) -> dict[str, dict[str, int]]:
+@dataclass(frozen=True)
+class StepSample:
+    """One real step of a DPM++ 2M run at one latent size, as the store receives it."""
+
+    checkpoint: bytes
+    preview_x0: np.ndarray
+    preview_xt: np.ndarray
+    latent_fp32: int
+    state_keys: list[str]
+
+    @property
+    def x0_png(self) -> bytes:
+        return encode_png(self.preview_x0)
+
+    @property
+    def xt_png(self) -> bytes:
+        return encode_png(self.preview_xt)
+
+
+def measure_checkpoints(folder: Path) -> dict[str, StepSample]:
     from studio.engine.models import load_model
     from studio.engine.recipe import Recipe
     from studio.engine.sampler import Sampler
@@ -50,28 +77,20 @@ def measure_checkpoints(folder: Path) -> dict[str, dict[str, int]]:
         )
         steps = list(sampler.run(recipe))
         step = steps[2]  # history is full from the second step on
-        blob = step.checkpoint.to_bytes()
-        import zlib
-
-        out[label] = {
-            "checkpoint": len(blob),
-            "checkpoint_zlib1": len(zlib.compress(blob, 1)),
-            "preview_x0_png": len(encode_png(step.preview_x0)),
-            "preview_xt_png": len(encode_png(step.preview_xt)),
-            "latent_fp32": step.latent.numel() * 4,
-            "_blob": blob,  # type: ignore[dict-item]
-            "_x0": encode_png(step.preview_x0),  # type: ignore[dict-item]
-            "_xt": encode_png(step.preview_xt),  # type: ignore[dict-item]
-        }
-        tensors = sorted(step.checkpoint.scheduler_state)
-        out[label]["_state_keys"] = tensors  # type: ignore[assignment]
+        out[label] = StepSample(
+            checkpoint=step.checkpoint.to_bytes(),
+            preview_x0=step.preview_x0,
+            preview_xt=step.preview_xt,
+            latent_fp32=step.latent.numel() * 4,
+            state_keys=sorted(step.checkpoint.scheduler_state),
+        )
     return out
 
 
-def build_project(path: Path, versions: int, steps: int, sizes: dict) -> float:
+def build_project(path: Path, versions: int, steps: int, sample: StepSample) -> float:
     """Fill a project, one transaction per version; returns seconds."""
     rng = random.Random(0)
-    blob, x0, xt = sizes["_blob"], sizes["_x0"], sizes["_xt"]
+    blob, x0, xt = sample.checkpoint, sample.x0_png, sample.xt_png
     started = time.perf_counter()
     with ProjectStore.create(path) as store:
         ids: list[str] = []
@@ -82,7 +101,14 @@ def build_project(path: Path, versions: int, steps: int, sizes: dict) -> float:
             first = 0 if branch is None else branch + 1
             result = os.urandom(1) * 30_000
 
-            def write(conn, vid=vid, parent=parent, branch=branch, first=first, result=result):  # type: ignore[no-untyped-def]
+            def write(
+                conn: sqlite3.Connection,
+                vid: str = vid,
+                parent: str | None = parent,
+                branch: int | None = branch,
+                first: int = first,
+                result: bytes = result,
+            ) -> None:
                 conn.execute(
                     "INSERT INTO versions(id, parent_id, branch_step, name, recipe_json, created,"
                     " finished, result_png) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
@@ -100,7 +126,7 @@ def build_project(path: Path, versions: int, steps: int, sizes: dict) -> float:
     return time.perf_counter() - started
 
 
-def timed(fn, repeat: int) -> list[float]:  # type: ignore[no-untyped-def]
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     out = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -115,9 +141,9 @@ def summary(ms: list[float]) -> str:
     return f"median {statistics.median(ms):.3f} ms, p99 {p99:.3f} ms, max {ms[-1]:.3f} ms"
 
 
-def bench_project(folder: Path, label: str, versions: int, steps: int, sizes: dict) -> None:
+def bench_project(folder: Path, label: str, versions: int, steps: int, sample: StepSample) -> None:
     path = folder / f"bench-{label.split()[0]}.studio"
-    build_s = build_project(path, versions, steps, sizes)
+    build_s = build_project(path, versions, steps, sample)
     size = path.stat().st_size
     print(f"\n[{label}] {versions} versions x {steps} steps: built in {build_s:.1f} s")
     print(f"  file size {size / 2**20:.1f} MiB ({size / versions / 2**20:.2f} MiB per version)")
@@ -128,7 +154,7 @@ def bench_project(folder: Path, label: str, versions: int, steps: int, sizes: di
     try:
         print(f"  list the tree (versions()): {summary(timed(store.versions, 20))}")
         print(
-            f"  full snapshot (tree + all step lists + layers): {summary(timed(store.snapshot, 5))}"
+            f"  snapshot (tree + step indices + one preview each + layers): {summary(timed(store.snapshot, 5))}"
         )
         rng = random.Random(1)
         records = store.versions()
@@ -149,21 +175,20 @@ def bench_project(folder: Path, label: str, versions: int, steps: int, sizes: di
             f"  one step's checkpoint bytes: {summary(timed(lambda: store.step_checkpoint(*next(it)), 500))}"
         )
         print(
-            f"  step list of one version: {summary(timed(lambda: store.steps(next(it)[0]), 200))}"
+            f"  step indices of one version: {summary(timed(lambda: store.step_indices(next(it)[0]), 200))}"
+        )
+        print(
+            f"  one whole step (checkpoint + both previews decoded): "
+            f"{summary(timed(lambda: store.step(*next(it)), 500))}"
         )
         vid = store.add_version(recipe_json="{}", name="timing").result()
         counter = iter(range(steps))
+        x0, xt = sample.preview_x0, sample.preview_xt
 
         def one_step() -> None:
             i = next(counter)
             store.append_step(
-                vid,
-                i,
-                total=steps,
-                timestep=i,
-                checkpoint=sizes["_blob"],
-                preview_x0=sizes["_x0"],
-                preview_xt=sizes["_xt"],
+                vid, StepRecord(i, steps, i, None, sample.checkpoint, x0, xt)
             ).result()
 
         print(f"  append one step, committed with fsync: {summary(timed(one_step, steps))}")
@@ -184,11 +209,12 @@ def main() -> None:
         sizes = measure_checkpoints(folder)
         print("Bytes stored per step (DPM++ 2M, history full; checkpoint = engine's safetensors):")
         for label, s in sizes.items():
-            per_step = s["checkpoint"] + s["preview_x0_png"] + s["preview_xt_png"]
+            per_step = len(s.checkpoint) + len(s.x0_png) + len(s.xt_png)
             print(
-                f"  {label}: checkpoint {s['checkpoint']} B (zlib-1 would give {s['checkpoint_zlib1']} B), "
-                f"previews {s['preview_x0_png']} + {s['preview_xt_png']} B PNG, "
-                f"one fp32 latent {s['latent_fp32']} B, state {s['_state_keys']}"
+                f"  {label}: checkpoint {len(s.checkpoint)} B"
+                f" (zlib-1 would give {len(zlib.compress(s.checkpoint, 1))} B), "
+                f"previews {len(s.x0_png)} + {len(s.xt_png)} B PNG, "
+                f"one fp32 latent {s.latent_fp32} B, state {s.state_keys}"
             )
             print(
                 f"    = {per_step} B per step, {per_step * args.steps / 2**20:.2f} MiB per {args.steps}-step version"

@@ -31,8 +31,8 @@ def model_ref(requested: str | None) -> str:
 
 def open_window(ref: str):
     """(app, window) with the model loaded."""
+    from studio.protocol import ModelFailed, ModelLoaded
     from studio.ui.main_window import MainWindow
-    from studio.worker import ModelFailed, ModelLoaded
 
     app = QApplication.instance() or QApplication([])
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
@@ -54,13 +54,13 @@ def wait_for(window, kinds, action=None, timeout_s: float = 600):
             got.append(message)
             loop.quit()
 
-    window.message_handled.connect(on_message)
+    window.session.message_handled.connect(on_message)
     QTimer.singleShot(int(timeout_s * 1000), loop.quit)
     if action is not None:
         action()
     if not got:
         loop.exec()
-    window.message_handled.disconnect(on_message)
+    window.session.message_handled.disconnect(on_message)
     if not got:
         raise TimeoutError(f"no {kinds} within {timeout_s} s")
     return got[0]

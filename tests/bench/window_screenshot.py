@@ -21,7 +21,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--at", type=int, default=14, help="grab when this step (1-based) arrives")
     args = parser.parse_args()
-    from studio.worker import JobFinished, PromptInfo, StepReady
+    from studio.protocol import JobFinished, PromptInfo, StepMade
 
     app, window = open_window(model_ref(args.model))
     window.resize(1280, 800)
@@ -33,15 +33,18 @@ def main() -> None:
     window.panel.leave_branch_mode()
     fill_recipe(window, "a yellow house by a lake, morning", args.steps, args.size, seed=21)
     wait_for(window, PromptInfo)  # the token count of the new prompt, as a user would see it
-    step = wait_for(window, StepReady, window.generate)
+    step = wait_for(window, StepMade, window.generate)
     while step.index + 1 < args.at:
-        step = wait_for(window, StepReady)
+        step = wait_for(window, StepMade)
     app.processEvents()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
     print(f"saved {out} at step {step.index + 1} / {step.total}")
-    print("versions:", [(v.name, v.recipe.prompt, v.branch_step) for v in window.tree.versions()])
+    print(
+        "versions:",
+        [(v.name, v.recipe.prompt, v.branch_step) for v in window.session.tree.versions()],
+    )
     window.close()
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
+from studio.protocol import ModelLoaded
 from studio.session import Session
 from studio.ui.main_window import MainWindow
 from studio.workers.local import LocalWorker
-from studio.protocol import ModelLoaded
 
 GENERATION_TIMEOUT_MS = 60_000
 
@@ -75,3 +75,12 @@ def generate_and_wait(qtbot, win: MainWindow, timeout: int = GENERATION_TIMEOUT_
         job = win.generate()
         assert job is not None, win.panel.error_text()
     return win.session.tree.get(blocker.args[0])
+
+
+def own_steps(win: MainWindow, version) -> list:
+    """The step records a version produced itself (not the ones it inherits)."""
+    return [win.session.tree.steps.step(version.id, i) for i in version.step_indices]
+
+
+def result_of(win: MainWindow, version):
+    return win.session.tree.result(version.id)

@@ -10,15 +10,21 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
 
-from studio.worker import Decoded, JobStarted
-from tests.ui.conftest import GENERATION_TIMEOUT_MS, generate_and_wait, set_small_recipe
+from studio.protocol import Decoded, JobStarted
+from tests.ui.conftest import (
+    GENERATION_TIMEOUT_MS,
+    generate_and_wait,
+    own_steps,
+    result_of,
+    set_small_recipe,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_window_modules_do_not_import_torch():
     code = (
-        "import sys; import studio.app, studio.ui.main_window, studio.worker; "
+        "import sys; import studio.app, studio.ui.main_window, studio.workers.local; "
         "print(sorted(m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -41,18 +47,25 @@ def test_status_bar_names_the_device_once_loaded(window):
 
 def test_generate_streams_a_preview_per_step_and_ends_on_the_full_decode(qtbot, window):
     shown: list[int] = []
-    window.tree.step_appended.connect(lambda _vid, index: shown.append(index))
+    window.session.tree.step_appended.connect(lambda _vid, index: shown.append(index))
     version = generate_and_wait(qtbot, window)
     assert shown == list(range(6))
-    assert [s.index for s in version.steps] == list(range(6))
-    assert all(s.preview_x0.dtype == np.uint8 and s.preview_x0.ndim == 3 for s in version.steps)
-    assert version.result is not None and version.result.shape == (32, 32, 3)
+    assert version.step_indices == list(range(6))
+    assert all(
+        s.preview_x0.dtype == np.uint8 and s.preview_x0.ndim == 3
+        for s in own_steps(window, version)
+    )
+    assert result_of(window, version) is not None and result_of(window, version).shape == (
+        32,
+        32,
+        3,
+    )
     assert not version.partial
     assert window.timeline.count() == 6
     assert window.timeline.label.text() == "step 6 / 6"
-    assert window.canvas.current_array() is version.result
-    assert "full decode" in window.caption.text()
-    assert window.undo_stack.count() == 1
+    assert window.canvas.current_array() is result_of(window, version)
+    assert "full decode" in window.version_view.caption.text()
+    assert window.session.undo_stack.count() == 1
     assert window.versions.item(version.id) is not None
 
 
@@ -60,10 +73,10 @@ def test_ctrl_enter_generates_from_the_prompt_field(qtbot, window):
     window.activateWindow()
     window.panel.prompt.setFocus()
     with qtbot.waitSignal(
-        window.message_handled, check_params_cb=lambda m: isinstance(m, JobStarted)
+        window.session.message_handled, check_params_cb=lambda m: isinstance(m, JobStarted)
     ):
         qtbot.keyClick(window.panel.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    with qtbot.waitSignal(window.tree.version_finished, timeout=GENERATION_TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.tree.version_finished, timeout=GENERATION_TIMEOUT_MS):
         pass
     assert window.panel.prompt.toPlainText() == "a red fox in the snow"  # no newline typed
 
@@ -76,45 +89,49 @@ def test_invalid_recipe_is_explained_in_the_panel(qtbot, window):
 
 def test_cancel_keeps_completed_steps_and_marks_the_version_partial(qtbot, window):
     set_small_recipe(window, steps=400)
-    with qtbot.waitSignal(window.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
         window.generate()
-    with qtbot.waitSignal(window.tree.version_finished, timeout=GENERATION_TIMEOUT_MS) as blocker:
-        window.cancel_action.trigger()
-    version = window.tree.get(blocker.args[0])
+    with qtbot.waitSignal(
+        window.session.tree.version_finished, timeout=GENERATION_TIMEOUT_MS
+    ) as blocker:
+        window.actions_.cancel.trigger()
+    version = window.session.tree.get(blocker.args[0])
     assert version.partial
-    assert 1 <= len(version.steps) < 400
-    assert version.result is None
-    assert window.timeline.count() == len(version.steps)
-    assert window.canvas.current_array() is version.steps[-1].preview_x0
-    assert "partial" in window.caption.text()
-    assert window.undo_stack.count() == 1
+    assert 1 <= len(version.step_indices) < 400
+    assert result_of(window, version) is None
+    assert window.timeline.count() == len(version.step_indices)
+    assert window.canvas.current_array() is own_steps(window, version)[-1].preview_x0
+    assert "partial" in window.version_view.caption.text()
+    assert window.session.undo_stack.count() == 1
 
 
 def test_scrubbing_shows_stored_previews_then_a_full_decode(qtbot, window):
     version = generate_and_wait(qtbot, window)
     window.timeline.set_position(2)
-    assert window.canvas.current_array() is version.steps[2].preview_x0
+    assert window.canvas.current_array() is own_steps(window, version)[2].preview_x0
     assert window.timeline.label.text() == "step 3 / 6"
-    with qtbot.waitSignal(window.message_handled, check_params_cb=lambda m: isinstance(m, Decoded)):
+    with qtbot.waitSignal(
+        window.session.message_handled, check_params_cb=lambda m: isinstance(m, Decoded)
+    ):
         pass  # the debounced full decode of the settled step
-    qtbot.waitUntil(lambda: "full decode" in window.caption.text())
+    qtbot.waitUntil(lambda: "full decode" in window.version_view.caption.text())
     full = window.canvas.current_array()
     assert full.shape == (32, 32, 3)
-    assert not np.array_equal(full, version.result)
+    assert not np.array_equal(full, result_of(window, version))
 
-    window.static_action.setChecked(True)
-    assert window.canvas.current_array() is version.steps[2].preview_xt
-    assert "static x_t" in window.caption.text()
-    window.static_action.setChecked(False)
+    window.actions_.static.setChecked(True)
+    assert window.canvas.current_array() is own_steps(window, version)[2].preview_xt
+    assert "static x_t" in window.version_view.caption.text()
+    window.actions_.static.setChecked(False)
 
     window.canvas.setFocus()
     qtbot.keyClick(window.canvas, Qt.Key.Key_Home)
     assert window.timeline.position() == 0
     qtbot.keyClick(window.canvas, Qt.Key.Key_Right)
     assert window.timeline.position() == 1
-    assert window.canvas.current_array() is version.steps[1].preview_x0
+    assert window.canvas.current_array() is own_steps(window, version)[1].preview_x0
     qtbot.keyClick(window.canvas, Qt.Key.Key_End)
-    assert window.canvas.current_array() is version.result
+    assert window.canvas.current_array() is result_of(window, version)
 
 
 def test_play_runs_from_static_to_image(qtbot, window):
@@ -135,9 +152,9 @@ def test_unchanged_branch_reproduces_the_parent_exactly(qtbot, window):
     assert not window.panel.steps.isEnabled()
     child = generate_and_wait(qtbot, window)
     assert child.parent_id == parent.id and child.branch_step == 2
-    assert [s.index for s in child.steps] == [3, 4, 5]
-    assert [s.index for s in window.tree.trajectory(child.id)] == list(range(6))
-    assert np.array_equal(child.result, parent.result)
+    assert child.step_indices == [3, 4, 5]
+    assert [s.index for s in window.session.tree.trajectory(child.id)] == list(range(6))
+    assert np.array_equal(result_of(window, child), result_of(window, parent))
     assert window.versions.item(child.id).text(1) == f"from step 3 of {parent.name}"
     assert window.versions.item(child.id).parent() is window.versions.item(parent.id)
 
@@ -150,9 +167,10 @@ def test_changed_branch_gives_a_different_image(qtbot, window):
     child = generate_and_wait(qtbot, window)
     assert child.parent_id == parent.id
     assert child.recipe.prompt == "a blue boat on a lake"
-    assert not np.array_equal(child.result, parent.result)
+    assert not np.array_equal(result_of(window, child), result_of(window, parent))
     # the first two steps are shared with the parent
-    assert window.tree.trajectory(child.id)[1] is parent.steps[1]
+    assert window.session.tree.trajectory(child.id)[1] == (parent.id, 1)
+    assert window.session.tree.step(child.id, 1) is own_steps(window, parent)[1]
 
 
 def test_renoised_branch_differs_from_its_parent(qtbot, window):
@@ -162,25 +180,30 @@ def test_renoised_branch_differs_from_its_parent(qtbot, window):
     window.panel.renoise_strength.setValue(0.5)
     child = generate_and_wait(qtbot, window)
     assert child.recipe.renoise_strength == 0.5
-    assert not np.array_equal(child.result, parent.result)
+    assert not np.array_equal(result_of(window, child), result_of(window, parent))
 
 
 def test_undo_and_redo_of_versions(qtbot, window):
     first = generate_and_wait(qtbot, window)
     window.panel.seed.setText("99")
     second = generate_and_wait(qtbot, window)
-    assert [v.id for v in window.tree.versions()] == [first.id, second.id]
+    assert [v.id for v in window.session.tree.versions()] == [first.id, second.id]
 
-    window.undo_action.trigger()
-    assert second.id not in window.tree and window.versions.item(second.id) is None
-    window.redo_action.trigger()
-    assert window.tree.get(second.id) is second and window.versions.item(second.id) is not None
+    window.actions_.undo.trigger()
+    assert second.id not in window.session.tree and window.versions.item(second.id) is None
+    window.actions_.redo.trigger()
+    assert (
+        window.session.tree.get(second.id) is second and window.versions.item(second.id) is not None
+    )
 
-    window.rename_version(first.id, "sunrise")
+    window.session.rename_version(first.id, "sunrise")
     assert window.versions.item(first.id).text(0) == "sunrise"
-    window.delete_version(first.id)
-    assert first.id not in window.tree
-    assert [c.text() for c in map(window.undo_stack.command, range(window.undo_stack.count()))] == [
+    window.session.delete_version(first.id)
+    assert first.id not in window.session.tree
+    assert [
+        c.text()
+        for c in map(window.session.undo_stack.command, range(window.session.undo_stack.count()))
+    ] == [
         "Generate v1",
         "Generate v2",
         "Rename v1 to sunrise",
@@ -188,15 +211,15 @@ def test_undo_and_redo_of_versions(qtbot, window):
     ]
     window.activateWindow()
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
-    assert window.tree.get(first.id).name == "sunrise"
-    window.undo_action.trigger()
-    assert window.tree.get(first.id).name == "v1"
+    assert window.session.tree.get(first.id).name == "sunrise"
+    window.actions_.undo.trigger()
+    assert window.session.tree.get(first.id).name == "v1"
     qtbot.keyClick(
         window.canvas,
         Qt.Key.Key_Z,
         Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
     )
-    assert window.tree.get(first.id).name == "sunrise"
+    assert window.session.tree.get(first.id).name == "sunrise"
     assert window.history.model().rowCount() == 5  # "<start>" plus four commands
 
 
@@ -205,11 +228,11 @@ def test_deleting_a_parent_removes_its_branches_and_undo_restores_them(qtbot, wi
     window.branch_from_position(3)
     child = generate_and_wait(qtbot, window)
     window.versions.select(parent.id)
-    window.delete_action.trigger()
-    assert len(window.tree) == 0
+    window.actions_.delete.trigger()
+    assert len(window.session.tree) == 0
     assert window.canvas.current_array() is None
-    window.undo_action.trigger()
-    assert window.tree.get(child.id).parent_id == parent.id
+    window.actions_.undo.trigger()
+    assert window.session.tree.get(child.id).parent_id == parent.id
     assert window.versions.item(child.id).parent() is window.versions.item(parent.id)
 
 
@@ -217,28 +240,28 @@ def test_compare_two_versions_side_by_side_and_ab(qtbot, window):
     first = generate_and_wait(qtbot, window)
     window.panel.seed.setText("7")
     second = generate_and_wait(qtbot, window)
-    window.compare_versions(first.id, second.id)
+    window.session.compare(first.id, second.id)
     assert window.stack.currentWidget() is window.compare
     assert window.compare.shown_names() == ["v1", "v2"]
-    assert window.compare.left.current_array() is first.result
-    assert window.compare.right.current_array() is second.result
+    assert window.compare.left.current_array() is result_of(window, first)
+    assert window.compare.right.current_array() is result_of(window, second)
     window.compare.flip()
     assert window.compare.shown_names() == ["v2"]
-    assert window.compare.left.current_array() is second.result
+    assert window.compare.left.current_array() is result_of(window, second)
     window.compare.close_button.click()
     assert window.stack.currentIndex() == 0
-    window.compare_versions(first.id, second.id)
-    window.undo_action.trigger()  # v2 goes away: the comparison closes with it
+    window.session.compare(first.id, second.id)
+    window.actions_.undo.trigger()  # v2 goes away: the comparison closes with it
     assert window.stack.currentIndex() == 0
 
 
 def test_closing_during_a_generation_stops_the_worker(qtbot, window):
     set_small_recipe(window, steps=500)
-    with qtbot.waitSignal(window.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
+    with qtbot.waitSignal(window.session.tree.step_appended, timeout=GENERATION_TIMEOUT_MS):
         window.generate()
-    assert window.worker.is_running
+    assert window.session.client.is_running
     window.close()
-    assert not window.worker.is_running
+    assert not window.session.client.is_running
 
 
 def test_heartbeat_keeps_ticking_during_a_generation(qtbot, window):
@@ -248,7 +271,7 @@ def test_heartbeat_keeps_ticking_during_a_generation(qtbot, window):
     heartbeat = QTimer()
     heartbeat.setInterval(5)
     heartbeat.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))
-    window.tree.step_appended.connect(lambda *_: ticks_between_steps.append(ticks[0]))
+    window.session.tree.step_appended.connect(lambda *_: ticks_between_steps.append(ticks[0]))
     heartbeat.start()
     set_small_recipe(window, steps=12)
     generate_and_wait(qtbot, window)
@@ -284,14 +307,14 @@ def test_delete_key_in_the_versions_panel_deletes_the_selected_version(qtbot, wi
     window.versions.select(version.id)
     window.versions.view.setFocus()
     qtbot.keyClick(window.versions.view, Qt.Key.Key_Delete)
-    assert version.id not in window.tree
-    assert window.undo_stack.undoText() == "Delete v1"
+    assert version.id not in window.session.tree
+    assert window.session.undo_stack.undoText() == "Delete v1"
 
 
 def test_branching_from_the_last_step_decodes_the_same_image(qtbot, window):
     parent = generate_and_wait(qtbot, window)
     window.branch_from_position(5)
     child = generate_and_wait(qtbot, window)
-    assert child.steps == [] and child.branch_step == 5
-    assert len(window.tree.trajectory(child.id)) == 6
-    assert np.array_equal(child.result, parent.result)
+    assert child.step_indices == [] and child.branch_step == 5
+    assert len(window.session.tree.trajectory(child.id)) == 6
+    assert np.array_equal(result_of(window, child), result_of(window, parent))

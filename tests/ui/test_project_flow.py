@@ -96,6 +96,8 @@ def test_project_persists_across_close_and_reopen(
 
     window.panel.seed.setText("77")
     second = generate_and_wait(qtbot, window)  # written to the saved file as it happens
+    parent_result = result_of(window, parent)
+    parent_step_3 = own_steps(window, parent)[2].preview_x0
     window.close()
     assert session.project is None and answers.asked_keep == 0, "a titled project needs no question"
 
@@ -105,23 +107,21 @@ def test_project_persists_across_close_and_reopen(
     try:
         assert other.open_project(target)
         assert reopened.windowTitle() == "fox — Noise Studio"
-        versions = reopened.tree.versions()
+        versions = reopened.session.tree.versions()
         assert [v.id for v in versions] == [parent.id, second.id]
-        loaded = reopened.tree.get(parent.id)
+        loaded = reopened.session.tree.get(parent.id)
         assert loaded.step_indices == list(range(6))
-        assert np.array_equal(result_of(window, loaded), result_of(window, parent))
+        assert np.array_equal(result_of(reopened, loaded), parent_result)
 
-        reopened.show_version(parent.id)
+        reopened.session.show_version(parent.id)
         reopened.timeline.set_position(2)
-        assert np.array_equal(
-            reopened.canvas.current_array(), own_steps(window, parent)[2].preview_x0
-        )
+        assert np.array_equal(reopened.canvas.current_array(), parent_step_3)
         assert reopened.timeline.label.text() == "step 3 / 6"
 
         reopened.branch_from_position(2)  # resumes from a checkpoint read back from the file
         child = generate_and_wait(qtbot, reopened)
         assert child.parent_id == parent.id and child.branch_step == 2
-        assert np.array_equal(result_of(window, child), result_of(window, parent))
+        assert np.array_equal(result_of(reopened, child), parent_result)
     finally:
         reopened.close()
     with ProjectStore.open(target) as store:

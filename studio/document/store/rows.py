@@ -19,9 +19,10 @@ STEP_COLUMNS = "total, timestep, sigma, preview_x0, preview_xt, checkpoint"
 
 def read_versions(conn: sqlite3.Connection) -> list[VersionRecord]:
     """Live versions, parents before their children, each level oldest first."""
+    # typeof() reads only the record header; "result_png IS NOT NULL" would load every result.
     rows = conn.execute(
         "SELECT id, parent_id, branch_step, name, recipe_json, created, finished, partial,"
-        " result_png IS NOT NULL FROM versions WHERE deleted = 0 ORDER BY created, rowid"
+        " typeof(result_png) != 'null' FROM versions WHERE deleted = 0 ORDER BY created, rowid"
     ).fetchall()
     records = [
         VersionRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), bool(r[8]))
