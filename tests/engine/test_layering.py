@@ -56,3 +56,32 @@ def test_importing_the_whole_engine_loads_no_qt():
 def test_layering_check_catches_a_qt_import(tmp_path):
     (tmp_path / "bad.py").write_text("from PySide6.QtCore import QObject\n")
     assert [m for _, m in _imports(tmp_path) if m.split(".")[0] in QT_MODULES]
+
+
+def _imports_of(path: Path) -> list[str]:
+    return [m for p, m in _imports(path.parent) if p == path]
+
+
+def test_the_protocol_imports_neither_torch_nor_qt():
+    code = (
+        "import sys, studio.protocol\n"
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {(*QT_MODULES, 'torch')!r}]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_worker_clients_and_the_session_keep_to_their_rooms():
+    local = _imports_of(ROOT / "studio" / "workers" / "local.py")
+    assert not [m for m in local if m.split(".")[0] in QT_MODULES], "the worker thread is Qt-free"
+    session = _imports_of(ROOT / "studio" / "session.py")
+    assert not [m for m in session if "QtWidgets" in m or m.startswith("studio.ui")]
+    # The recipe and the sampler names are the vocabulary the panel edits; the rest of
+    # the engine is reached only through the session and the protocol.
+    vocabulary = ("studio.engine.recipe", "studio.engine.schedulers")
+    for path in (ROOT / "studio" / "ui").glob("*.py"):
+        imports = _imports_of(path)
+        assert not [
+            m for m in imports if m.startswith("studio.engine.") and not m.startswith(vocabulary)
+        ], f"{path.name} reaches into the engine; it goes through the session and the protocol"
