@@ -106,10 +106,29 @@ def main() -> None:
             step.checkpoint.to_bytes()
         sync()
 
+    def run_pipeline_decoded() -> None:
+        pipe(
+            recipe.prompt,
+            num_inference_steps=args.steps,
+            guidance_scale=recipe.guidance,
+            width=width,
+            height=height,
+            generator=torch.Generator("cpu").manual_seed(1),
+            output_type="np",
+        )
+        sync()
+
+    worker = _worker_on(model, sampler)
+
+    def run_worker() -> None:
+        worker.run(recipe)
+
     contenders = {
         "pipeline": run_pipeline,
         "engine": run_engine,
         "engine+bytes": run_engine_serialising,
+        "pipeline+decode": run_pipeline_decoded,
+        "worker": run_worker,
     }
     for fn in contenders.values():
         fn()  # warm-up
@@ -120,6 +139,7 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t)
     median = {name: statistics.median(v) for name, v in times.items()}
+    worker.stop()
 
     steps = list(sampler.run(recipe))
     latent = steps[len(steps) // 2].latent
@@ -140,6 +160,10 @@ def main() -> None:
             f"ratio to pipeline {value / median['pipeline']:.3f}"
         )
     print(
+        f"  worker vs pipeline+decode (both end on the VAE decode): "
+        f"{median['worker'] / median['pipeline+decode']:.3f}"
+    )
+    print(
         f"  preview        {preview_ms:8.3f} ms per preview = {2 * preview_ms / step_ms * 100:.2f}% of a step "
         "(two previews per step)"
     )
@@ -155,6 +179,43 @@ def main() -> None:
             runs.append(time.perf_counter() - t)
         ideal = (args.steps - k - 1) / args.steps
         print(f"    k={k + 1:3d}: {statistics.median(runs) / full:.3f}  (ideal {ideal:.3f})")
+
+
+class _WorkerRun:
+    """The app's own path: a job through the in-process worker, every step's checkpoint
+    serialised to bytes and posted as a protocol message, then the final decode."""
+
+    def __init__(self, model, sampler) -> None:
+        import itertools
+        import queue
+
+        from studio.workers.local import LocalWorker
+
+        self._done: queue.Queue = queue.Queue()
+        self._ids = itertools.count(1)
+        self.client = LocalWorker(load_model=lambda ref: model, make_sampler=lambda m: sampler)
+        self.client.listen(self._on_message)
+        self.client.start()
+
+    def _on_message(self, message) -> None:
+        from studio.protocol import JobFailed, JobFinished
+
+        if isinstance(message, (JobFinished, JobFailed)):
+            self._done.put(message)
+
+    def run(self, recipe) -> None:
+        from studio.protocol import Generate, JobFinished
+
+        self.client.send(Generate(next(self._ids), "bench", recipe))
+        message = self._done.get(timeout=600)
+        assert isinstance(message, JobFinished), message
+
+    def stop(self) -> None:
+        self.client.stop()
+
+
+def _worker_on(model, sampler) -> _WorkerRun:
+    return _WorkerRun(model, sampler)
 
 
 if __name__ == "__main__":
