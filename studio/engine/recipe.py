@@ -20,6 +20,10 @@ MIN_SIDE = 16
 MAX_SIDE = 4096
 MAX_PROMPT_CHARS = 20_000
 MAX_PARAMETERS_CHARS = 64_000
+MAX_PARAMETER_LINE_CHARS = 16_000
+"""A last line longer than this is never read as A1111's parameter line (it stays prompt text)."""
+A1111_REQUIRED_KEYS = ("Steps", "Sampler", "Seed")
+"""Keys A1111 writes on every parameter line; a lone line is parameters only if it has them all."""
 
 # A1111 spells some of our sampler names as a base name plus "Schedule type".
 _A1111_KARRAS_SUFFIX = " Karras"
@@ -63,8 +67,13 @@ class Recipe:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Recipe:
-        """Build a recipe from a dict; unknown keys are ignored, wrong types raise RecipeError."""
+    def from_dict(cls, data: dict[str, Any], notes: list[str] | None = None) -> Recipe:
+        """Build a recipe from a dict; unknown keys are ignored, wrong types raise RecipeError.
+
+        A prompt longer than ``MAX_PROMPT_CHARS`` is cut there (no model reads that far,
+        and a longer one would stall the widgets that show it); a sentence saying so
+        is appended to ``notes`` when given.
+        """
         if not isinstance(data, dict):
             raise RecipeError("A recipe must be a JSON object.")
         known = {f.name: f for f in fields(cls)}
@@ -74,15 +83,16 @@ class Recipe:
                 kwargs[key] = value
         if "prompt" not in kwargs:
             raise RecipeError("The recipe has no prompt.")
-        return cls(**_coerce(kwargs))
+        return cls(**_capped(_coerce(kwargs), notes))
 
     @classmethod
-    def from_json(cls, text: str) -> Recipe:
+    def from_json(cls, text: str, notes: list[str] | None = None) -> Recipe:
+        """Parse our JSON recipe; see :meth:`from_dict` for the prompt cap and ``notes``."""
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise RecipeError(f"The recipe is not valid JSON ({exc}).") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(data, notes)
 
     def with_changes(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
@@ -168,8 +178,15 @@ class Recipe:
         return "\n".join(lines)
 
     @classmethod
-    def from_parameters(cls, text: str) -> Recipe:
-        """Parse A1111 ``parameters`` text as data. Unknown keys are ignored."""
+    def from_parameters(cls, text: str, notes: list[str] | None = None) -> Recipe:
+        """Parse A1111 ``parameters`` text as data. Unknown keys are ignored.
+
+        Linear in the length of the text. The last line is the parameter line when
+        it holds three or more ``key: value`` pairs, is at most
+        ``MAX_PARAMETER_LINE_CHARS`` long, and (when it is the only line, so it
+        could as well be a prompt) names every key of ``A1111_REQUIRED_KEYS``.
+        Prompts are capped as in :meth:`from_dict`.
+        """
         if not isinstance(text, str):
             raise RecipeError("The parameters text is not a string.")
         if len(text) > MAX_PARAMETERS_CHARS:
@@ -178,9 +195,12 @@ class Recipe:
             )
         lines = text.strip("\n").split("\n")
         params: dict[str, str] = {}
-        if lines and len(_PAIR_RE.findall(lines[-1])) >= 3:
-            params = {k.strip(): _unquote(v) for k, v in _PAIR_RE.findall(lines[-1])}
-            lines = lines[:-1]
+        if len(lines[-1]) <= MAX_PARAMETER_LINE_CHARS:
+            pairs = parameter_pairs(lines[-1])
+            keys = {k for k, _ in pairs}
+            if len(pairs) >= 3 and (len(lines) > 1 or keys.issuperset(A1111_REQUIRED_KEYS)):
+                params = {k: _unquote(v) for k, v in pairs}
+                lines = lines[:-1]
         prompt_lines: list[str] = []
         negative_lines: list[str] = []
         in_negative = False
@@ -214,11 +234,48 @@ class Recipe:
         if "Branch noise seed" in params:
             data["renoise_seed"] = params["Branch noise seed"]
             data["renoise_strength"] = params.get("Branch noise strength", "0")
-        return cls(**_coerce(data))
+        return cls(**_capped(_coerce(data), notes))
 
 
-# Key: value pairs, where value is either a JSON string or runs to the next ", ".
-_PAIR_RE = re.compile(r'\s*([\w][\w \-/+().]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+def parameter_pairs(line: str) -> list[tuple[str, str]]:
+    """The ``key: value`` pairs of an A1111 parameter line, in one pass (linear time).
+
+    A value is a JSON string followed by a comma or the end, or else runs to the
+    next comma. A key is the run of key characters just before a colon, starting
+    at a word character; text before it is skipped, as A1111's own reader does.
+    Values are returned as written (quoted ones still quoted).
+    """
+    pairs: list[tuple[str, str]] = []
+    pos, end = 0, len(line)
+    while pos < end:
+        colon = line.find(":", pos)
+        if colon < 0:
+            break
+        run = len(_KEY_RUN_REVERSED.match(line[colon - 1 : pos - 1 if pos else None : -1])[0])
+        first_word = _WORD.search(line, colon - run, colon)
+        if first_word is None:
+            pos = colon + 1  # no key before this colon: look for one after it
+            continue
+        key = line[first_word.start() : colon].strip()
+        start = colon + 1
+        while start < end and line[start].isspace():
+            start += 1
+        quoted = _QUOTED.match(line, start)
+        if quoted and (quoted.end() == end or line[quoted.end()] == ","):
+            value, pos = quoted[0], quoted.end() + 1
+        else:
+            comma = line.find(",", start)
+            comma = end if comma < 0 else comma
+            value, pos = line[start:comma], comma + 1
+        pairs.append((key, value))
+    return pairs
+
+
+# Read backwards from a colon: the characters a key may hold. Both patterns can
+# only advance, so each character of a line is looked at a bounded number of times.
+_KEY_RUN_REVERSED = re.compile(r"[\w \-/+().]*")
+_WORD = re.compile(r"\w")
+_QUOTED = re.compile(r'"(?:\\.|[^\\"])*"')
 
 _INT_FIELDS = {"seed", "steps", "width", "height", "variation_seed", "renoise_seed"}
 _FLOAT_FIELDS = {"guidance", "variation_strength", "renoise_strength"}
@@ -251,6 +308,19 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
                 f"The recipe field {key!r} has an invalid value {str(value)[:40]!r}."
             ) from None
     return out
+
+
+def _capped(data: dict[str, Any], notes: list[str] | None) -> dict[str, Any]:
+    for key, label in (("prompt", "prompt"), ("negative_prompt", "negative prompt")):
+        value = data.get(key)
+        if isinstance(value, str) and len(value) > MAX_PROMPT_CHARS:
+            data[key] = value[:MAX_PROMPT_CHARS]
+            if notes is not None:
+                notes.append(
+                    f"The {label} was {len(value):,} characters long; "
+                    f"only its first {MAX_PROMPT_CHARS:,} were kept."
+                )
+    return data
 
 
 def _finite(value: Any) -> bool:
