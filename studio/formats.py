@@ -212,19 +212,20 @@ def recipe_from_metadata(
     ``samplers`` are the sampler names the engine offers (``studio.engine.schedulers.SAMPLERS``);
     an unknown name falls back to the Recipe default with a warning. A model that
     ``model_exists`` (default: the path exists) denies falls back to the bundled
-    model with a warning. Nothing is evaluated; bad data gives warnings, never an exception.
+    model with a warning. Prompts longer than ``MAX_PROMPT_CHARS`` are cut there
+    with a warning. Nothing is evaluated; bad data gives warnings, never an exception.
     """
     notes = list(metadata.warnings)
     recipe: Recipe | None = None
     source: str | None = None
     if metadata.recipe_json is not None:
         try:
-            recipe, source = Recipe.from_json(metadata.recipe_json), "json"
+            recipe, source = Recipe.from_json(metadata.recipe_json, notes), "json"
         except (RecipeError, TypeError, ValueError, RecursionError) as exc:
             notes.append(f"The Noise Studio recipe in the image is unreadable ({short(exc)}).")
     if recipe is None and metadata.parameters is not None:
         try:
-            recipe, source = Recipe.from_parameters(metadata.parameters), "parameters"
+            recipe, source = Recipe.from_parameters(metadata.parameters, notes), "parameters"
         except (RecipeError, TypeError, ValueError, RecursionError) as exc:
             notes.append(f"The generation parameters in the image are unreadable ({short(exc)}).")
     if recipe is None:
@@ -303,15 +304,26 @@ def _inflate(raw: bytes) -> bytes:
 def _decode_user_comment(raw: bytes) -> str:
     prefix, body = raw[:8], raw[8:]
     if prefix == EXIF_UNICODE_PREFIX:
-        # piexif/A1111 write UTF-16BE; some tools write little-endian with a BOM.
-        if body.startswith(b"\xff\xfe"):
-            return body[2:].decode("utf-16-le", errors="replace")
-        if body.startswith(b"\xfe\xff"):
-            body = body[2:]
-        return body.decode("utf-16-be", errors="replace")
+        return body.decode(_utf16_byte_order(body), errors="replace")
     if prefix.startswith(b"ASCII"):
         return body.decode("ascii", errors="replace")
     return body.decode("utf-8", errors="replace").rstrip("\0")
+
+
+def _utf16_byte_order(body: bytes) -> str:
+    """The codec of a UTF-16 UserComment: its BOM, else the byte order its zero bytes show.
+
+    piexif/A1111 write big-endian without a BOM; some tools write little-endian
+    without one. Text that is mostly Latin has a zero high byte in every unit,
+    so the zeros fall on odd offsets for little-endian and even ones for big-endian.
+    """
+    if body.startswith(b"\xff\xfe"):
+        return "utf-16"  # the BOM names the order and is dropped
+    if body.startswith(b"\xfe\xff"):
+        return "utf-16"
+    even_zeros = body[0::2].count(0)
+    odd_zeros = body[1::2].count(0)
+    return "utf-16-le" if odd_zeros > even_zeros else "utf-16-be"
 
 
 def _path_exists(model: str) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from studio import formats
-from studio.engine.recipe import Recipe
+from studio.engine.recipe import MAX_PROMPT_CHARS, Recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = Recipe(
@@ -75,3 +75,34 @@ def test_the_canonical_key_wins_over_the_old_one():
         {formats.LEGACY_RECIPE_KEYS[0]: older.to_json(), formats.RECIPE_KEY: newer.to_json()}
     )
     assert Recipe.from_json(metadata.recipe_json) == newer
+
+
+def _jpeg_with_user_comment(comment: bytes) -> bytes:
+    exif = Image.Exif()
+    exif.get_ifd(formats.ExifTags.IFD.Exif)[formats.ExifTags.Base.UserComment] = comment
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_a_utf16_user_comment_without_a_byte_order_mark_is_read_in_its_order(codec):
+    text = "a fox über the snow\nSteps: 12, Sampler: Euler a, CFG scale: 6, Seed: 5"
+    data = _jpeg_with_user_comment(formats.EXIF_UNICODE_PREFIX + text.encode(codec))
+    assert formats.exif_metadata(data).parameters == text
+
+
+def test_our_json_recipe_wins_over_a_prompt_that_looks_like_parameters():
+    recipe = Recipe("style: oil, mood: calm, light: soft", seed=4)
+    metadata = formats.ImageMetadata(formats.metadata_texts(recipe))
+    found = formats.recipe_from_metadata(metadata, ("Euler a",))
+    assert found.source == "json" and found.recipe == recipe
+    only_text = formats.ImageMetadata({formats.PARAMETERS_KEY: recipe.prompt})
+    assert formats.recipe_from_metadata(only_text, ("Euler a",)).recipe.prompt == recipe.prompt
+
+
+def test_a_one_megabyte_prompt_in_image_metadata_is_cut_with_a_warning():
+    metadata = formats.ImageMetadata({formats.RECIPE_KEY: Recipe("w" * 1_000_000).to_json()})
+    found = formats.recipe_from_metadata(metadata, ("Euler a",))
+    assert len(found.recipe.prompt) == MAX_PROMPT_CHARS
+    assert any("1,000,000" in w for w in found.warnings)

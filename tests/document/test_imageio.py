@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -250,3 +251,16 @@ def test_read_layer_makes_a_layer_named_after_the_file(tmp_path) -> None:
     layer, meta = imageio.read_layer(path)
     assert layer.name == "fox photo" and layer.pixels.shape == (6, 10, 4) and layer.offset == (0, 0)
     assert recipe_from_metadata(meta, SAMPLERS).recipe.prompt == "fox"
+
+
+def test_info_cuts_a_one_megabyte_one_word_prompt_with_a_note(tmp_path, capsys) -> None:
+    from studio.cli import info_main
+    from studio.engine.recipe import MAX_PROMPT_CHARS
+
+    info = PngInfo()
+    info.add_itxt(RECIPE_KEY, Recipe("z" * 1_000_000, seed=3).to_json())
+    path = _write(tmp_path, "long.png", _png_bytes(pnginfo=info))
+    assert info_main([str(path), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert len(printed["recipe"]["prompt"]) == MAX_PROMPT_CHARS
+    assert any("1,000,000" in w for w in printed["warnings"])
