@@ -4,12 +4,16 @@ Each PNG, JPEG or WebP becomes a layer (one undo step for the whole import).
 A file that cannot be imported is explained in one sentence. When a single
 imported image carries a recipe (A1111 ``parameters`` or our JSON), the user
 is offered to load it into the prompt panel; the metadata is parsed as data by
-``studio.document.imageio`` and any warnings are shown as plain text.
+``studio.document.imageio`` on a parse thread, never on the UI thread, and any
+warnings are shown as plain text.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QMimeData, QObject, Qt, QTimer, Signal
@@ -19,6 +23,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 from studio.document.imageio import (
     ImageImportError,
     ImageMetadata,
+    RecipeFromImage,
     read_layer,
     recipe_from_metadata,
 )
@@ -48,9 +53,16 @@ class ImageImporter(QObject):
     in its File menu and adds :meth:`actions` to itself for the shortcut. A recipe
     the user chose to load is emitted as ``recipe_offered(Recipe)``; the window
     puts it in the prompt panel.
+
+    Threading: an image's metadata is parsed on a parse thread; the result
+    comes back to the UI thread by a queued signal (``recipe_read``) and only
+    then is the user asked. A newer import makes the answer of an older one stale,
+    and a stale answer is dropped.
     """
 
     recipe_offered = Signal(object)  # Recipe
+    recipe_read = Signal(object)  # RecipeFromImage, on the UI thread, before the user is asked
+    _parsed = Signal(int, str, object)  # ticket, file name, RecipeFromImage; from the parse thread
 
     def __init__(self, session: Session, parent: QWidget, workspace: CanvasWorkspace) -> None:
         super().__init__(parent)
@@ -68,6 +80,12 @@ class ImageImporter(QObject):
         workspace.toolbar.addAction(self.import_action)
         parent.setAcceptDrops(True)
         parent.installEventFilter(self)
+        self._parse_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recipe-parse")
+        self._tickets = itertools.count(1)
+        self._latest_ticket = 0
+        self._parsed.connect(self._on_parsed, Qt.ConnectionType.QueuedConnection)
+        parse_thread = self._parse_thread
+        self.destroyed.connect(lambda: parse_thread.shutdown(wait=False, cancel_futures=True))
 
     def actions(self) -> list[QAction]:
         """The actions with window-wide shortcuts; the window adds them to itself."""
@@ -138,20 +156,45 @@ class ImageImporter(QObject):
             self.offer_recipe(read[0][1], read[0][2])
         return [layer for layer, *_ in read]
 
-    def offer_recipe(self, metadata: ImageMetadata, name: str) -> Recipe | None:
-        """If ``metadata`` holds a recipe, offer to load it; ``recipe_offered`` carries a yes."""
+    def offer_recipe(self, metadata: ImageMetadata, name: str) -> Future | None:
+        """If ``metadata`` may hold a recipe, parse it off the UI thread, then offer to load it.
+
+        Returns the parse's future (None when there is nothing to parse); the
+        answer arrives later on the UI thread, as ``recipe_read`` and, on a yes,
+        ``recipe_offered``.
+        """
         if metadata.parameters is None and metadata.recipe_json is None:
             return None
-        found = recipe_from_metadata(metadata, SAMPLERS)
+        ticket = self._latest_ticket = next(self._tickets)
+        future = self._parse_thread.submit(recipe_from_metadata, metadata, SAMPLERS)
+        future.add_done_callback(lambda done: self._post_parsed(ticket, name, done))
+        return future
+
+    def _post_parsed(self, ticket: int, name: str, done: Future) -> None:
+        """On the parse thread: hand the result to the UI thread."""
+        if done.cancelled():
+            return
+        error = done.exception()
+        found = (
+            RecipeFromImage(None, (f"The recipe of {name} could not be read ({error}).",))
+            if error is not None
+            else done.result()
+        )
+        with contextlib.suppress(RuntimeError):  # the importer was deleted while parsing
+            self._parsed.emit(ticket, name, found)
+
+    def _on_parsed(self, ticket: int, name: str, found: RecipeFromImage) -> None:
+        if ticket != self._latest_ticket:
+            return  # a newer import replaced this one
+        self.recipe_read.emit(found)
         if found.recipe is None:
             if found.warnings:
                 self.session.status.emit(found.warnings[0], 10000)
-            return None
+            return
         if not self.ask_load_recipe(name, found.recipe, found.warnings):
-            return None
+            return
         self.recipe_offered.emit(found.recipe)
         self.session.status.emit(f"Loaded the recipe of {name}.", 5000)
-        return found.recipe
 
     # ---- drag and drop ------------------------------------------------------------------
 

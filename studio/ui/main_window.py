@@ -281,7 +281,7 @@ class MainWindow(QMainWindow):
         )
 
     def _offer_recipe(self, recipe) -> None:
-        self.panel.set_recipe(recipe)
+        self.panel.set_imported_recipe(recipe)  # never loads the model it names
         self.prompt_dock.show()
 
     # ---- the view ----------------------------------------------------------------------

@@ -102,6 +102,11 @@ class PromptPanel(QWidget):
         self.add_folder = QToolButton()
         self.add_folder.setText("+")
         self.add_folder.setToolTip("Add a folder of models")
+        self.model_note = QLabel()
+        self.model_note.setWordWrap(True)
+        self.model_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.model_note.setStyleSheet("color: palette(mid); font-size: 11px;")
+        self.model_note.hide()
 
         self.variation_seed = self._optional_seed_field()
         self.variation_strength = _strength_box()
@@ -156,6 +161,7 @@ class PromptPanel(QWidget):
         form.addRow("Sampler", self.sampler)
         form.addRow("Size", size_row)
         form.addRow("Model", model_row)
+        form.addRow("", self.model_note)
 
         self.variation_group = QGroupBox("Variation")
         variation_form = QFormLayout(self.variation_group)
@@ -256,6 +262,34 @@ class PromptPanel(QWidget):
         self.renoise_seed.setText(_seed_text(recipe.renoise_seed))
         self.renoise_strength.setValue(recipe.renoise_strength)
 
+    def set_imported_recipe(self, recipe: Recipe) -> None:
+        """Fill every field but the model from a recipe read from a file (an image's metadata).
+
+        A recipe from a file never loads a model by itself: the picker keeps the
+        model the user chose, and the model the recipe names is shown as a note
+        for the user to pick. A model that is not in the picker's list (not in
+        the user's model folders) is shown by its file name only, never offered.
+        """
+        self.set_recipe(recipe.with_changes(model=self.model_ref()))
+        named = recipe.model
+        if named == self.model_ref():
+            self.show_model_note(None)
+            return
+        index = self.model.findData(named)
+        if index >= 0:
+            self.show_model_note(
+                f"The recipe was made with {self.model.itemText(index)}; pick it above to use it."
+            )
+        else:
+            self.show_model_note(
+                f"The recipe was made with {_model_label(named)[:80]}, "
+                "which is not in your model folders."
+            )
+
+    def show_model_note(self, text: str | None) -> None:
+        self.model_note.setText(text or "")
+        self.model_note.setVisible(bool(text))
+
     def roll_seed(self) -> None:
         self.seed.setText(str(random.randrange(0, 2**32)))
 
@@ -292,6 +326,7 @@ class PromptPanel(QWidget):
             box.setSingleStep(self._size_factor)
 
     def _on_model_index(self, _index: int) -> None:
+        self.show_model_note(None)
         self.model_changed.emit(self.model_ref())
         self.recipe_edited.emit()
 
@@ -395,4 +430,4 @@ def _strength_box() -> QDoubleSpinBox:
 def _model_label(ref: str) -> str:
     if ref == BUNDLED_MODEL:
         return "noise-world (bundled)"
-    return ref.rstrip("/").rsplit("/", 1)[-1] or ref
+    return ref.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or ref

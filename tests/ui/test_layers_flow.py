@@ -133,7 +133,7 @@ def _png_with_parameters(path: Path, parameters: str) -> Path:
 
 
 def test_importing_a_png_with_a1111_parameters_offers_its_recipe(
-    window, workspace, offers, tmp_path
+    qtbot, window, workspace, offers, tmp_path
 ):
     path = _png_with_parameters(
         tmp_path / "from-a1111.png",
@@ -141,7 +141,8 @@ def test_importing_a_png_with_a1111_parameters_offers_its_recipe(
         "Steps: 12, Sampler: Heun, CFG scale: 6.5, Seed: 424242, Size: 40x24, Model hash: abc123",
     )
     assert window.importer.import_action in file_menu(window).actions()
-    (layer,) = window.importer.import_files([path])
+    with qtbot.waitSignal(window.importer.recipe_offered):  # parsed off the UI thread
+        (layer,) = window.importer.import_files([path])
     assert layer.name == "from-a1111" and layer.pixels.shape == (24, 40, 4)
     assert workspace.layers.layers[0] is layer and workspace.is_canvas_shown()
 
@@ -159,12 +160,13 @@ def test_importing_a_png_with_a1111_parameters_offers_its_recipe(
     assert loaded.guidance == 6.5 and (loaded.width, loaded.height) == (40, 24)
 
 
-def test_importing_our_own_export_restores_the_identical_recipe(window, offers, tmp_path):
+def test_importing_our_own_export_restores_the_identical_recipe(qtbot, window, offers, tmp_path):
     recipe = Recipe(
         prompt="a lighthouse in fog", seed=31337, steps=7, guidance=4.5, width=32, height=32
     )
     path = export_image(np.zeros((32, 32, 3), np.uint8), tmp_path / "mine.png", recipe)
-    window.importer.import_files([path])
+    with qtbot.waitSignal(window.importer.recipe_offered):
+        window.importer.import_files([path])
     ((_name, offered, _warnings),) = offers["recipes"]
     assert offered == recipe
     assert window.panel.recipe().prompt == recipe.prompt
