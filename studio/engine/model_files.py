@@ -18,6 +18,7 @@ import math
 import os
 import pickletools
 import re
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,88 @@ _WEIGHT_STEMS = {
 }
 _CORE_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 _CHECKED_COMPONENTS = (*_CORE_COMPONENTS, "text_encoder_2", "tokenizer_2")
+
+# ---- what a model_index.json may name ---------------------------------------------
+# diffusers imports ``library`` and takes ``class`` from it for every component entry,
+# so each entry is checked against the pairs the SD 1.x / 2.x / XL families use.
+_CLIP_TEXT = {("transformers", "CLIPTextModel"), ("transformers", "CLIPTextModelWithProjection")}
+_CLIP_TOKENIZERS = {("transformers", "CLIPTokenizer"), ("transformers", "CLIPTokenizerFast")}
+_SCHEDULER_CLASSES = (
+    "DDIMScheduler",
+    "DDPMScheduler",
+    "DEISMultistepScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "EulerDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "PNDMScheduler",
+    "UniPCMultistepScheduler",
+)
+ALLOWED_COMPONENTS: dict[str, frozenset[tuple[str, str]]] = {
+    "unet": frozenset({("diffusers", "UNet2DConditionModel")}),
+    "vae": frozenset({("diffusers", "AutoencoderKL")}),
+    "text_encoder": frozenset(_CLIP_TEXT),
+    "text_encoder_2": frozenset(_CLIP_TEXT),
+    "tokenizer": frozenset(_CLIP_TOKENIZERS),
+    "tokenizer_2": frozenset(_CLIP_TOKENIZERS),
+    "scheduler": frozenset(("diffusers", name) for name in _SCHEDULER_CLASSES),
+    # Listed by the published SD folders; Noise Studio never loads them.
+    "safety_checker": frozenset({("stable_diffusion", "StableDiffusionSafetyChecker")}),
+    "feature_extractor": frozenset(
+        {("transformers", "CLIPImageProcessor"), ("transformers", "CLIPFeatureExtractor")}
+    ),
+    "image_encoder": frozenset({("transformers", "CLIPVisionModelWithProjection")}),
+}
+ALLOWED_PIPELINES = frozenset({"StableDiffusionPipeline", "StableDiffusionXLPipeline"})
+
+# Files no library reads as text: weights (safetensors are header-checked, pickles refused).
+_WEIGHT_SUFFIXES = (".safetensors", ".msgpack", ".onnx", ".h5", ".pb", *PICKLE_SUFFIXES)
+_VOCAB_FILES = ("vocab.json", "merges.txt", "tokenizer.json")
+
+# Config values that size an allocation, bounded to what the SD 1.x / 2.x / XL families
+# use (OpenCLIP bigG is the largest text encoder, SDXL's UNet the largest UNet).
+_CONFIG_BOUNDS: dict[str, dict[str, tuple[int, int]]] = {
+    "scheduler": {"num_train_timesteps": (1, 10_000), "steps_offset": (0, 10_000)},
+    "text_encoder": {
+        "hidden_size": (1, 1280),
+        "intermediate_size": (1, 5120),
+        "projection_dim": (1, 1280),
+        "num_hidden_layers": (1, 32),
+        "num_attention_heads": (1, 20),
+        "max_position_embeddings": (1, 512),
+        "vocab_size": (1, 65_536),
+    },
+    "unet": {
+        "in_channels": (1, 16),
+        "out_channels": (1, 16),
+        "block_out_channels": (1, 1280),
+        "layers_per_block": (1, 4),
+        "cross_attention_dim": (1, 2048),
+        "attention_head_dim": (1, 64),
+        "num_attention_heads": (1, 64),
+        "transformer_layers_per_block": (1, 10),
+        "sample_size": (1, 256),
+        "norm_num_groups": (1, 32),
+        "addition_time_embed_dim": (1, 1024),
+        "projection_class_embeddings_input_dim": (1, 4096),
+        "num_class_embeds": (1, 1000),
+        "time_embedding_dim": (1, 5120),
+    },
+    "vae": {
+        "in_channels": (1, 4),
+        "out_channels": (1, 4),
+        "latent_channels": (1, 16),
+        "block_out_channels": (1, 512),
+        "layers_per_block": (1, 4),
+        "norm_num_groups": (1, 32),
+        "sample_size": (1, 1024),
+    },
+}
+_CONFIG_BOUNDS["text_encoder_2"] = _CONFIG_BOUNDS["text_encoder"]
 
 _CORRUPT = "is an incomplete or corrupt model file"
 
@@ -314,6 +397,7 @@ def check_diffusers_folder(path: str | os.PathLike[str]) -> None:
             "missing",
         )
     index = read_json_object(index_path)
+    check_model_index(index, index_path)
     components = [
         name for name in _CHECKED_COMPONENTS if name in _CORE_COMPONENTS or _listed(index.get(name))
     ]
@@ -343,14 +427,150 @@ def check_diffusers_folder(path: str | os.PathLike[str]) -> None:
             f"The model folder {folder} is missing {_join(missing)}.", folder, "missing"
         )
 
+    _check_component_files(folder, components)
     for name in components:
-        sub = folder / name
-        for config in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
-            if (sub / config).is_file():
-                read_json_object(sub / config)
         if name in _WEIGHT_STEMS:
             for weights in weight_files(sub, _WEIGHT_STEMS[name]):
                 check_safetensors(weights)
+
+
+def check_model_index(index: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Refuse a model_index.json that names a pipeline or component outside the allow-list.
+
+    diffusers imports the library and class each entry names, so nothing else may
+    reach it: ``_class_name`` must be one of ``ALLOWED_PIPELINES``, every
+    ``[library, class]`` entry a pair from ``ALLOWED_COMPONENTS`` for its key (or
+    ``[null, null]``), and every other value a plain setting.
+    """
+    path = Path(path)
+
+    def refuse(detail: str) -> ModelFileError:
+        return ModelFileError(
+            f"Incompatible model: {path} {detail}, which Noise Studio does not load "
+            "(only the SD 1.x, 2.x and XL classes are allowed).",
+            path,
+            "incompatible",
+        )
+
+    pipeline = index.get("_class_name", "StableDiffusionPipeline")
+    if not isinstance(pipeline, str) or pipeline not in ALLOWED_PIPELINES:
+        raise refuse(f"names the pipeline {_shown(pipeline)}")
+    for key, value in index.items():
+        if isinstance(value, (list, tuple, dict)):
+            if isinstance(value, list) and value in ([None, None], [None]):
+                continue
+            pair = tuple(value) if isinstance(value, list) and len(value) == 2 else None
+            if pair is None or pair not in ALLOWED_COMPONENTS.get(key, frozenset()):
+                raise refuse(f"names {_shown(value)} for {_shown(key)}")
+        elif not (value is None or isinstance(value, (str, bool, int, float))):
+            raise refuse(f"holds an odd value for {_shown(key)}")
+
+
+def check_config_folder(path: str | os.PathLike[str]) -> None:
+    """The checks a single-file model's config folder must pass before diffusers reads it.
+
+    model_index.json against the allow-list, then every file of every component
+    it lists sized and every config bounded, as for a diffusers folder.
+    """
+    folder = Path(path)
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise ModelFileError(
+            f"The config folder {folder} has no model_index.json.", folder, "missing"
+        )
+    index = read_json_object(index_path)
+    check_model_index(index, index_path)
+    components = [
+        name
+        for name in _CHECKED_COMPONENTS
+        if _listed(index.get(name)) and (folder / name).is_dir()
+    ]
+    _check_component_files(folder, components)
+
+
+def _check_component_files(folder: Path, components: list[str]) -> None:
+    """Size every non-weight file of the components before anything opens it, then
+    read each config, refuse remote-code pointers and bound the values that allocate."""
+    for name in components:
+        sub = folder / name
+        if not sub.is_dir():
+            continue
+        for entry in sorted(sub.iterdir()):
+            if entry.suffix.lower() in _WEIGHT_SUFFIXES or entry.is_dir():
+                continue
+            limit = MAX_VOCAB_FILE_BYTES if entry.name in _VOCAB_FILES else MAX_JSON_FILE_BYTES
+            check_file_size(entry, limit)
+    for name in components:
+        sub = folder / name
+        for config_name in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
+            if not (sub / config_name).is_file():
+                continue
+            config = read_json_object(sub / config_name)
+            if "auto_map" in config:
+                raise ModelFileError(
+                    f"{sub / config_name} points to the model's own code (auto_map), which Noise Studio never runs.",
+                    sub / config_name,
+                    "incompatible",
+                )
+            if config_name != "tokenizer_config.json":
+                _check_bounds(sub / config_name, config, _CONFIG_BOUNDS.get(name, {}))
+
+
+def check_file_size(path: Path, limit: int) -> None:
+    """Refuse anything but a regular file of at most ``limit`` bytes (FIFOs and devices too)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ModelFileError(
+            f"The model file {path} cannot be read ({exc.strerror or exc}).", path, "missing"
+        ) from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelFileError(
+            f"The model file {path} is not a regular file, so it is not read.", path, "corrupt"
+        )
+    if info.st_size > limit:
+        raise ModelFileError(
+            f"{path} {_CORRUPT} (it is {info.st_size} bytes, more than the {limit} allowed for this file).",
+            path,
+            "corrupt",
+        )
+
+
+def _check_bounds(path: Path, config: dict[str, Any], bounds: dict[str, tuple[int, int]]) -> None:
+    for key, (low, high) in bounds.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        values = list(_flatten(value)) if isinstance(value, list) else [value]
+        for item in values:
+            if not _is_count(item) or not low <= item <= high:
+                raise ModelFileError(
+                    f"{path} is an incompatible model: {key} is {_shown(value)}, outside the "
+                    f"{low} to {high} that SD 1.x, 2.x and XL models use.",
+                    path,
+                    "incompatible",
+                )
+    if "trained_betas" in config and config["trained_betas"] is not None:
+        betas, steps = config["trained_betas"], config.get("num_train_timesteps", 1000)
+        if not isinstance(betas, list) or len(betas) != steps:
+            raise ModelFileError(
+                f"{path} is an incompatible model: trained_betas does not hold one value per timestep.",
+                path,
+                "incompatible",
+            )
+
+
+def _flatten(value: list[Any]) -> Any:
+    for item in value:
+        if isinstance(item, list):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _listed(entry: Any) -> bool:

@@ -54,7 +54,6 @@ _PREVIEW_FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
 }
 _PREVIEW_FACTORS["sd2"] = _PREVIEW_FACTORS["sd1"]
 
-_ALLOWED_PIPELINES = {"StableDiffusionPipeline", "StableDiffusionXLPipeline"}
 _ALLOWED_TEXT_ENCODERS = {"CLIPTextModel", "CLIPTextModelWithProjection"}
 
 
@@ -282,12 +281,7 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
     _quiet_loaders()
 
     index = _read_json(path / "model_index.json", "model_index.json")
-    pipeline = index.get("_class_name", "StableDiffusionPipeline")
-    if pipeline not in _ALLOWED_PIPELINES:
-        raise ModelError(
-            f"Incompatible model: {pipeline} pipelines are not supported (SD 1.x, 2.x and XL are)."
-        )
-    _check_folder(path)
+    _check_folder(path)  # the model_index allow-list, file sizes and config bounds first
     text_classes = {
         "CLIPTextModel": CLIPTextModel,
         "CLIPTextModelWithProjection": CLIPTextModelWithProjection,
@@ -300,12 +294,17 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
             raise ModelError(
                 f"Incompatible model: text encoder class {cls_name!r} is not supported."
             )
-        return text_classes[cls_name].from_pretrained(
-            path,
-            subfolder=sub,
-            local_files_only=True,
-            use_safetensors=True,
-            torch_dtype=policy.dtype,
+        return _complete(
+            path / sub,
+            text_classes[cls_name].from_pretrained(
+                path,
+                subfolder=sub,
+                local_files_only=True,
+                use_safetensors=True,
+                torch_dtype=policy.dtype,
+                trust_remote_code=False,
+                output_loading_info=True,
+            ),
         )
 
     try:
@@ -320,13 +319,17 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
             )
             encoder_2 = text_encoder("text_encoder_2")
         unet, vae = (
-            cls.from_pretrained(
-                path,
-                subfolder=sub,
-                local_files_only=True,
-                use_safetensors=True,
-                torch_dtype=policy.dtype,
-                low_cpu_mem_usage=False,
+            _complete(
+                path / sub,
+                cls.from_pretrained(
+                    path,
+                    subfolder=sub,
+                    local_files_only=True,
+                    use_safetensors=True,
+                    torch_dtype=policy.dtype,
+                    low_cpu_mem_usage=False,
+                    output_loading_info=True,
+                ),
             )
             for cls, sub in ((UNet2DConditionModel, "unet"), (AutoencoderKL, "vae"))
         )
@@ -375,11 +378,12 @@ def _load_single_file(
             "(model_index.json plus component configs and tokenizer files), given with --model-config."
         )
     config_path = Path(config_dir)
+    from studio.engine.model_files import check_config_folder, check_single_file
+
+    # diffusers imports what model_index.json names: the allow-list, sizes and bounds first.
+    check_config_folder(config_path)
     index = _read_json(config_path / "model_index.json", "model_index.json in the config folder")
     pipeline_name = index.get("_class_name", "StableDiffusionPipeline")
-    if pipeline_name not in _ALLOWED_PIPELINES:
-        raise ModelError(f"Incompatible model: {pipeline_name} pipelines are not supported.")
-    from studio.engine.model_files import check_single_file
 
     check_single_file(
         path, config_path
@@ -389,7 +393,14 @@ def _load_single_file(
     pipeline_cls = getattr(diffusers, pipeline_name)
     try:
         pipe = pipeline_cls.from_single_file(
-            str(path), config=str(config_path), local_files_only=True, torch_dtype=policy.dtype
+            str(path),
+            config=str(config_path),
+            local_files_only=True,
+            torch_dtype=policy.dtype,
+            trust_remote_code=False,
+            safety_checker=None,
+            feature_extractor=None,
+            image_encoder=None,
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise ModelError(
@@ -437,6 +448,19 @@ def _check_shapes(model: LoadedModel) -> None:
             f"Incompatible model: the text encoder gives {width}-wide embeddings but the UNet expects "
             f"{unet.cross_attention_dim}."
         )
+
+
+def _complete(folder: Path, loaded: tuple[Any, dict[str, Any]]) -> Any:
+    """The model, unless the weights lack some of what its config builds: those layers
+    would stay randomly initialised and draw noise without a word."""
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        raise ModelError(
+            f"The weights in {folder} lack {len(missing)} of the tensors its config requires "
+            f"(e.g. {missing[0]}), so the model is refused rather than filled with random values."
+        )
+    return model
 
 
 def _to_device(model: LoadedModel) -> LoadedModel:
