@@ -121,13 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     changes = _recipe_changes(args)
     start = None
     if args.resume is not None:
-        try:
-            data = args.resume.read_bytes()
-        except OSError as exc:
-            raise CliError(
-                f"Cannot read the checkpoint {args.resume}: {exc.strerror or exc}."
-            ) from None
-        start = Checkpoint.from_bytes(data)
+        start = Checkpoint.from_bytes(_read_checkpoint_file(args.resume))
         recipe = start.recipe.with_changes(**changes)
     else:
         if "prompt" not in changes:
@@ -189,6 +183,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "out": str(args.out) if args.out else None,
         "recipe": recipe.to_dict(),
     }
+
+
+def _read_checkpoint_file(path: Path) -> bytes:
+    """The bytes of a checkpoint file: stat first, so a FIFO, a device or an oversized
+    file is refused before anything is read from it."""
+    import os
+    import stat
+
+    from studio.engine.checkpoint import MAX_CHECKPOINT_BYTES
+
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise CliError(f"The checkpoint {path} is not a regular file, so it is not read.")
+        if info.st_size > MAX_CHECKPOINT_BYTES:
+            raise CliError(
+                f"The checkpoint {path} is {info.st_size} bytes, more than the "
+                f"{MAX_CHECKPOINT_BYTES} any checkpoint can be."
+            )
+        # O_NONBLOCK: should the file be swapped for a FIFO after the stat, opening it cannot hang.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise CliError(f"The checkpoint {path} is not a regular file, so it is not read.")
+            data = file.read(MAX_CHECKPOINT_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"Cannot read the checkpoint {path}: {exc.strerror or exc}.") from None
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise CliError(
+            f"The checkpoint {path} grew past {MAX_CHECKPOINT_BYTES} bytes as it was read."
+        )
+    return data
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

@@ -107,3 +107,74 @@ def test_the_process_refuses_a_torch_zip_without_traceback_or_marker(tmp_path):
     stderr = refusal_of_a_process("--model", str(model), "--prompt", "x")
     assert str(model) in stderr and "refuses" in stderr
     assert not marker.exists()
+
+
+# ---- --resume FILE: stat first, then read (issue 11, item 4) ------------------------------
+
+
+def _limited_memory() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+
+
+def refusal_of_a_bounded_process(*render_args: str) -> str:
+    """Like ``refusal_of_a_process``, in 3 GiB of address space and 60 s: a read that never
+    ends fails the test instead of the machine."""
+    import time
+
+    began = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "main.py", "render", *render_args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limited_memory,
+    )
+    assert result.returncode == EXIT_ERROR, result.stderr[-500:]
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert time.monotonic() - began < 60
+    return result.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_resume_from_a_device_is_refused_without_reading_it():
+    stderr = refusal_of_a_bounded_process("--resume", "/dev/zero")
+    assert "/dev/zero" in stderr and "not a regular file" in stderr
+
+
+def test_resume_from_a_fifo_is_refused_without_waiting(tmp_path):
+    import os
+
+    fifo = tmp_path / "checkpoint.fifo"
+    os.mkfifo(fifo)
+    stderr = refusal_of_a_bounded_process("--resume", str(fifo))
+    assert str(fifo) in stderr and "not a regular file" in stderr
+
+
+def test_resume_from_an_oversized_file_is_refused_before_reading(
+    capsys, tmp_path, no_model_loading
+):
+    import tracemalloc
+
+    from studio.engine.checkpoint import MAX_CHECKPOINT_BYTES
+
+    big = tmp_path / "big.checkpoint"
+    with open(big, "wb") as file:
+        file.truncate(MAX_CHECKPOINT_BYTES + 1)  # sparse: nothing is written
+    tracemalloc.start()
+    try:
+        status = main(["--resume", str(big)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status == EXIT_ERROR
+    sentence = one_sentence(capsys)
+    assert str(big) in sentence and "more than" in sentence
+    assert peak < 16 * 1024 * 1024
+
+
+def test_resume_from_a_missing_file_names_it(capsys, tmp_path, no_model_loading):
+    assert main(["--resume", str(tmp_path / "nowhere")]) == EXIT_ERROR
+    assert "nowhere" in one_sentence(capsys)
