@@ -20,6 +20,7 @@ from safetensors.torch import save as save_safetensors
 
 from studio.engine.errors import CheckpointError
 from studio.engine.recipe import Recipe, RecipeError
+from studio.engine.schedulers import STATE_KEYS
 
 FORMAT = "noise-studio.checkpoint"
 FORMAT_VERSION = 1
@@ -76,21 +77,101 @@ class Checkpoint:
             tensors = load_safetensors(data)
         except (ValueError, SafetensorError, AttributeError) as exc:
             raise CheckpointError(f"The checkpoint is corrupt ({exc}).") from None
-        if metadata.get("format") != FORMAT:
+        if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
             raise CheckpointError("The data is not a Noise Studio checkpoint.")
-        if int(metadata.get("version", "0")) > FORMAT_VERSION:
+        version = _whole_number(metadata.get("version"))
+        if version is not None and version > FORMAT_VERSION:
             raise CheckpointError("The checkpoint was written by a newer Noise Studio.")
+        if version is None or version < 1:
+            raise CheckpointError(
+                f"The checkpoint's format version {str(metadata.get('version'))[:20]!r} is not one Noise Studio wrote."
+            )
         try:
             recipe = Recipe.from_json(metadata["recipe"])
-            step_index = int(metadata["step_index"])
+            step_index = _whole_number(metadata["step_index"])
             layout = json.loads(metadata["scheduler_state"])
+            if not isinstance(layout, dict):
+                raise ValueError("the scheduler state is not a map")
             state = {key: _decode_value(spec, tensors) for key, spec in layout.items()}
-            latent, x0_pred = tensors["latent"], tensors["x0_pred"].to(torch.float32)
-        except (KeyError, ValueError, TypeError, RecipeError) as exc:
-            raise CheckpointError(f"The checkpoint is incomplete ({exc}).") from None
-        if not 0 <= step_index < recipe.steps:
+            latent, x0_stored = tensors["latent"], tensors["x0_pred"]
+        except (KeyError, ValueError, TypeError, RecursionError, RecipeError) as exc:
+            raise CheckpointError(f"The checkpoint is incomplete ({str(exc)[:80]}).") from None
+        if step_index is None or not 0 <= step_index < recipe.steps:
             raise CheckpointError("The checkpoint's step lies outside its run.")
-        return cls(recipe, step_index, latent, x0_pred, state)
+        _check_contents(recipe, step_index, latent, x0_stored, state)
+        return cls(recipe, step_index, latent, x0_stored.to(torch.float32), state)
+
+
+def _whole_number(text: Any) -> int | None:
+    return int(text) if isinstance(text, str) and text.isascii() and text.isdigit() else None
+
+
+def _check_contents(
+    recipe: Recipe,
+    step_index: int,
+    latent: torch.Tensor,
+    x0_stored: torch.Tensor,
+    state: dict[str, Any],
+) -> None:
+    """Refuse a checkpoint whose tensors or state could not come from ``recipe``'s run.
+
+    The latent must be one float32 image whose size divides the recipe's evenly,
+    the x0 prediction (stored as float16) must match it, the multistep history must
+    hold latents of its shape, the scheduler's counters must agree with the step,
+    and every value must be finite. Fit to the model and the sampler is checked
+    again when the run resumes (``schedulers.check_state``)."""
+
+    def refuse(detail: str) -> CheckpointError:
+        return CheckpointError(f"The checkpoint is damaged or tampered with: {detail}.")
+
+    if latent.dtype != torch.float32 or latent.dim() != 4 or latent.shape[0] != 1:
+        raise refuse(
+            f"its latent is {str(latent.dtype).removeprefix('torch.')} {list(latent.shape)}, not one float32 image"
+        )
+    rows, columns = latent.shape[2], latent.shape[3]
+    if (
+        rows == 0
+        or columns == 0
+        or recipe.height % rows
+        or recipe.width % columns
+        or recipe.height // rows != recipe.width // columns
+    ):
+        raise refuse(
+            f"its latent of {columns}x{rows} does not fit a {recipe.width}x{recipe.height} image"
+        )
+    if x0_stored.dtype not in (torch.float16, torch.float32) or x0_stored.shape != latent.shape:
+        raise refuse(f"its x0 prediction {list(x0_stored.shape)} does not match its latent")
+    unknown = sorted(set(state) - set(STATE_KEYS))
+    if unknown:
+        raise refuse(f"it holds the unknown sampler state {unknown[0][:40]!r}")
+    counter = state.get("_step_index")
+    if counter is not None and counter != step_index + 1:
+        raise refuse(f"its sampler state is at step {counter}, but it says step {step_index + 1}")
+    run_length = state.get("num_inference_steps")
+    if run_length is not None and run_length != recipe.steps:
+        raise refuse(
+            f"its sampler state is for {run_length} steps, but its recipe has {recipe.steps}"
+        )
+    for key in ("model_outputs", "last_sample", "sample", "prev_derivative"):
+        value = state.get(key)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, torch.Tensor) and (
+                item.dtype != torch.float32 or item.shape != latent.shape
+            ):
+                raise refuse(f"its sampler history {key} does not match its latent")
+    tensors = [latent, x0_stored, *_tensors_in(state.values())]
+    if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+        raise refuse("it holds values that are not finite (NaN or infinite)")
+
+
+def _tensors_in(values: Any) -> list[torch.Tensor]:
+    found: list[torch.Tensor] = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, list):
+            found.extend(_tensors_in(value))
+    return found
 
 
 def _cpu(tensor: torch.Tensor) -> torch.Tensor:

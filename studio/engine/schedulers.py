@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from studio.engine.errors import CheckpointError
+
 if TYPE_CHECKING:  # diffusers is imported only when a scheduler is built: the names stay cheap
     import torch
     from diffusers.schedulers.scheduling_utils import SchedulerMixin
@@ -72,6 +74,12 @@ _STATE_KEYS = (
     "prev_derivative",
     "dt",
 )
+# Not changed by a step, but recorded so that a resume can tell a run of another length.
+_RUN_LENGTH = "num_inference_steps"
+# What a multistep solver first sets in ``step``, so a fresh one lacks it.
+_SET_BY_STEP = ("this_order", "last_sample", "sample", "prev_derivative", "dt")
+STATE_KEYS: tuple[str, ...] = (*_STATE_KEYS, _RUN_LENGTH)
+"""Every key a scheduler snapshot may hold."""
 
 
 def sampler_spec(name: str) -> SamplerSpec:
@@ -109,7 +117,7 @@ def build_scheduler(
 def snapshot(scheduler: SchedulerMixin) -> dict[str, Any]:
     """The scheduler's mutable state, by reference (diffusers never mutates these tensors in place)."""
     state: dict[str, Any] = {}
-    for key in _STATE_KEYS:
+    for key in STATE_KEYS:
         if key in scheduler.__dict__:
             value = scheduler.__dict__[key]
             state[key] = list(value) if isinstance(value, list) else value
@@ -119,11 +127,59 @@ def snapshot(scheduler: SchedulerMixin) -> dict[str, Any]:
 def restore(
     scheduler: SchedulerMixin, state: dict[str, Any], device: torch.device, dtype: torch.dtype
 ) -> None:
-    """Put a snapshot back into a scheduler that was freshly built with the same steps."""
+    """Put a snapshot back into a scheduler that was freshly built with the same steps.
+
+    Raises ``CheckpointError`` (see ``check_state``) before changing anything."""
+    check_state(scheduler, state)
     for key, value in state.items():
-        if key not in _STATE_KEYS:
-            raise ValueError(f"Unknown scheduler state {key!r}.")
-        setattr(scheduler, key, _to_device(value, device))
+        if key != _RUN_LENGTH:
+            setattr(scheduler, key, _to_device(value, device))
+
+
+def check_state(scheduler: SchedulerMixin, state: dict[str, Any]) -> None:
+    """Refuse a snapshot that this freshly built scheduler could not have made.
+
+    Every key must be one the scheduler keeps, the run length and step counter must
+    fit its timesteps, and a multistep history must have the solver's length.
+    Shapes and values against the latent are ``Checkpoint``'s to check."""
+    import torch
+
+    fresh = scheduler.__dict__
+    steps = len(scheduler.timesteps)
+
+    def refuse(detail: str) -> CheckpointError:
+        return CheckpointError(f"The checkpoint's sampler state does not fit this run ({detail}).")
+
+    for key, value in state.items():
+        made_by_a_step = key in _SET_BY_STEP and "model_outputs" in fresh
+        if key not in STATE_KEYS or (key not in fresh and not made_by_a_step):
+            raise refuse(f"{str(key)[:40]!r} is not kept by {type(scheduler).__name__}")
+        if key == _RUN_LENGTH and value != steps:
+            raise refuse(f"it was made for {value} steps, not {steps}")
+        if key in ("_step_index", "lower_order_nums", "this_order", "_begin_index"):
+            if value is None and key in ("_begin_index", "_step_index"):
+                continue
+            if not _is_int(value) or not 0 <= value <= steps:
+                raise refuse(f"{key} is {str(value)[:20]}")
+        elif key in ("model_outputs", "timestep_list"):
+            history = fresh[key]
+            if not isinstance(value, list) or len(value) != len(history):
+                length = len(value) if isinstance(value, list) else "no"
+                raise refuse(f"{key} holds {length} entries, not {len(history)}")
+            if not all(v is None or isinstance(v, torch.Tensor) for v in value):
+                raise refuse(f"{key} holds something other than tensors")
+        elif key in ("last_sample", "sample", "prev_derivative") and not (
+            value is None or isinstance(value, torch.Tensor)
+        ):
+            raise refuse(f"{key} is not a tensor")
+    order = scheduler.config.get("solver_order")
+    for key in ("lower_order_nums", "this_order"):
+        if order is not None and _is_int(state.get(key)) and state[key] > order:
+            raise refuse(f"{key} is {state[key]}, above the solver order {order}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
