@@ -55,10 +55,15 @@ Rect = tuple[int, int, int, int]
 """(x0, y0, x1, y1) in canvas pixels, half-open."""
 
 
-def premultiply(rgba: np.ndarray) -> np.ndarray:
-    """uint8 straight-alpha RGBA (H, W, 4) -> planar float32 premultiplied (4, H, W) in [0, 1]."""
+def premultiply(rgba: np.ndarray, opacity: float = 1.0) -> np.ndarray:
+    """uint8 straight-alpha RGBA (H, W, 4) -> planar float32 premultiplied (4, H, W) in [0, 1].
+
+    ``opacity`` scales the alpha before it multiplies the colour: the layer as it is blended.
+    """
     out = np.empty((4, *rgba.shape[:2]), np.float32)
     np.multiply(rgba.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out)
+    if opacity != 1.0:
+        out[3] *= np.float32(opacity)
     out[:3] *= out[3:4]
     return out
 
@@ -84,48 +89,64 @@ def to_straight_u8(premul: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8).transpose(1, 2, 0).copy()
 
 
-def _mixed(mode: BlendMode, cs: np.ndarray, as_: np.ndarray, cb: np.ndarray, ab: np.ndarray):
-    """The ``as·ab·B(Cb, Cs)`` term of the W3C formula, premultiplied and division-free."""
+def blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
+    """Composite planar premultiplied ``src`` onto ``dst`` in place (opacity already in ``src``).
+
+    Each mode's ``co`` is the W3C formula regrouped to fewer array passes; with
+    a = as·cb and b = ab·cs the cross terms cancel to cs + cb − max(a, b)
+    (darken), − min(a, b) (lighten), − 2·min(a, b) (difference) and − cs·cb
+    (screen). Exactness only needs every path to call this one function.
+    """
+    as_ = src[3:4]
+    ab = dst[3:4]
+    cs = src[:3]
+    cb = dst[:3]
+    inv_as = 1.0 - as_
     if mode is BlendMode.NORMAL:
-        return cs * ab
-    if mode is BlendMode.MULTIPLY:
-        return cs * cb
+        dst *= inv_as
+        dst += src
+        return dst
     if mode is BlendMode.SCREEN:
-        return as_ * cb + ab * cs - cs * cb
-    if mode is BlendMode.DARKEN:
-        return np.minimum(as_ * cb, ab * cs)
-    if mode is BlendMode.LIGHTEN:
-        return np.maximum(as_ * cb, ab * cs)
-    if mode is BlendMode.DIFFERENCE:
-        return np.abs(as_ * cb - ab * cs)
-    if mode is BlendMode.OVERLAY:
+        product = cs * cb
+        cb += cs
+        cb -= product
+    elif mode in (BlendMode.DARKEN, BlendMode.LIGHTEN, BlendMode.DIFFERENCE):
+        a = as_ * cb
+        b = ab * cs
+        if mode is BlendMode.DARKEN:
+            np.maximum(a, b, out=a)
+        else:
+            np.minimum(a, b, out=a)
+            if mode is BlendMode.DIFFERENCE:
+                a += a
+        cb += cs
+        cb -= a
+    elif mode is BlendMode.MULTIPLY:
+        # cs·(1 − ab) + cs·cb = cs·(1 − ab + cb)
+        term = cb - ab
+        term += 1.0
+        term *= cs
+        cb *= inv_as
+        cb += term
+    elif mode is BlendMode.OVERLAY:
         # Overlay is hard-light with the layers swapped: multiply where Cb <= 0.5, screen above.
         low = 2.0 * cs * cb
         high = as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
-        return np.where(2.0 * cb <= ab, low, high)
-    raise ValueError(f"Unknown blend mode {mode!r}.")
+        term = cs * (1.0 - ab)
+        term += np.where(2.0 * cb <= ab, low, high)
+        cb *= inv_as
+        cb += term
+    else:
+        raise ValueError(f"Unknown blend mode {mode!r}.")
+    ab *= inv_as
+    ab += as_
+    return dst
 
 
 def blend(src: np.ndarray, dst: np.ndarray, mode: BlendMode, opacity: float = 1.0) -> np.ndarray:
     """Composite planar premultiplied ``src`` onto ``dst`` (both (4, H, W)); returns a new array."""
-    if opacity != 1.0:
-        src = src * np.float32(opacity)
-    as_ = src[3:4]
-    ab = dst[3:4]
-    inv_as = 1.0 - as_
-    if mode is BlendMode.NORMAL:
-        out = dst * inv_as
-        out += src
-        return out
-    cs = src[:3]
-    cb = dst[:3]
-    out = np.empty_like(dst)
-    colour = out[:3]
-    np.multiply(cs, 1.0 - ab, out=colour)
-    colour += cb * inv_as
-    colour += _mixed(mode, cs, as_, cb, ab)
-    out[3:4] = as_ + ab * inv_as
-    return out
+    src = src * np.float32(opacity) if opacity != 1.0 else src
+    return blend_into(src, dst.copy(), mode)
 
 
 class CompositeLayer(Protocol):
@@ -211,20 +232,26 @@ class Compositor:
 
     Per layer it keeps the premultiplied float pixels. For the common edit of
     one layer (an opacity or position drag, a blend or visibility toggle) it
-    keeps the composite *below* that layer and, when every visible layer above
-    uses normal blending (src-over is associative), the composite of the layers
-    *above* it as one group; an update is then two blends over the changed
-    rectangle only. Any other change recomputes the changed rectangle through
-    the whole stack. The result is bit-for-bit the same either way up to float
-    rounding of the grouped src-over (tested).
+    keeps the composite *below* that layer, so an update blends the edited
+    layer and the layers above it over the changed rectangle only. Any other
+    change recomputes the changed rectangle through the whole stack.
+
+    Exactness: by default every result is bit for bit the composite from
+    scratch, because each pixel goes through the same float operations in the
+    same order whichever path computed it (tested). With
+    ``group_normal_above`` the layers above the edited one are also kept as
+    one group when they all blend normally (src-over is associative), which
+    makes an update two blends but differs from the sequential result by
+    float rounding; only the preview uses it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, group_normal_above: bool = False) -> None:
+        self._group_normal_above = group_normal_above
         self._size: tuple[int, int] = (0, 0)
         self._keys: list[_Key] = []
         self._result: np.ndarray | None = None
         self._result_u8: np.ndarray | None = None
-        self._premul: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._premul: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
         self._below: tuple[int, tuple[_Key, ...], np.ndarray] | None = None
         self._above: tuple[int, tuple[_Key, ...], np.ndarray | None] | None = None
         self.last_dirty: Rect | None = None
@@ -253,11 +280,13 @@ class Compositor:
         return (0, 0, self._size[0], self._size[1])
 
     def _layer_premul(self, layer: CompositeLayer) -> np.ndarray:
+        """The layer as it is blended: premultiplied, its opacity applied; kept until either changes."""
+        opacity = float(layer.opacity)
         cached = self._premul.get(layer.id)
-        if cached is not None and cached[0] is layer.pixels:
-            return cached[1]
-        arr = premultiply(layer.pixels)
-        self._premul[layer.id] = (layer.pixels, arr)
+        if cached is not None and cached[0] is layer.pixels and cached[1] == opacity:
+            return cached[2]
+        arr = premultiply(layer.pixels, opacity)
+        self._premul[layer.id] = (layer.pixels, opacity, arr)
         return arr
 
     def _apply(self, layer: CompositeLayer, key: _Key, x: np.ndarray, region: Rect) -> np.ndarray:
@@ -277,7 +306,7 @@ class Compositor:
             slice(part[1] - region[1], part[3] - region[1]),
             slice(part[0] - region[0], part[2] - region[0]),
         )
-        x[dst_slice] = blend(src, x[dst_slice], key.blend, key.opacity)
+        blend_into(src, x[dst_slice], key.blend)
         return x
 
     def _compose(self, layers, keys, region: Rect, start: np.ndarray | None = None) -> np.ndarray:
@@ -373,7 +402,9 @@ class Compositor:
             self._below = (k, below_keys, self._composed(layers[:k], keys[:k], canvas))
         above_keys = tuple(keys[k + 1 :])
         if self._above is None or self._above[0] != k or self._above[1] != above_keys:
-            groupable = all(key.blend is BlendMode.NORMAL or not key.visible for key in above_keys)
+            groupable = self._group_normal_above and all(
+                key.blend is BlendMode.NORMAL or not key.visible for key in above_keys
+            )
             group = self._composed(layers[k + 1 :], keys[k + 1 :], canvas) if groupable else None
             self._above = (k, above_keys, group)
         below, group = self._below[2], self._above[2]
@@ -383,9 +414,87 @@ class Compositor:
             x = below[:, y0:y1, x0:x1].copy()
             x = self._apply(layers[k], keys[k], x, band)
             if group is not None:
-                x = blend(group[:, y0:y1, x0:x1], x, BlendMode.NORMAL)
+                x = blend_into(group[:, y0:y1, x0:x1], x, BlendMode.NORMAL)
             else:
                 x = self._compose(layers[k + 1 :], keys[k + 1 :], band, start=x)
             self._set_result(band, x)
 
         self._banded(dirty, work)
+
+
+PREVIEW_PIXELS = 512 * 512
+"""The most pixels a preview composite holds: it must composite nine blended layers within a frame."""
+
+
+def preview_factor(size: tuple[int, int], budget: int | None = None) -> int:
+    """The smallest integer reduction that brings a canvas of ``size`` within ``budget`` pixels."""
+    budget = PREVIEW_PIXELS if budget is None else budget
+    w, h = size
+    factor = 1
+    while -(-w // factor) * -(-h // factor) > budget:
+        factor += 1
+    return factor
+
+
+@dataclass(frozen=True)
+class _SampledLayer:
+    """A layer as the preview sees it: every ``factor``-th canvas pixel of it."""
+
+    id: str
+    pixels: np.ndarray
+    visible: bool
+    opacity: float
+    blend: BlendMode
+    offset: tuple[int, int]
+
+
+class PreviewCompositor:
+    """A reduced-resolution composite to show while an edit is still moving.
+
+    Each preview pixel (px, py) samples canvas pixel (px·f, py·f) of every
+    layer, so the preview is the exact composite taken every f-th pixel, up to
+    the float rounding of grouping normal layers (``Compositor`` with
+    ``group_normal_above``). It costs about 1/f² of the full composite. It is
+    never final: the canvas replaces it by the exact composite once the edit
+    stops, and nothing exported or saved reads it.
+    """
+
+    def __init__(self) -> None:
+        self._compositor = Compositor(group_normal_above=True)
+        self._samples: dict[str, tuple[np.ndarray, int, tuple[int, int], np.ndarray]] = {}
+
+    def composite_u8(
+        self, layers: Sequence[CompositeLayer], size: tuple[int, int], factor: int
+    ) -> np.ndarray:
+        """uint8 premultiplied RGBA (ceil(H/f), ceil(W/f), 4); read-only, valid until the next call."""
+        w, h = size
+        sampled = [self._sampled(layer, factor) for layer in layers]
+        live = {layer.id for layer in layers}
+        for stale in [k for k in self._samples if k not in live]:
+            del self._samples[stale]
+        return self._compositor.composite_u8(sampled, (-(-w // factor), -(-h // factor)))
+
+    def _sampled(self, layer: CompositeLayer, factor: int) -> _SampledLayer:
+        ox, oy = layer.offset
+        phase = ((-ox) % factor, (-oy) % factor)
+        cached = self._samples.get(layer.id)
+        if (
+            cached is not None
+            and cached[0] is layer.pixels
+            and cached[1] == factor
+            and cached[2] == phase
+        ):
+            pixels = cached[3]
+        else:
+            # A view, not a copy: the same view object while the phase stays keeps the
+            # compositor's premultiplied cache for this layer.
+            pixels = layer.pixels[phase[1] :: factor, phase[0] :: factor]
+            self._samples[layer.id] = (layer.pixels, factor, phase, pixels)
+        return _SampledLayer(
+            layer.id,
+            pixels,
+            layer.visible,
+            layer.opacity,
+            layer.blend,
+            (-((-ox) // factor), -((-oy) // factor)),
+        )

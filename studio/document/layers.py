@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
-from studio.document.compositing import BlendMode, Compositor, Rect, to_straight_u8
+from studio.document.compositing import (
+    BlendMode,
+    Compositor,
+    PreviewCompositor,
+    Rect,
+    preview_factor,
+    to_straight_u8,
+)
 
 __all__ = ["BlendMode", "Layer", "LayerError", "LayerStack"]
 
@@ -115,6 +122,7 @@ class LayerStack(QObject):
         self._layers: list[Layer] = []
         self._size = (int(width), int(height))
         self._compositor = Compositor()
+        self._preview = PreviewCompositor()
 
     # ---- reading ------------------------------------------------------------
 
@@ -235,6 +243,24 @@ class LayerStack(QObject):
     def composite_rgba(self) -> np.ndarray:
         """The composite as straight-alpha RGBA uint8 (H, W, 4), a new array, for export."""
         return to_straight_u8(self.composite_float())
+
+    @property
+    def preview_factor(self) -> int:
+        """How much ``composite_preview`` reduces the canvas (1: the preview is the exact composite)."""
+        return preview_factor(self._size)
+
+    def composite_preview(self) -> tuple[np.ndarray, int]:
+        """A composite to show while an edit is moving, and the factor f it is reduced by.
+
+        uint8 premultiplied RGBA of ceil(H/f) x ceil(W/f): every f-th canvas pixel,
+        cheap enough for every mouse move of a drag on a large stack. Never final:
+        show ``composite_premultiplied`` once the edit stops. When f is 1 it is that
+        exact composite. Read-only, valid until the next call.
+        """
+        factor = self.preview_factor
+        if factor == 1:
+            return self.composite_premultiplied(), 1
+        return self._preview.composite_u8(self._layers, self._size, factor), factor
 
     @property
     def last_dirty(self) -> Rect | None:

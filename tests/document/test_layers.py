@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from studio.document import compositing
 from studio.document.compositing import (
     BlendMode,
     Compositor,
     blend,
     premultiply,
+    preview_factor,
     to_straight_u8,
 )
 from studio.document.layers import Layer, LayerError, LayerStack
@@ -191,20 +193,32 @@ def _uncached(layers, size) -> np.ndarray:
     return Compositor().composite(layers, size).copy()
 
 
-def test_cached_updates_equal_a_fresh_composite() -> None:
-    """Each kind of edit, applied through the cache, matches compositing from scratch."""
-    rng = np.random.default_rng(7)
-    stack = LayerStack(40, 30)
-    modes = list(BlendMode)
-    for i in range(6):
+def _assert_exact(stack: LayerStack) -> None:
+    """The stack's cached composite is bit for bit a composite from scratch, float and uint8."""
+    fresh = Compositor()
+    assert np.array_equal(stack.composite_float(), fresh.composite(stack.layers, stack.size))
+    assert np.array_equal(
+        stack.composite_premultiplied(), fresh.composite_u8(stack.layers, stack.size)
+    )
+
+
+def _random_stack(modes, size=(40, 30), seed=7) -> LayerStack:
+    rng = np.random.default_rng(seed)
+    stack = LayerStack(*size)
+    for i, mode in enumerate(modes):
         pixels = (rng.random((20 + i, 25, 4)) * 255).astype(np.uint8)
-        stack.add(
-            Layer(pixels, name=f"l{i}", blend=modes[i % len(modes)], offset=(i * 2, i), opacity=0.9)
-        )
+        stack.add(Layer(pixels, name=f"l{i}", blend=mode, offset=(i * 2, i), opacity=0.9))
+    return stack
+
+
+def test_cached_updates_equal_a_fresh_composite() -> None:
+    """Each kind of edit, applied through the cache, matches compositing from scratch exactly."""
+    modes = list(BlendMode)
+    stack = _random_stack([modes[i % len(modes)] for i in range(6)])
     ids = [layer.id for layer in stack]
     edits = [
         (ids[2], {"opacity": 0.3}),
-        (ids[2], {"opacity": 0.6}),  # a drag: same layer again, uses both caches
+        (ids[2], {"opacity": 0.6}),  # a drag: same layer again, uses the cache below
         (ids[2], {"offset": (10, 8)}),
         (ids[4], {"blend": BlendMode.SCREEN}),
         (ids[0], {"visible": False}),
@@ -213,22 +227,102 @@ def test_cached_updates_equal_a_fresh_composite() -> None:
     stack.composite_float()
     for layer_id, change in edits:
         stack.update(layer_id, **change)
-        np.testing.assert_allclose(
-            stack.composite_float(), _uncached(stack.layers, stack.size), atol=2e-6
-        )
-    # an all-normal stack above the edited layer takes the grouped path
+        _assert_exact(stack)
+    # an all-normal stack above the edited layer: still exact, no grouped shortcut
     for layer_id in ids[3:]:
         stack.update(layer_id, blend=BlendMode.NORMAL)
     for opacity in (0.2, 0.8):
         stack.update(ids[1], opacity=opacity)
-        np.testing.assert_allclose(
-            stack.composite_float(), _uncached(stack.layers, stack.size), atol=2e-6
-        )
+        _assert_exact(stack)
     stack.move(ids[1], 4)
     stack.remove(ids[3])
-    np.testing.assert_allclose(
-        stack.composite_float(), _uncached(stack.layers, stack.size), atol=2e-6
-    )
+    _assert_exact(stack)
+
+
+@pytest.mark.parametrize("mode", list(BlendMode))
+@pytest.mark.parametrize("edited", ["bottom", "middle", "top"])
+def test_a_drag_through_the_cache_is_exact_for_every_mode_and_position(
+    mode: BlendMode, edited: str
+) -> None:
+    others = list(BlendMode)
+    modes = [mode] * 3 + [others[i % len(others)] for i in range(4)]  # same-mode and mixed runs
+    stack = _random_stack(modes, seed=len(edited) + len(mode.value))
+    index = {"bottom": 0, "middle": 3, "top": len(stack) - 1}[edited]
+    stack.update(stack[index].id, blend=mode)
+    layer_id = stack[index].id
+    stack.composite_float()
+    for step in range(4):  # an opacity drag, then a position drag
+        stack.update(layer_id, opacity=0.2 + 0.2 * step)
+        _assert_exact(stack)
+    for step in range(3):
+        stack.update(layer_id, offset=(step * 3 - 2, 5 - step * 4))
+        _assert_exact(stack)
+
+
+def test_edits_around_the_dragged_layer_invalidate_its_cache() -> None:
+    modes = list(BlendMode)
+    stack = _random_stack([modes[(i + 3) % len(modes)] for i in range(7)], seed=11)
+    ids = [layer.id for layer in stack]
+    dragged = ids[3]
+
+    def drag() -> None:
+        for opacity in (0.35, 0.65):
+            stack.update(dragged, opacity=opacity)
+            _assert_exact(stack)
+
+    drag()
+    for edit in (
+        lambda: stack.update(ids[1], visible=False),  # below
+        lambda: stack.update(ids[5], visible=False),  # above
+        lambda: stack.update(ids[0], opacity=0.4),
+        lambda: stack.update(ids[6], opacity=0.2),
+        lambda: stack.update(ids[2], offset=(-3, 7)),
+        lambda: stack.update(ids[4], offset=(9, -2)),
+        lambda: stack.update(ids[2], blend=BlendMode.DIFFERENCE),
+        lambda: stack.update(ids[2], pixels=np.full((5, 6, 4), 200, np.uint8)),
+        lambda: stack.move(ids[0], 5),  # reorder: below becomes above
+        lambda: stack.move(dragged, 0),  # the dragged layer itself moves
+    ):
+        edit()
+        _assert_exact(stack)
+        drag()
+
+
+def test_preview_factor_brings_the_canvas_within_the_budget() -> None:
+    assert preview_factor((512, 512)) == 1
+    assert preview_factor((1024, 1024)) == 2
+    assert preview_factor((1025, 1024)) == 3
+    assert preview_factor((4096, 2048)) == 6
+    assert preview_factor((64, 64), budget=16 * 16) == 4
+
+
+@pytest.mark.parametrize("modes", [[BlendMode.NORMAL] * 5, list(BlendMode)])
+def test_the_preview_samples_the_exact_composite(monkeypatch, modes) -> None:
+    """A preview pixel is the exact composite at every f-th canvas pixel, whatever the offsets."""
+    monkeypatch.setattr(compositing, "PREVIEW_PIXELS", 13 * 11)
+    stack = _random_stack(modes, size=(37, 33), seed=3)
+    assert stack.preview_factor == 3
+    ids = [layer.id for layer in stack]
+    for layer_id, change in [
+        (ids[0], {"opacity": 0.5}),
+        (ids[0], {"opacity": 0.7}),
+        (ids[1], {"offset": (-4, 5)}),
+        (ids[1], {"offset": (7, -2)}),
+        (ids[3], {"visible": False}),
+    ]:
+        stack.update(layer_id, **change)
+        preview, factor = stack.composite_preview()
+        exact = stack.composite_premultiplied()[::factor, ::factor]
+        assert preview.shape == (11, 13, 4) and factor == 3
+        # grouped normal layers round differently by at most one step in 255
+        difference = np.abs(preview.astype(int) - exact.astype(int))
+        assert difference.max() <= 1
+
+
+def test_a_small_canvas_previews_at_full_resolution() -> None:
+    stack = _random_stack(list(BlendMode))
+    preview, factor = stack.composite_preview()
+    assert factor == 1 and np.array_equal(preview, stack.composite_premultiplied())
 
 
 def test_only_the_changed_rectangle_is_recomputed() -> None:
