@@ -5,6 +5,12 @@ QImage that wraps its buffer without copying. Each ``LayerStack.changed``
 rectangle only marks that part of the scene for repainting; the stack's
 compositor recomputes only what changed, once per repaint.
 
+While an edit larger than the preview budget is moving (a drag, an opacity
+slider: changes that keep arriving), the canvas draws the stack's reduced
+preview, scaled up; ``SETTLE_MS`` after the last change it draws the exact
+full-resolution composite again. So a drag stays smooth on a large stack of
+blended layers, and what stays on screen is always exact.
+
 Dragging with the left button moves the selected layer when the press lands
 inside it, otherwise the topmost layer under the cursor (which becomes
 selected). Every mouse move pushes a move command with the same gesture
@@ -13,10 +19,11 @@ number, so a whole drag is one undo step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -33,22 +40,33 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.document import layer_commands
+from studio.document import compositing, layer_commands
 from studio.document.layers import LayerStack
 from studio.ui.zoom_view import ZoomView
 
 CHECKER = 8
+SETTLE_MS = 150
+"""How long after the last change an edit counts as stopped and the exact composite is drawn."""
 
 
 class CompositeItem(QGraphicsItem):
-    """Paints the stack's composite, recomputing it lazily when a change was announced."""
+    """Paints the stack's composite, recomputing it lazily when a change was announced.
+
+    A large change shows the stack's preview until no change has come for
+    ``SETTLE_MS``; then the exact composite replaces it.
+    """
 
     def __init__(self, stack: LayerStack) -> None:
         super().__init__()
         self._stack = stack
         self._image: QImage | None = None
         self._buffer: np.ndarray | None = None
+        self._factor = 1
         self._stale = True
+        self._settle_timer = QTimer()
+        self._settle_timer.setSingleShot(True)
+        self._settle_timer.setInterval(SETTLE_MS)
+        self._settle_timer.timeout.connect(self.settle)
 
     def boundingRect(self) -> QRectF:
         w, h = self._stack.size
@@ -56,7 +74,24 @@ class CompositeItem(QGraphicsItem):
 
     def invalidate(self, rect: QRectF | None = None) -> None:
         self._stale = True
+        area = rect.width() * rect.height() if rect is not None else math.inf
+        if self._settle_timer.isActive() or (
+            area > compositing.PREVIEW_PIXELS and self._stack.preview_factor > 1
+        ):
+            self._settle_timer.start()  # restarts: the edit is still moving
         self.update(rect if rect is not None else self.boundingRect())
+
+    @property
+    def is_preview(self) -> bool:
+        """Whether what is drawn now is the reduced preview (an edit is still moving)."""
+        return self._factor > 1
+
+    def settle(self) -> None:
+        """Draw the exact composite now (the edit stopped)."""
+        self._settle_timer.stop()
+        if self._factor > 1 or self._stale:
+            self._stale = True
+            self.update()
 
     def composite(self) -> QImage | None:
         """The composite as drawn (recomputed first if a change is pending)."""
@@ -65,11 +100,16 @@ class CompositeItem(QGraphicsItem):
             w, h = self._stack.size
             if w == 0 or h == 0:
                 self._image = self._buffer = None
+                self._factor = 1
+                return None
+            if self._settle_timer.isActive():
+                self._buffer, self._factor = self._stack.composite_preview()
             else:
-                self._buffer = self._stack.composite_premultiplied()
-                self._image = QImage(
-                    self._buffer.data, w, h, 4 * w, QImage.Format.Format_RGBA8888_Premultiplied
-                )
+                self._buffer, self._factor = self._stack.composite_premultiplied(), 1
+            rows, cols = self._buffer.shape[:2]
+            self._image = QImage(
+                self._buffer.data, cols, rows, 4 * cols, QImage.Format.Format_RGBA8888_Premultiplied
+            )
         return self._image
 
     def paint(
@@ -82,7 +122,12 @@ class CompositeItem(QGraphicsItem):
         if image is None:
             return
         exposed = option.exposedRect.intersected(self.boundingRect()).toAlignedRect()
-        painter.drawImage(exposed, image, exposed)
+        if self._factor == 1:
+            painter.drawImage(exposed, image, exposed)
+            return
+        f = self._factor
+        source = QRectF(exposed.x() / f, exposed.y() / f, exposed.width() / f, exposed.height() / f)
+        painter.drawImage(QRectF(exposed), image, source)
 
 
 class LayerCanvas(ZoomView):
@@ -198,6 +243,7 @@ class LayerCanvas(ZoomView):
 
     def end_move(self) -> None:
         self._drag = None
+        self.item.settle()  # the drag stopped: the exact composite, without waiting
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self.begin_move(
