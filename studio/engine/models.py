@@ -406,6 +406,14 @@ def _load_single_file(
         raise ModelError(
             f"{path.name} could not be loaded with the config in {config_path}: {_first_line(exc)}"
         ) from None
+    for part in ("text_encoder", "text_encoder_2", "unet", "vae"):
+        module = getattr(pipe, part, None)
+        tensors = [*module.parameters(), *module.buffers()] if module is not None else []
+        if any(tensor.is_meta for tensor in tensors):  # a tensor the file did not hold
+            raise ModelError(
+                f"{path} lacks weights that the {part} of {config_path} requires, "
+                "so the model is refused rather than filled with random values."
+            )
     family = _family(pipe.unet, getattr(pipe, "text_encoder_2", None))
     factors, bias = _preview_map(config_path, family, int(pipe.unet.config.in_channels))
     model = LoadedModel(
