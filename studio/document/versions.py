@@ -200,24 +200,51 @@ class VersionTree(QObject):
 
     def descendants(self, version_id: str) -> list[Version]:
         """All versions below ``version_id``, parents before their children."""
+        children: dict[str, list[Version]] = {}
+        for v in self._versions.values():
+            if v.parent_id is not None:
+                children.setdefault(v.parent_id, []).append(v)
         out: list[Version] = []
         frontier = [version_id]
         while frontier:
-            kids = [v for v in self._versions.values() if v.parent_id in frontier]
+            kids = [kid for parent in frontier for kid in children.get(parent, [])]
             out.extend(kids)
             frontier = [v.id for v in kids]
         return out
 
+    def lineage(self, version_id: str) -> list[Version]:
+        """The version, its parent, and so on up to the version started from noise."""
+        # A loop, impossible through add(), is refused rather than followed for ever.
+        chain = [self.get(version_id)]
+        seen = {version_id}
+        while chain[-1].parent_id is not None and chain[-1].branch_step is not None:
+            parent_id = chain[-1].parent_id
+            if parent_id in seen:
+                raise VersionError(f"The versions above {chain[0].name!r} form a loop.")
+            seen.add(parent_id)
+            chain.append(self.get(parent_id))
+        return chain
+
     def trajectory(self, version_id: str) -> list[StepRef]:
-        """Every step of a version: inherited ones up to the branch point, then its own."""
-        version = self.get(version_id)
-        own = [StepRef(version.id, index) for index in version.step_indices]
-        if version.parent_id is None or version.branch_step is None:
-            return own
-        inherited = [
-            s for s in self.trajectory(version.parent_id) if s.index <= version.branch_step
-        ]
-        return inherited + own
+        """Every step of a version: inherited ones up to the branch point, then its own.
+
+        Walks the lineage iteratively: a chain of thousands of branches is fine."""
+        refs: list[StepRef] = []
+        upto: int | None = None  # the lowest branch point below this ancestor
+        pieces: list[list[StepRef]] = []
+        for version in self.lineage(version_id):
+            pieces.append(
+                [
+                    StepRef(version.id, index)
+                    for index in version.step_indices
+                    if upto is None or index <= upto
+                ]
+            )
+            if version.branch_step is not None:
+                upto = version.branch_step if upto is None else min(upto, version.branch_step)
+        for piece in reversed(pieces):
+            refs.extend(piece)
+        return refs
 
     def step(self, version_id: str, index: int) -> StepRecord:
         """Step ``index`` of ``version_id``'s trajectory, from whichever version produced it."""
@@ -243,13 +270,9 @@ class VersionTree(QObject):
 
     def step_owner(self, version_id: str, step_index: int) -> Version:
         """The version that actually produced step ``step_index`` of ``version_id``'s trajectory."""
-        version = self.get(version_id)
-        while (
-            version.parent_id is not None
-            and version.branch_step is not None
-            and step_index <= version.branch_step
-        ):
-            version = self.get(version.parent_id)
+        for version in self.lineage(version_id):
+            if version.branch_step is None or step_index > version.branch_step:
+                return version
         return version
 
     def next_name(self) -> str:

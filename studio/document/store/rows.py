@@ -31,17 +31,19 @@ def read_versions(conn: sqlite3.Connection) -> list[VersionRecord]:
     by_id = {r.id: r for r in records}
     ordered: list[VersionRecord] = []
     placed: set[str] = set()
-
-    def place(record: VersionRecord) -> None:
-        if record.id in placed:
-            return
-        if record.parent_id in by_id:
-            place(by_id[record.parent_id])
-        placed.add(record.id)
-        ordered.append(record)
-
     for record in records:
-        place(record)
+        # Walk up to the first placed ancestor, then place that line top-down (no recursion:
+        # a lineage may be thousands deep). The open checks refuse loops; ``line`` stops one.
+        line: list[VersionRecord] = []
+        seen: set[str] = set()
+        node: VersionRecord | None = record
+        while node is not None and node.id not in placed and node.id not in seen:
+            seen.add(node.id)
+            line.append(node)
+            node = by_id.get(node.parent_id) if node.parent_id is not None else None
+        for item in reversed(line):
+            placed.add(item.id)
+            ordered.append(item)
     return ordered
 
 
