@@ -14,6 +14,14 @@ Lazy opening
     the :class:`~studio.document.versions.StepLoader` of the tree's
     :class:`~studio.document.versions.StepStore`.
 
+All or nothing
+    :meth:`Project.read` builds every version and layer of a file without
+    touching a tree; only :meth:`Project.load` (or :meth:`Project.bind`) puts
+    them in one. A window reads first and replaces its document only when the
+    read succeeded. A stored image that still cannot be decoded when it is
+    shown (its header passed the open checks, its data did not) becomes a grey
+    placeholder and ``image_unreadable(sentence)`` is emitted, never an exception.
+
 Releasing what the file holds
     A step or result made in this session stays in the tree's memory until the
     writer thread has committed it; then the project tells the StepStore to let
@@ -26,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,11 +44,22 @@ from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
 from studio.document.imageio import decode_png
 from studio.document.layers import BlendMode, Layer, LayerStack
 from studio.document.store import ProjectError, ProjectStore
+from studio.document.store.checks import png_within_cap
 from studio.document.store.project_store import LayerValue
 from studio.document.versions import StepStore, Version, VersionTree, thumbnail_of
 from studio.protocol import StepRecord
 
 T = TypeVar("T")
+PLACEHOLDER_SIDE = 64
+
+
+@dataclass(frozen=True)
+class OpenedDocument:
+    """Every version (parents first) and layer of a file, read but not yet in any tree."""
+
+    versions: list[Version]
+    layers: list[Layer]
+    unreadable_thumbnails: int = 0
 
 
 class Project(QObject):
@@ -57,6 +77,7 @@ class Project(QObject):
 
     write_failed = Signal(str, str)
     stored = Signal(str, int)
+    image_unreadable = Signal(str)
     _written = Signal(str, int, bool)  # emitted on the writer thread; queued to this object's
 
     RESULT = -1
@@ -97,6 +118,57 @@ class Project(QObject):
     # ---- opening and saving ---------------------------------------------------
 
     @classmethod
+    def read(cls, store: ProjectStore) -> OpenedDocument:
+        """Every version and layer of ``store``, built but put in no tree.
+
+        Reads the graph, the recipes, the step indices, one thumbnail per
+        version and the layers; no step record and no result. Raises whatever
+        a bad file raises (a recipe that does not parse, a layer that does not
+        decode): nothing has changed anywhere then.
+        """
+        snapshot = store.snapshot()
+        versions: list[Version] = []
+        unreadable = 0
+        for record in snapshot.versions:
+            preview = snapshot.last_previews.get(record.id)
+            if preview is None and record.has_result:
+                preview = store.result_png(record.id)  # a result with no steps: rare
+            thumbnail = None
+            if preview is not None:
+                image = _decode_or_none(preview)
+                unreadable += image is None
+                thumbnail = _placeholder() if image is None else thumbnail_of(image)
+            versions.append(
+                Version(
+                    recipe=record.recipe(),
+                    name=record.name,
+                    id=record.id,
+                    parent_id=record.parent_id,
+                    branch_step=record.branch_step,
+                    step_indices=snapshot.step_indices[record.id],
+                    thumbnail=thumbnail,
+                    has_result=record.has_result,
+                    created=record.created,
+                    partial=record.partial,
+                    finished=record.finished,
+                )
+            )
+        layers = [
+            Layer(
+                pixels=decode_png(layer.pixels),
+                name=layer.name,
+                visible=layer.visible,
+                opacity=layer.opacity,
+                blend=BlendMode(layer.blend),
+                offset=(layer.offset_x, layer.offset_y),
+                source_version=layer.version_id,
+                id=layer.id,
+            )
+            for layer in snapshot.layers
+        ]
+        return OpenedDocument(versions, layers, unreadable)
+
+    @classmethod
     def load(
         cls,
         store: ProjectStore,
@@ -111,43 +183,27 @@ class Project(QObject):
         its own (empty) ones instead of new ones. Reads no step record and no
         result: see the module docstring.
         """
-        snapshot = store.snapshot()
+        return cls.bind(store, cls.read(store), parent, tree=tree, layers=layers)
+
+    @classmethod
+    def bind(
+        cls,
+        store: ProjectStore,
+        document: OpenedDocument,
+        parent: QObject | None = None,
+        *,
+        tree: VersionTree | None = None,
+        layers: LayerStack | None = None,
+    ) -> Project:
+        """Put a document :meth:`read` from ``store`` into ``tree``/``layers`` (empty) and follow them."""
         tree = tree if tree is not None else VersionTree()
         # nothing of another document lingers; the file answers for steps while the tree fills
         tree.steps = StepStore(loader=_FileSteps(store))
-        for record in snapshot.versions:
-            preview = snapshot.last_previews.get(record.id)
-            if preview is None and record.has_result:
-                preview = store.result_png(record.id)  # a result with no steps: rare
-            tree.add(
-                Version(
-                    recipe=record.recipe(),
-                    name=record.name,
-                    id=record.id,
-                    parent_id=record.parent_id,
-                    branch_step=record.branch_step,
-                    step_indices=snapshot.step_indices[record.id],
-                    thumbnail=None if preview is None else thumbnail_of(decode_png(preview)),
-                    has_result=record.has_result,
-                    created=record.created,
-                    partial=record.partial,
-                    finished=record.finished,
-                )
-            )
+        for version in document.versions:
+            tree.add(version)
         layers = layers if layers is not None else LayerStack()
-        for layer in snapshot.layers:
-            layers.add(
-                Layer(
-                    pixels=decode_png(layer.pixels),
-                    name=layer.name,
-                    visible=layer.visible,
-                    opacity=layer.opacity,
-                    blend=BlendMode(layer.blend),
-                    offset=(layer.offset_x, layer.offset_y),
-                    source_version=layer.version_id,
-                    id=layer.id,
-                )
-            )
+        for layer in document.layers:
+            layers.add(layer)
         return cls(store, tree, layers, parent)
 
     @property
@@ -171,10 +227,23 @@ class Project(QObject):
     # ---- the tree's StepLoader --------------------------------------------------
 
     def load_step(self, version_id: str, index: int) -> StepRecord:
-        return self.store.step(version_id, index)
+        return self.store.step(version_id, index, decode=self._shown_decoder(version_id))
 
     def load_result(self, version_id: str) -> np.ndarray | None:
-        return self.store.result(version_id)
+        return self.store.result(version_id, decode=self._shown_decoder(version_id))
+
+    def _shown_decoder(self, version_id: str) -> Callable[[bytes], np.ndarray]:
+        def decode(png: bytes) -> np.ndarray:
+            image = _decode_or_none(png)
+            if image is not None:
+                return image
+            name = self.tree.get(version_id).name if version_id in self.tree else "a version"
+            self.image_unreadable.emit(
+                f"An image stored with {name} could not be read; a grey placeholder is shown."
+            )
+            return _placeholder()
+
+        return decode
 
     # ---- versions -----------------------------------------------------------
 
@@ -300,6 +369,20 @@ class Project(QObject):
         future.add_done_callback(done)
 
 
+def _decode_or_none(png: bytes) -> np.ndarray | None:
+    """A stored PNG's pixels, or None when it does not decode (checked header first: no bombs)."""
+    if not png_within_cap(png[:24]):
+        return None
+    try:
+        return decode_png(png)
+    except (Exception, MemoryError):  # Pillow raises many kinds on damaged data
+        return None
+
+
+def _placeholder() -> np.ndarray:
+    return np.full((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE, 3), 128, np.uint8)
+
+
 def _layer_columns(layer: Layer, field: str) -> dict[str, LayerValue]:
     if field == "offset":
         return {"offset_x": layer.offset[0], "offset_y": layer.offset[1]}
@@ -318,7 +401,12 @@ class _FileSteps:
         self._store = store
 
     def load_step(self, version_id: str, index: int) -> StepRecord:
-        return self._store.step(version_id, index)
+        return self._store.step(version_id, index, decode=_decode_or_placeholder)
 
     def load_result(self, version_id: str) -> np.ndarray | None:
-        return self._store.result(version_id)
+        return self._store.result(version_id, decode=_decode_or_placeholder)
+
+
+def _decode_or_placeholder(png: bytes) -> np.ndarray:
+    image = _decode_or_none(png)
+    return _placeholder() if image is None else image

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,10 @@ from studio.document.store import (
     ProjectStore,
     peek,
 )
-from studio.document.store.files import remove_sidecars, unlink_quietly
+from studio.document.store.connections import connect_read_only
+from studio.document.store.errors import project_error
+from studio.document.store.files import backup, remove_sidecars, unlink_quietly
+from studio.document.store.lock import lock_path
 
 RECOVERY_DIR_ENV = "NOISE_STUDIO_RECOVERY_DIR"
 
@@ -92,15 +96,8 @@ class RecoverableProject:
 
 def create_untitled(folder: Path | None = None) -> tuple[ProjectStore, RecoveryLock]:
     """A new untitled project in the recovery folder, locked by this process."""
-    folder = folder or recovery_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"untitled-{stamp}-{uuid.uuid4().hex[:6]}{SUFFIX}"
-    lock = _try_lock(path)
-    if lock is None:  # a fresh random name cannot be locked by anyone else
-        raise ProjectError(
-            "The recovery folder is in use by another program.", ProjectErrorReason.IN_USE
-        )
+    lock = _lock_new_untitled(folder)
+    path = lock.project
     try:
         store = ProjectStore.create(path)
     except BaseException:
@@ -140,17 +137,44 @@ def recoverable_projects(
     return found
 
 
-def claim(path: Path) -> tuple[ProjectStore, RecoveryLock]:
-    """Restore an orphaned untitled project: lock it for this process and open it."""
+def claim(path: Path, *, writing: bool = True) -> tuple[ProjectStore, RecoveryLock]:
+    """Restore an orphaned untitled project: lock it for this process and open it.
+
+    ``writing=False``: read only until ``store.start_writing()`` (see ProjectStore.open)."""
     lock = _try_lock(path)
     if lock is None:
         raise ProjectError(
             f"“{path.name}” is open in another window of Noise Studio.", ProjectErrorReason.IN_USE
         )
     try:
-        store = ProjectStore.open(path)
+        store = ProjectStore.open(path, writing=writing)
     except BaseException:
         lock.release(remove_project=False)
+        raise
+    return store, lock
+
+
+def copy_to_untitled(source: Path, folder: Path | None = None) -> tuple[ProjectStore, RecoveryLock]:
+    """An untitled copy of ``source`` (which another instance may be writing), opened read-only.
+
+    The copy is made with SQLite's backup API from a read-only connection, so
+    ``source`` is never written; it is then checked like any file being opened.
+    Call ``store.start_writing()`` to work on it.
+    """
+    lock = _lock_new_untitled(folder)
+    path = lock.project
+    try:
+        try:
+            source_conn = connect_read_only(source)
+        except sqlite3.Error as exc:
+            raise project_error(exc, source, "read") from None
+        try:
+            backup(source_conn, path)
+        finally:
+            source_conn.close()
+        store = ProjectStore.open(path, writing=False)
+    except BaseException:
+        lock.release(remove_project=True)
         raise
     return store, lock
 
@@ -163,6 +187,18 @@ def discard(path: Path) -> None:
             f"“{path.name}” is open in another window of Noise Studio.", ProjectErrorReason.IN_USE
         )
     lock.release(remove_project=True)
+
+
+def _lock_new_untitled(folder: Path | None) -> RecoveryLock:
+    folder = folder or recovery_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    lock = _try_lock(folder / f"untitled-{stamp}-{uuid.uuid4().hex[:6]}{SUFFIX}")
+    if lock is None:  # a fresh random name cannot be locked by anyone else
+        raise ProjectError(
+            "The recovery folder is in use by another program.", ProjectErrorReason.IN_USE
+        )
+    return lock
 
 
 def _describe(path: Path) -> RecoverableProject:
@@ -222,3 +258,4 @@ else:
 def _remove_project_files(project: Path) -> None:
     unlink_quietly(project)
     remove_sidecars(project)
+    unlink_quietly(lock_path(project))

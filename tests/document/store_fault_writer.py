@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_SIZE = 6000  # larger than a page: exercises overflow chains
 _PIXEL = np.zeros((1, 1, 3), np.uint8)
+LAYER_PIXELS = np.zeros((1, 1, 4), np.uint8)
 
 State = dict[str, Any]
 
@@ -265,7 +266,7 @@ def _submit(store: ProjectStore, op: dict[str, Any]) -> Future[str] | Future[int
         return store.restore_version(op["id"])
     if kind == "add_layer":
         return store.add_layer(
-            pixels=b"layer-png", name=op["name"], id=op["id"], position=op["position"]
+            pixels=LAYER_PIXELS, name=op["name"], id=op["id"], position=op["position"]
         )
     if kind == "update_layer":
         return store.update_layer(op["id"], opacity=op["opacity"], visible=op["visible"])

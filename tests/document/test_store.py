@@ -252,9 +252,11 @@ def test_save_as_copies_with_backup_and_continues_in_the_new_file(tmp_path: Path
         assert not list(tmp_path.rglob("*.saving")), "no temporary file is left"
         assert sorted(
             p.name for p in target.parent.iterdir() if "-wal" not in p.name and "-shm" not in p.name
-        ) == [target.name]
+        ) == [target.name, target.name + "-lock"], "the open copy is locked"
+        assert not Path(f"{first}-lock").exists(), "the old file is no longer held"
     finally:
         store.close()
+    assert not Path(f"{target}-lock").exists(), "closing releases the lock"
     with ProjectStore.open(first) as old:
         assert old.version(v).name == "v1", "the old file is left as it was"
     with ProjectStore.open(target) as new:

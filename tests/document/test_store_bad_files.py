@@ -24,7 +24,7 @@ def _good_project(path: Path, versions: int = 6) -> Path:
             v = store.add_version(recipe_json="{}", name=f"v{n}").result()
             for i in range(4):
                 store.append_step(v, StepRecord(i, 4, i, None, os.urandom(9000), _PIXEL, _PIXEL))
-        store.add_layer(pixels=b"png", name="layer").result()
+        store.add_layer(pixels=_PIXEL, name="layer").result()
     return path
 
 

@@ -217,9 +217,9 @@ def test_opening_reads_no_step_and_no_result(tmp_path: Path, monkeypatch) -> Non
     def counted(name: str) -> Callable[..., object]:
         method = getattr(store, name)
 
-        def read(*args: object) -> object:
+        def read(*args: object, **kwargs: object) -> object:
             reads.append(name)
-            return method(*args)
+            return method(*args, **kwargs)
 
         return read
 

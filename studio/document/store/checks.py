@@ -1,37 +1,57 @@
-"""Read-only checks of a project file: is it ours, whole, and a schema this version can write.
+"""Read-only checks of a project file: is it ours, whole, sound, and free to write.
 
-Nothing here writes to the file or creates files beside it, so a file that is
-refused is left exactly as it was.
+Opening is all or nothing, so everything that could make opening fail half-way
+is checked here first: the schema is exactly ours (no trigger or view we did
+not create), the version graph has every parent and no cycle, the counts are
+within bounds, and every stored image's PNG header is within the pixel cap
+(headers only, read with SQLite's blob I/O, so the check does not grow with the
+size of the images). Nothing here writes to the file or creates files beside
+it, so a file that is refused is left exactly as it was.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sqlite3
 import stat
 from pathlib import Path
 
+from studio.document.imageio import MAX_IMPORT_PIXELS
 from studio.document.store.connections import connect_probe
 from studio.document.store.errors import ProjectError, ProjectErrorReason, project_error
+from studio.document.store.files import journal_exists
+from studio.document.store.lock import holder
 from studio.document.store.schema import (
     APPLICATION_ID,
+    SCHEMA,
     SCHEMA_VERSION,
     TABLES,
     ProjectSummary,
 )
+from studio.engine.recipe import MAX_STEPS
 
 R = ProjectErrorReason
 SQLITE_MAGIC = b"SQLite format 3\x00"
 FULL_CHECK_BYTES = 1 << 30
 """Files up to this size get a full ``quick_check`` when opened; bigger ones a lighter one."""
+MAX_VERSIONS = 100_000
+MAX_LAYERS = 1_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Problems a journal from another database causes when read through; seen only with a -wal.
+_JOURNAL_SYMPTOMS = (R.CORRUPT, R.NOT_A_PROJECT, R.TRUNCATED, R.FOREIGN_SCHEMA, R.INVALID, R.IO)
 
 
-def check_project_file(path: str | os.PathLike[str]) -> int:
+def check_project_file(path: str | os.PathLike[str], *, held_elsewhere_ok: bool = False) -> int:
     """Check that ``path`` is a project this version can open for writing; returns its schema version.
 
     Reads only: the header bytes directly, then a read-only connection for the
-    application id, schema version and ``PRAGMA quick_check``. Raises
-    :class:`ProjectError` with one sentence on the first problem.
+    application id, schema version, ``PRAGMA quick_check``, the schema, the
+    version graph, the counts and the stored images' headers; last, whether
+    another instance holds the file (``IN_USE``, unless ``held_elsewhere_ok``).
+    A ``-wal`` that makes a sound file look damaged is ``FOREIGN_JOURNAL``.
+    Raises :class:`ProjectError` with one sentence on the first problem.
     """
     path = Path(path)
     label = f"“{path.name}”"
@@ -50,21 +70,43 @@ def check_project_file(path: str | os.PathLike[str]) -> int:
         raise ProjectError(f"{label} cannot be read ({exc.strerror or exc}).", R.IO) from None
     _check_header(label, header, st.st_size)
     try:
-        conn = connect_probe(path)
-    except sqlite3.Error as exc:
-        raise project_error(exc, path, "open") from None
-    try:
-        schema = _check_contents(label, conn, st.st_size)
-    except sqlite3.Error as exc:
-        raise project_error(exc, path, "open") from None
-    finally:
-        conn.close()
+        schema = _check_through(path, label, st.st_size, ignore_journal=False)
+    except ProjectError as exc:
+        if exc.reason in _JOURNAL_SYMPTOMS and journal_exists(path):
+            try:
+                _check_through(path, label, st.st_size, ignore_journal=True)
+            except ProjectError:
+                raise exc from None
+            raise ProjectError(
+                f"{label} has a journal file (“{path.name}-wal”) that does not belong to it;"
+                " the file itself is sound and can be opened without it.",
+                R.FOREIGN_JOURNAL,
+            ) from None
+        raise
+    who = None if held_elsewhere_ok else holder(path)
+    if who is not None:
+        raise ProjectError(f"{label} is open in another Noise Studio window ({who}).", R.IN_USE)
     if _is_read_only(path, st):
         raise ProjectError(
             f"{label} is read-only; use Save As to keep working on a copy, or make the file writable.",
             R.READ_ONLY,
         )
     return schema
+
+
+def _check_through(path: Path, label: str, size: int, *, ignore_journal: bool) -> int:
+    try:
+        conn = connect_probe(path, ignore_journal=ignore_journal)
+    except sqlite3.Error as exc:
+        raise project_error(exc, path, "open") from None
+    try:
+        return _check_contents(label, conn, size)
+    except sqlite3.Error as exc:
+        raise project_error(exc, path, "open") from None
+    except MemoryError:
+        raise ProjectError(f"{label} is too large to check in the memory left.", R.IO) from None
+    finally:
+        conn.close()
 
 
 def peek(path: str | os.PathLike[str]) -> ProjectSummary:
@@ -75,7 +117,7 @@ def peek(path: str | os.PathLike[str]) -> ProjectSummary:
     """
     path = Path(path)
     try:
-        schema = check_project_file(path)
+        schema = check_project_file(path, held_elsewhere_ok=True)
     except ProjectError as exc:
         if exc.reason is not R.READ_ONLY:
             raise
@@ -145,7 +187,154 @@ def _check_contents(label: str, conn: sqlite3.Connection, size: int) -> int:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
     if not TABLES.issubset(tables):
         raise ProjectError(f"{label} is damaged: tables are missing.", R.CORRUPT)
+    _check_schema(label, conn)
+    _check_counts(label, conn)
+    _check_graph(label, conn)
+    _check_images(label, conn)
     return schema
+
+
+def _normal_sql(sql: str | None) -> str | None:
+    return None if sql is None else re.sub(r"\s+", " ", sql).strip()
+
+
+@functools.cache
+def expected_schema() -> frozenset[tuple[str, str, str, str | None]]:
+    """Every SQL object a project of this schema version has: (type, name, table, sql)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        return _schema_objects(conn)
+    finally:
+        conn.close()
+
+
+def _schema_objects(conn: sqlite3.Connection) -> frozenset[tuple[str, str, str, str | None]]:
+    return frozenset(
+        (t, n, tbl, _normal_sql(sql))
+        for t, n, tbl, sql in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema")
+    )
+
+
+def _check_schema(label: str, conn: sqlite3.Connection) -> None:
+    # Triggers fire inside our own writes and views stand in for tables: a file's own
+    # SQL could hang every save or drop what we write. Only our exact schema is opened.
+    expected = expected_schema()
+    actual = _schema_objects(conn)
+    if actual == expected:
+        return
+    expected_names = {(t, n) for t, n, _, _ in expected}
+    extra = sorted((t, n) for t, n, _, _ in actual if (t, n) not in expected_names)
+    if extra:
+        kind, name = extra[0]
+        raise ProjectError(
+            f"{label} holds a {kind} (“{name}”) that Noise Studio did not create,"
+            " so it is not opened.",
+            R.FOREIGN_SCHEMA,
+        )
+    (kind, name, _, _) = sorted((e for e in expected - actual), key=lambda e: (e[0], e[1]))[0]
+    raise ProjectError(
+        f"{label} does not have the layout of a Noise Studio project ({kind} “{name}” differs),"
+        " so it is not opened.",
+        R.FOREIGN_SCHEMA,
+    )
+
+
+def _check_counts(label: str, conn: sqlite3.Connection) -> None:
+    versions = conn.execute("SELECT count(*) FROM versions").fetchone()[0]
+    layers = conn.execute("SELECT count(*) FROM layers").fetchone()[0]
+    (steps,) = conn.execute(
+        "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM steps GROUP BY version_id)"
+    ).fetchone()
+    for count, limit, what in (
+        (versions, MAX_VERSIONS, "versions"),
+        (layers, MAX_LAYERS, "layers"),
+        (steps, MAX_STEPS, "steps in one version"),
+    ):
+        if count > limit:
+            raise ProjectError(
+                f"{label} holds {count} {what}, more than Noise Studio opens ({limit}).", R.INVALID
+            )
+    bad = conn.execute(
+        "SELECT (SELECT count(*) FROM versions WHERE typeof(id) != 'text'"
+        "  OR typeof(parent_id) NOT IN ('text', 'null') OR typeof(recipe_json) != 'text'"
+        "  OR typeof(result_png) NOT IN ('blob', 'null') OR typeof(branch_step) NOT IN ('integer', 'null')"
+        "  OR branch_step < 0)"
+        " + (SELECT count(*) FROM steps WHERE typeof(idx) != 'integer' OR idx < 0"
+        "  OR typeof(preview_x0) != 'blob' OR typeof(preview_xt) != 'blob'"
+        "  OR typeof(checkpoint) != 'blob')"
+        " + (SELECT count(*) FROM layers WHERE typeof(id) != 'text' OR typeof(pixels) != 'blob')"
+    ).fetchone()[0]
+    if bad:
+        raise ProjectError(
+            f"{label} is damaged: {bad} rows hold values of the wrong kind.", R.INVALID
+        )
+
+
+def _check_graph(label: str, conn: sqlite3.Connection) -> None:
+    parent: dict[str, str | None] = {}
+    deleted: dict[str, bool] = {}
+    for version_id, parent_id, gone in conn.execute("SELECT id, parent_id, deleted FROM versions"):
+        parent[version_id] = parent_id
+        deleted[version_id] = bool(gone)
+    for version_id, parent_id in parent.items():
+        if parent_id is None:
+            continue
+        if parent_id == version_id:
+            raise ProjectError(f"{label} is damaged: a version is its own parent.", R.INVALID)
+        if parent_id not in parent:
+            raise ProjectError(f"{label} is damaged: a version's parent is missing.", R.INVALID)
+        if deleted[parent_id] and not deleted[version_id]:
+            raise ProjectError(f"{label} is damaged: a version's parent was deleted.", R.INVALID)
+    rooted: set[str] = set()
+    for start in parent:
+        path: list[str] = []
+        on_path: set[str] = set()
+        node: str | None = start
+        while node is not None and node not in rooted:
+            if node in on_path:
+                raise ProjectError(
+                    f"{label} is damaged: its versions descend from each other in a loop.",
+                    R.INVALID,
+                )
+            on_path.add(node)
+            path.append(node)
+            node = parent[node]
+        rooted.update(path)
+    if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+        raise ProjectError(f"{label} is damaged: some rows point at missing rows.", R.INVALID)
+
+
+def png_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from the first 24 bytes of a PNG, or None if they are not a PNG's."""
+    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def png_within_cap(head: bytes, max_pixels: int = MAX_IMPORT_PIXELS) -> bool:
+    size = png_size(head)
+    return size is not None and 0 < size[0] * size[1] <= max_pixels and min(size) > 0
+
+
+def _check_images(label: str, conn: sqlite3.Connection) -> None:
+    columns = (
+        ("versions", "result_png", "typeof(result_png) = 'blob'", "a result image"),
+        ("steps", "preview_x0", "1", "a step preview"),
+        ("steps", "preview_xt", "1", "a step preview"),
+        ("layers", "pixels", "1", "a layer"),
+    )
+    for table, column, where, what in columns:
+        rowids = [r[0] for r in conn.execute(f"SELECT rowid FROM {table} WHERE {where}")]
+        for rowid in rowids:
+            with conn.blobopen(table, column, rowid, readonly=True) as blob:
+                head = blob.read(24)
+            if not png_within_cap(head):
+                raise ProjectError(
+                    f"{label} holds {what} that is not a PNG within"
+                    f" {MAX_IMPORT_PIXELS // 1_000_000} megapixels, so it is not opened.",
+                    R.INVALID,
+                )
 
 
 def quick_check(conn: sqlite3.Connection, file_size: int) -> list[str]:

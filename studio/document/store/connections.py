@@ -56,18 +56,23 @@ def connect_read_write(path: Path) -> sqlite3.Connection:
         raise project_error(exc, path, "open") from None
 
 
-def connect_probe(path: Path) -> sqlite3.Connection:
+def connect_probe(path: Path, *, ignore_journal: bool = False) -> sqlite3.Connection:
     """A connection that cannot change anything on disk, not even by creating sidecar files.
 
     Without a ``-wal`` or ``-journal`` beside it the main file is the whole
     database, so ``immutable=1`` reads it with no locks and no ``-shm``. With
     one (a crash, or another app has it open) a plain read-only connection
-    reads through it; the sidecars exist already then.
+    reads through it; the sidecars exist already then. ``ignore_journal``
+    reads the main file alone even then (``immutable=1`` ignores a ``-wal``).
     """
     uri = path.resolve().as_uri()
-    if sidecars_exist(path):
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+    if sidecars_exist(path) and not ignore_journal:
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
     else:
-        conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        conn = sqlite3.connect(
+            f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+        )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return conn

@@ -26,6 +26,23 @@ def sidecars_exist(path: Path) -> bool:
     return any(Path(f"{path}{s}").exists() for s in SIDECAR_SUFFIXES)
 
 
+def journal_exists(path: Path) -> bool:
+    return Path(f"{path}-wal").exists()
+
+
+def set_journal_aside(path: Path) -> Path:
+    """Move a ``-wal`` that does not belong to ``path`` out of SQLite's way; returns where it went.
+
+    The journal is kept (renamed, never deleted) in case someone wants it; the
+    ``-shm`` index is derived from it and is removed.
+    """
+    wal = Path(f"{path}-wal")
+    aside = wal.with_name(f"{wal.name}.foreign-{uuid.uuid4().hex[:8]}")
+    os.replace(wal, aside)
+    unlink_quietly(Path(f"{path}-shm"))
+    return aside
+
+
 def remove_sidecars(path: Path) -> None:
     for suffix in SIDECAR_SUFFIXES:
         unlink_quietly(Path(f"{path}{suffix}"))

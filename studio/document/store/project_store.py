@@ -19,7 +19,15 @@ Deleting
     (see :mod:`~studio.document.store.rows`). Deleting a version hides its live
     descendants with the same deletion id, and restoring it brings back exactly
     those rows. Hidden rows are purged when the store closes and when a file is
-    opened (the undo stack that could restore them is gone by then).
+    opened for writing (the undo stack that could restore them is gone by then).
+
+One writer per file
+    A store that writes holds the file's :mod:`~studio.document.store.lock`
+    from opening to closing, so a second instance is refused before it writes,
+    purges or overwrites anything (Save As refuses a target another holds too).
+    ``open(path, writing=False)`` reads only, holding the lock, until
+    :meth:`ProjectStore.start_writing`: whoever opens a file can build its
+    document first and write nothing if that fails.
 
 Checkpoints are stored as the engine serialises them (opaque safetensors
 bytes): latents stay in their native dtype because resuming must be exact.
@@ -45,7 +53,7 @@ import numpy as np
 from studio.document.imageio import decode_png, encode_png
 from studio.document.store import files, rows
 from studio.document.store.checks import check_project_file
-from studio.document.store.connections import connect_read_only
+from studio.document.store.connections import connect_probe, connect_read_only
 from studio.document.store.errors import (
     ProjectError,
     ProjectErrorReason,
@@ -53,6 +61,7 @@ from studio.document.store.errors import (
     not_found,
     project_error,
 )
+from studio.document.store.lock import ProjectLock, holder, try_lock_project
 from studio.document.store.schema import (
     LAYER_FIELDS,
     SUFFIX,
@@ -79,14 +88,15 @@ class ProjectStore:
     writes).
     """
 
-    def __init__(self, path: Path, *, _token: object) -> None:
+    def __init__(self, path: Path, lock: ProjectLock, *, _token: object) -> None:
         if _token is not _CONSTRUCT:
             raise TypeError("Use ProjectStore.open() or ProjectStore.create().")
         self._path = path
+        self._lock = lock
         self._closed = False
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
-        self._writer = Writer(path)
+        self._writer: Writer | None = None
         _open_stores.add(self)
 
     # ---- opening ------------------------------------------------------------
@@ -95,32 +105,63 @@ class ProjectStore:
     def create(cls, path: str | os.PathLike[str]) -> ProjectStore:
         """Create a new, empty project at ``path``; refuses to replace an existing file."""
         path = Path(path)
-        files.create_database(path, create_schema)
-        return cls._open_checked(path)
+        lock = _lock(path)
+        try:
+            files.create_database(path, create_schema)
+        except BaseException:
+            lock.release()
+            raise
+        return cls._open_checked(path, lock, writing=True)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> ProjectStore:
-        """Open an existing project for reading and writing.
+    def open(cls, path: str | os.PathLike[str], *, writing: bool = True) -> ProjectStore:
+        """Open an existing project for reading and (unless ``writing`` is False) writing.
 
-        The file is checked read-only first (header, application id, schema
-        version, integrity); if any check fails a :class:`ProjectError` says
-        what is wrong and the file has not been written to.
+        The file is checked read-only first (header, application id, schema,
+        integrity, version graph, counts, image headers, and that no other
+        instance holds it); if any check fails a :class:`ProjectError` says
+        what is wrong and the file has not been written to. With ``writing``
+        False nothing is written until :meth:`start_writing`.
         """
         path = Path(path)
         check_project_file(path)
-        return cls._open_checked(path)
+        return cls._open_checked(path, _lock(path), writing=writing)
 
     @classmethod
-    def _open_checked(cls, path: Path) -> ProjectStore:
-        store = cls(path, _token=_CONSTRUCT)
+    def _open_checked(cls, path: Path, lock: ProjectLock, *, writing: bool) -> ProjectStore:
+        store = cls(path, lock, _token=_CONSTRUCT)
         try:
-            store._writer.started.result()
-            store._reader = connect_read_only(path)
+            # Until it writes, the store reads as the checks did: creating nothing beside the file.
+            store._reader = connect_read_only(path) if writing else connect_probe(path)
+            if writing:
+                store.start_writing()
         except BaseException:
-            store._writer.stop()
+            store.close()
             raise
-        store.submit(rows.purge_deleted)
         return store
+
+    def start_writing(self) -> None:
+        """Open the writer (read-write, WAL) and purge rows no undo stack can restore any more."""
+        if self._writer is not None:
+            return
+        if self._closed:
+            raise closed_error()
+        writer = Writer(self._path)
+        try:
+            writer.started.result()
+        except BaseException:
+            writer.stop()
+            raise
+        self._writer = writer
+        with self._read_lock:
+            old_reader, self._reader = self._reader, connect_read_only(self._path)
+        if old_reader is not None:
+            old_reader.close()
+        self.submit(rows.purge_deleted)
+
+    @property
+    def writing(self) -> bool:
+        return self._writer is not None
 
     # ---- properties -----------------------------------------------------------
 
@@ -140,7 +181,7 @@ class ProjectStore:
     @property
     def unwritten_count(self) -> int:
         """How many edits failed to write because the disk was full and are kept in memory."""
-        return self._writer.unwritten_count
+        return 0 if self._writer is None else self._writer.unwritten_count
 
     # ---- writing (asynchronous) ---------------------------------------------
 
@@ -152,7 +193,7 @@ class ProjectStore:
         full the edit is also kept (``error.kept``), and :meth:`retry_unwritten`
         or :meth:`save_as` writes it later.
         """
-        if self._closed:
+        if self._closed or self._writer is None:
             future: Future[T] = Future()
             future.set_exception(closed_error())
             return future
@@ -407,12 +448,14 @@ class ProjectStore:
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every write submitted so far has finished (successfully or not)."""
-        self._writer.put(_nothing, "flush", transaction=False).exception(timeout)
+        if self._writer is not None:
+            self._writer.put(_nothing, "flush", transaction=False).exception(timeout)
 
     def retry_unwritten(self) -> Future[int]:
         """Write the edits kept after a disk-full error, in order; resolves to how many were written."""
-        return self._writer.put(
-            lambda conn: self._writer.replay_unwritten(), "retry unsaved edits", transaction=False
+        writer = self._writing()
+        return writer.put(
+            lambda conn: writer.replay_unwritten(), "retry unsaved edits", transaction=False
         )
 
     def save_as(self, path: str | os.PathLike[str]) -> Future[Path]:
@@ -423,44 +466,59 @@ class ProjectStore:
         written to the new file. The old file stays as it was.
         """
         target = Path(path)
+        writer = self._writing()
 
         def write(conn: sqlite3.Connection) -> Path:
-            files.backup(conn, target)
-            self._writer.switch_to(target)
+            if target.resolve() == self._path.resolve():
+                raise ProjectError("The project is already saved there.", ProjectErrorReason.IN_USE)
+            lock = _lock(target)  # never replace a file another instance has open
+            try:
+                files.backup(conn, target)
+                writer.switch_to(target)
+            except BaseException:
+                lock.release()
+                raise
             with self._read_lock:
                 old_reader, self._reader = self._reader, connect_read_only(target)
             if old_reader is not None:
                 old_reader.close()
-            self._path = target
-            self._writer.replay_unwritten()
+            old_lock, self._lock, self._path = self._lock, lock, target
+            old_lock.release()
+            writer.replay_unwritten()
             return target
 
-        return self._writer.put(write, "save as", transaction=False)
+        return writer.put(write, "save as", transaction=False)
 
     def backup_to(self, path: str | os.PathLike[str]) -> Future[Path]:
         """Write a complete copy to ``path`` (SQLite backup API) without switching to it."""
         target = Path(path)
 
         def write(conn: sqlite3.Connection) -> Path:
+            if holder(target) is not None:
+                raise _held_error(target)
             files.backup(conn, target)
             return target
 
-        return self._writer.put(write, "save a copy", transaction=False)
+        return self._writing().put(write, "save a copy", transaction=False)
 
     def close(self, timeout: float | None = None) -> None:
-        """Write what is pending, purge deleted rows, and close the file.
+        """Write what is pending, purge deleted rows, close the file and release its lock.
 
-        After this the database is one self-contained file (no ``-wal``)."""
+        After this the database is one self-contained file (no ``-wal``). A
+        store that never started writing leaves the file as it found it."""
         if self._closed:
             return
-        with contextlib.suppress(ProjectError):
-            self.submit(rows.purge_deleted, "purge").result(timeout)
+        if self._writer is not None:
+            with contextlib.suppress(ProjectError):
+                self.submit(rows.purge_deleted, "purge").result(timeout)
         self._closed = True
         with self._read_lock:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
-        self._writer.stop(timeout)
+        if self._writer is not None:
+            self._writer.stop(timeout)
+        self._lock.release()
         _open_stores.discard(self)
 
     def __enter__(self) -> ProjectStore:
@@ -487,8 +545,10 @@ class ProjectStore:
         with self._reading() as conn:
             return rows.read_step_indices(conn, version_id)
 
-    def step(self, version_id: str, index: int) -> StepRecord:
-        """One stored step: its checkpoint bytes and both previews, decoded."""
+    def step(
+        self, version_id: str, index: int, decode: Callable[[bytes], np.ndarray] = decode_png
+    ) -> StepRecord:
+        """One stored step: its checkpoint bytes and both previews, decoded with ``decode``."""
         with self._reading() as conn:
             row = conn.execute(
                 f"SELECT {rows.STEP_COLUMNS} FROM steps WHERE version_id = ? AND idx = ?",
@@ -497,7 +557,7 @@ class ProjectStore:
         if row is None:
             raise _step_not_stored(index)
         total, timestep, sigma, x0, xt, checkpoint = row
-        return StepRecord(index, total, timestep, sigma, checkpoint, decode_png(x0), decode_png(xt))
+        return StepRecord(index, total, timestep, sigma, checkpoint, decode(x0), decode(xt))
 
     def step_checkpoint(self, version_id: str, index: int) -> bytes:
         """The checkpoint bytes of one step (``Checkpoint.from_bytes`` reads them)."""
@@ -522,10 +582,12 @@ class ProjectStore:
         png: bytes | None = row[0]
         return png
 
-    def result(self, version_id: str) -> np.ndarray | None:
-        """The version's result image, decoded, or None."""
+    def result(
+        self, version_id: str, decode: Callable[[bytes], np.ndarray] = decode_png
+    ) -> np.ndarray | None:
+        """The version's result image, decoded with ``decode``, or None."""
         png = self.result_png(version_id)
-        return None if png is None else decode_png(png)
+        return None if png is None else decode(png)
 
     def layers(self) -> list[LayerRecord]:
         """Live layers, bottom first, with their pixels (PNG)."""
@@ -560,6 +622,11 @@ class ProjectStore:
             except sqlite3.Error as exc:
                 raise project_error(exc, self._path, "read") from None
 
+    def _writing(self) -> Writer:
+        if self._closed or self._writer is None:
+            raise closed_error()
+        return self._writer
+
     def _step_blob(self, column: str, version_id: str, index: int) -> bytes:
         with self._reading() as conn:
             row = conn.execute(
@@ -573,6 +640,26 @@ class ProjectStore:
 
 def _nothing(conn: sqlite3.Connection) -> None:
     return None
+
+
+def _lock(path: Path) -> ProjectLock:
+    try:
+        lock = try_lock_project(path)
+    except OSError as exc:
+        raise ProjectError(
+            f"“{path.name}” cannot be opened for writing here ({exc.strerror or exc}).",
+            ProjectErrorReason.IO,
+        ) from None
+    if lock is None:
+        raise _held_error(path)
+    return lock
+
+
+def _held_error(path: Path) -> ProjectError:
+    who = holder(path) or "another process"
+    return ProjectError(
+        f"“{path.name}” is open in another Noise Studio window ({who}).", ProjectErrorReason.IN_USE
+    )
 
 
 def _step_not_stored(index: int) -> ProjectError:
