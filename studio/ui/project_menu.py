@@ -6,6 +6,14 @@ file, so every panel that follows them stays connected. A :class:`Project`
 binds them to the open file and writes each change as it happens: there is no
 "Save", only "Save As", and the title needs no modified marker.
 
+Opening is all or nothing: the file is checked read-only, then read into
+versions and layers that no panel sees yet; only when all of that succeeded is
+the current project closed and the document replaced. Anything that fails
+before then (MemoryError included) leaves the current project open and bound,
+says so in one sentence, and closes what was opened. A file another instance
+holds is offered as a copy; a file whose ``-wal`` belongs to another database
+is offered without it.
+
 Untitled work is a real project in the recovery folder, locked by this
 process. On launch, untitled projects left by a crash are offered back.
 Leaving untitled work that holds anything (closing the window, New, Open)
@@ -40,16 +48,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.document.project import Project
+from studio.document.project import OpenedDocument, Project
 from studio.document.recovery import (
     RecoverableProject,
     RecoveryLock,
     claim,
+    copy_to_untitled,
     create_untitled,
     discard,
     recoverable_projects,
 )
-from studio.document.store import SUFFIX, ProjectError, ProjectStore, check_project_file
+from studio.document.store import (
+    SUFFIX,
+    ProjectError,
+    ProjectErrorReason,
+    ProjectStore,
+    check_project_file,
+)
+from studio.document.store.files import set_journal_aside
 from studio.session import Session
 
 APP_TITLE = "Noise Studio"
@@ -67,6 +83,7 @@ class Choice(enum.Enum):
     DISCARD = "discard"
     LATER = "later"
     CANCEL = "cancel"
+    COPY = "copy"
 
 
 def file_menu(window: QMainWindow) -> QMenu:
@@ -237,6 +254,30 @@ class ProjectSession(QObject):
             return Choice.DISCARD
         return Choice.CANCEL
 
+    def ask_in_use(self, problem: str) -> Choice:
+        """A file another instance holds: work on a copy of it (``COPY``) or leave it (``CANCEL``)."""
+        box = QMessageBox(self.parent_widget)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Project in use")
+        box.setText(problem)
+        box.setInformativeText("Open an untitled copy of it here? The other window keeps the file.")
+        copy = box.addButton("Open a Copy", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(copy)
+        box.exec()
+        return Choice.COPY if box.clickedButton() is copy else Choice.CANCEL
+
+    def ask_open_without_journal(self, problem: str) -> bool:
+        """A ``-wal`` that belongs to another database: set it aside and open the file as it is?"""
+        answer = QMessageBox.question(
+            self.parent_widget,
+            "Journal file does not belong",
+            f"{problem}\nOpen the project as it is, setting the journal file aside?",
+            QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Open
+
     def _start_folder(self) -> Path:
         recent = self.recent_projects()
         if recent and Path(recent[0]).parent.is_dir():
@@ -276,11 +317,11 @@ class ProjectSession(QObject):
                 choice = self.ask_restore(entry)
                 if choice is Choice.RESTORE:
                     try:
-                        store, lock = claim(entry.path)
+                        store, lock = claim(entry.path, writing=False)
                     except ProjectError as exc:
                         self.show_error(str(exc))
                         continue
-                    if self._bind(store, lock, load=True):
+                    if self._switch_to(store, lock):
                         self.session.status.emit("Restored your untitled work.", 8000)
                         return
                 elif choice is Choice.DISCARD:
@@ -294,7 +335,7 @@ class ProjectSession(QObject):
         except ProjectError as exc:
             self.show_error(f"{exc} Your work will not be kept.")
             return
-        self._bind(store, lock, load=False)
+        self._bind(store, lock, None)
 
     # ---- File menu ------------------------------------------------------------------
 
@@ -313,25 +354,66 @@ class ProjectSession(QObject):
         path = Path(path)
         if self.project is not None and _same_file(path, self.project.path):
             return True
+        opened = self._open_checked(path)
+        if opened is None:
+            return False
+        store, copy_lock = opened  # a lock only for an untitled copy made here
+        return self._switch_to(store, copy_lock, discard_on_failure=copy_lock is not None)
+
+    def _open_checked(
+        self, path: Path, journal_asked: bool = False
+    ) -> tuple[ProjectStore, RecoveryLock | None] | None:
+        """Check ``path`` read-only and open it for reading; None (said why) if it cannot be."""
+        R = ProjectErrorReason
         try:
             check_project_file(path)  # read-only: nothing is closed or written if this fails
+            return ProjectStore.open(path, writing=False), None
         except ProjectError as exc:
+            if exc.reason is R.FOREIGN_JOURNAL and not journal_asked:
+                if not self.ask_open_without_journal(str(exc)):
+                    return None
+                try:
+                    set_journal_aside(path)
+                except OSError as os_exc:
+                    self.show_error(f"The journal file could not be set aside ({os_exc}).")
+                    return None
+                return self._open_checked(path, journal_asked=True)
+            if exc.reason is R.IN_USE:
+                if self.ask_in_use(str(exc)) is not Choice.COPY:
+                    return None
+                try:
+                    return copy_to_untitled(path, self._folder)
+                except ProjectError as copy_exc:
+                    self.show_error(str(copy_exc))
+                    return None
             self.show_error(str(exc))
             if not path.exists():
                 self._forget(path)
+            return None
+
+    def _switch_to(
+        self, store: ProjectStore, lock: RecoveryLock | None, *, discard_on_failure: bool = False
+    ) -> bool:
+        """Read ``store`` whole, then (only if that worked) replace the current project with it."""
+        try:
+            document = Project.read(store)
+        except Exception as exc:  # a bad file may raise anything, MemoryError included
+            self._abandon(store, lock, discard_on_failure)
+            self.show_error(_unreadable(store, exc))
             return False
-        if not self._leave_current():
+        if not self._confirm_leave():
+            self._abandon(store, lock, discard_on_failure)
             return False
         try:
-            store = ProjectStore.open(path)
+            store.start_writing()
         except ProjectError as exc:
+            self._abandon(store, lock, discard_on_failure)
             self.show_error(str(exc))
-            self._start_untitled()
             return False
-        if not self._bind(store, None, load=True):
-            self._start_untitled()
-            return False
-        return True
+        self.session.cancel_all()
+        self._close_file()
+        self._clear_document()
+        return self._bind(store, lock, document)
 
     def save_as(self, path: str | Path | None = None) -> bool:
         """Copy the project to ``path`` (SQLite backup) and carry on working there."""
@@ -372,22 +454,25 @@ class ProjectSession(QObject):
 
     # ---- binding ----------------------------------------------------------------------
 
-    def _bind(self, store: ProjectStore, lock: RecoveryLock | None, load: bool) -> bool:
+    def _bind(
+        self, store: ProjectStore, lock: RecoveryLock | None, document: OpenedDocument | None
+    ) -> bool:
+        """Bind an empty document to ``store``, filled with ``document`` (checked and read already)."""
         session = self.session
         try:
-            if load:
-                project = Project.load(store, tree=session.tree, layers=session.layers)
+            if document is not None:
+                project = Project.bind(store, document, tree=session.tree, layers=session.layers)
             else:
                 project = Project(store, session.tree, session.layers)
-        except (ProjectError, ValueError) as exc:
-            store.close()
-            if lock is not None:
-                lock.release(remove_project=False)
+        except Exception as exc:  # not expected after Project.read; never leave a document unbound
+            self._abandon(store, lock, remove=False)
             self._clear_document()
-            self.show_error(f"{store.name} could not be read ({exc}).")
+            self.show_error(_unreadable(store, exc))
+            self._start_untitled()
             return False
         session.project, self.lock = project, lock
         project.write_failed.connect(self._on_write_failed)
+        project.image_unreadable.connect(self._on_image_unreadable)
         versions = session.tree.versions()
         session.show_version(versions[-1].id if versions else None)
         if versions:
@@ -398,7 +483,18 @@ class ProjectSession(QObject):
         self._asked_disk_full = False
         self._update_title()
         self.project_changed.emit()
+        if document is not None and document.unreadable_thumbnails:
+            self._on_image_unreadable(
+                f"{_count(document.unreadable_thumbnails, 'stored image')} could not be read;"
+                " grey placeholders are shown."
+            )
         return True
+
+    def _abandon(self, store: ProjectStore, lock: RecoveryLock | None, remove: bool) -> None:
+        """Close a store that was opened but not bound (``remove``: it was a copy made for it)."""
+        store.close()
+        if lock is not None:
+            lock.release(remove_project=remove)
 
     def has_content(self) -> bool:
         return len(self.session.tree) > 0 or len(self.session.layers) > 0
@@ -427,6 +523,7 @@ class ProjectSession(QObject):
         self.session.project = self.lock = None
         if project is not None:
             project.write_failed.disconnect(self._on_write_failed)
+            project.image_unreadable.disconnect(self._on_image_unreadable)
             project.close()
         if lock is not None:  # untitled work the user chose not to keep, or that held nothing
             lock.release(remove_project=True)
@@ -445,6 +542,9 @@ class ProjectSession(QObject):
         self.parent_widget.setWindowTitle(f"{name} — {APP_TITLE}")
 
     # ---- errors and closing ---------------------------------------------------------------
+
+    def _on_image_unreadable(self, message: str) -> None:
+        self.session.status.emit(message, 10000)
 
     def _on_write_failed(self, message: str, reason: str) -> None:
         self.session.status.emit(message, 15000)
@@ -492,6 +592,8 @@ class ProjectSession(QObject):
         if self._shut_down:
             return
         self._shut_down = True
+        # Nothing on view may read the file after it closes (a timeline timer may still fire).
+        self.session.show_version(None)
         self._close_file()
 
 
@@ -504,6 +606,12 @@ def _project_file(mime: QMimeData) -> Path | None:
         return None
     path = Path(mime.urls()[0].toLocalFile())
     return path if path.suffix == SUFFIX else None
+
+
+def _unreadable(store: ProjectStore, exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return f"“{store.path.name}” could not be opened: it needs more memory than is free."
+    return f"“{store.path.name}” could not be read ({exc})."
 
 
 def _count(n: int, noun: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -335,3 +336,160 @@ def test_dropping_a_project_file_on_the_window_opens_it(qtbot, window, session, 
     QApplication.sendEvent(window, QDropEvent(QPointF(40, 40), *args))
     qtbot.waitUntil(lambda: window.windowTitle() == "dropped — Noise Studio")
     assert [v.name for v in window.session.tree.versions()] == ["boat"]
+
+
+# ---- hostile files: opening is all or nothing ---------------------------------------
+
+
+def _project_with_a_cycle(path: Path) -> None:
+    with ProjectStore.create(path) as store:
+        a = store.add_version(recipe_json='{"prompt": "a"}', name="a").result()
+        b = store.add_version(recipe_json='{"prompt": "b"}', name="b").result()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("UPDATE versions SET parent_id = ?, branch_step = 0 WHERE id = ?", (b, a))
+    conn.execute("UPDATE versions SET parent_id = ?, branch_step = 0 WHERE id = ?", (a, b))
+    conn.close()
+
+
+def _project_with_a_bad_recipe(path: Path) -> None:
+    with ProjectStore.create(path) as store:
+        store.add_version(recipe_json='{"prompt": "a"}', name="fine").result()
+        store.add_version(recipe_json='{"steps": "many"', name="broken").result()
+        store.add_version(recipe_json='{"prompt": "c"}', name="gone").result()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE versions SET deleted = 1 WHERE name = 'gone'")  # as a crash left it
+    conn.close()
+
+
+def _project_whose_layer_needs_more_memory(path: Path, monkeypatch) -> None:
+    with ProjectStore.create(path) as store:
+        store.add_layer(pixels=np.zeros((4, 4, 4), np.uint8), name="huge").result()
+
+    def out_of_memory(data: bytes):
+        raise MemoryError
+
+    monkeypatch.setattr("studio.document.project.decode_png", out_of_memory)
+
+
+@pytest.mark.parametrize("damage", ["cycle", "bad recipe", "memory"])
+def test_a_file_that_fails_to_open_leaves_the_current_project_open_and_bound(
+    qtbot, window, session, answers, tmp_path, monkeypatch, damage
+):
+    version = generate_and_wait(qtbot, window)
+    current, title = session.project.path, window.windowTitle()
+    bad = tmp_path / "bad.studio"
+    if damage == "cycle":
+        _project_with_a_cycle(bad)
+    elif damage == "bad recipe":
+        _project_with_a_bad_recipe(bad)
+    else:
+        _project_whose_layer_needs_more_memory(bad, monkeypatch)
+    before = sha256(bad)
+
+    assert not session.open_project(bad)
+    assert len(answers.errors) == 1 and "bad.studio" in answers.errors[0]
+    assert answers.errors[0].count(". ") == 0, "one sentence"
+    assert session.project is not None and session.project.path == current
+    assert window.windowTitle() == title
+    assert [v.id for v in window.session.tree.versions()] == [version.id]
+    assert sha256(bad) == before, "the refused file was neither written nor purged"
+    assert not Path(f"{bad}-lock").exists(), "the store just opened was closed"
+
+    window.session.rename_version(version.id, "still saved")  # edits still reach the file
+    session.project.store.flush()
+    assert session.project.store.version(version.id).name == "still saved"
+
+
+def test_a_stray_journal_is_named_and_the_file_opens_untouched_if_the_user_agrees(
+    window, session, answers, tmp_path
+):
+    path = tmp_path / "healthy.studio"
+    with ProjectStore.create(path) as store:
+        store.add_version(recipe_json='{"prompt": "a"}', name="kept").result()
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES (randomblob(9000))")
+    Path(f"{path}-wal").write_bytes(Path(f"{other}-wal").read_bytes())
+    conn.close()
+    before = sha256(path)
+    asked: list[str] = []
+    agree = [False]
+
+    def ask(problem: str) -> bool:
+        asked.append(problem)
+        return agree[0]
+
+    session.ask_open_without_journal = ask
+    assert not session.open_project(path)
+    assert len(asked) == 1 and "does not belong" in asked[0] and not answers.errors
+    assert sha256(path) == before and Path(f"{path}-wal").exists()
+
+    agree[0] = True
+    assert session.open_project(path)
+    assert [v.name for v in window.session.tree.versions()] == ["kept"]
+    assert list(tmp_path.glob("healthy.studio-wal.foreign-*")), "the journal is kept aside"
+
+
+_HOLDING_APP = textwrap.dedent(
+    """
+    import sys
+    from studio.document.store import ProjectStore
+    store = ProjectStore.open(sys.argv[1])
+    print("holding", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_a_project_another_process_holds_is_offered_as_a_copy_and_never_overwritten(
+    qtbot, window, session, answers, tmp_path, folder
+):
+    held = tmp_path / "held.studio"
+    with ProjectStore.create(held) as store:
+        store.add_version(recipe_json='{"prompt": "theirs"}', name="theirs").result()
+    other = subprocess.Popen(
+        [sys.executable, "-c", _HOLDING_APP, str(held)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert other.stdout.readline() == b"holding\n", other.stderr.read().decode()[-2000:]
+        before = sha256(held)
+        offered: list[str] = []
+        choice = [Choice.CANCEL]
+
+        def ask(problem: str) -> Choice:
+            offered.append(problem)
+            return choice[0]
+
+        session.ask_in_use = ask
+        untitled = session.project.path
+        assert not session.open_project(held)
+        assert len(offered) == 1 and f"process {other.pid}" in offered[0]
+        assert session.project.path == untitled
+
+        generate_and_wait(qtbot, window)
+        assert not session.save_as(held), "Save As never replaces a file another instance has"
+        assert len(answers.errors) == 1 and "held.studio" in answers.errors[0]
+        assert session.project.path == untitled
+
+        choice[0] = Choice.COPY
+        answers.keep_untitled = Choice.DISCARD
+        assert session.open_project(held)
+        assert [v.name for v in window.session.tree.versions()] == ["theirs"]
+        assert session.lock is not None and session.project.path.parent == folder
+        assert window.windowTitle() == "Untitled — Noise Studio"
+        window.session.rename_version(window.session.tree.versions()[0].id, "mine")
+        session.project.store.flush()
+        assert sha256(held) == before, "the held file is left as it was"
+    finally:
+        other.kill()
+        other.wait(10)
+        for stream in (other.stdin, other.stdout, other.stderr):
+            stream.close()
