@@ -143,6 +143,7 @@ class LoadedModel:
     tokenizer_2: Any = None
     text_encoder_2: Any = None
     weights_file: Path | None = None
+    preview_decoder: Any = None  # a studio.engine.preview.PreviewDecoder, if the model has one
     _hash: str | None = field(default=None, repr=False)
 
     @property
@@ -211,6 +212,11 @@ def load_model(
         model = _load_single_file(ref, path, policy, config_dir)
     else:
         raise ModelError(f"The model {ref!r} is neither a folder nor a file.")
+    from studio.engine.preview import find_preview_decoder
+
+    model.preview_decoder = find_preview_decoder(
+        path, model.family, model.latent_channels, model.size_factor, model.device
+    )
     return model
 
 

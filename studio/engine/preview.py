@@ -1,19 +1,225 @@
-"""Latent → RGB: the fast linear preview every step, and the full VAE decode.
+"""Latent → RGB: the fast preview every step, and the full VAE decode.
 
-The fast preview is a per-model 4×3 matrix plus bias applied to each latent
-pixel, so it costs a tiny fraction of a denoising step. The full decode runs
-the VAE; a NaN there (fp16 VAEs do this) is redone in fp32, and an image that is
-still non-finite or entirely black is refused rather than shown.
+The fast preview is, where the model has one, a tiny TAESD-style decoder (a
+diffusers ``AutoencoderTiny`` folder) that gives an image at full resolution for a
+few percent of a denoising step; otherwise it is a per-model 4×3 matrix plus bias
+applied to each latent pixel, at latent resolution. The full decode runs the VAE;
+a NaN there (fp16 VAEs do this) is redone in fp32, and an image that is still
+non-finite or entirely black is refused rather than shown.
+
+A preview decoder is found in the model's folder (``preview_decoder/``, the bundled
+model ships one trained by ``studio.training.preview_decoder``) or, for user models,
+in a ``taesd``/``taesdxl`` folder beside the model or in a configured folder. It is
+read without running anything from it: the config is checked key by key against
+bounds and passed to the class by hand, and the weights are read only from a
+header-checked safetensors file. A decoder that fails the checks is skipped with a
+warning and the linear map is used, so a bad side file never stops a model loading.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from studio.engine.errors import DecodeError
+from studio.engine.errors import DecodeError, ModelError
+
+log = logging.getLogger(__name__)
+
+PREVIEW_DECODER_FOLDER = "preview_decoder"
+# The folder names TAESD is usually kept under, per family (madebyollin/taesd, taesdxl).
+TAESD_FOLDERS = {"sd1": ("taesd",), "sd2": ("taesd",), "sdxl": ("taesdxl",)}
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
+_ACTIVATIONS = frozenset({"relu", "silu"})
+_UPSAMPLE_MODES = frozenset({"nearest", "bilinear"})
+
+
+@dataclass(frozen=True, eq=False)
+class PreviewDecoder:
+    """A checked ``AutoencoderTiny`` whose decoder turns a latent into a full-size preview.
+
+    Threading: used by the thread that owns torch, like the rest of the model.
+    """
+
+    model: Any
+    folder: Path
+
+    def __call__(self, latent: torch.Tensor) -> np.ndarray:
+        return tiny_preview(self, latent)
+
+    def describe(self) -> str:
+        return f"tiny decoder ({self.folder.name})"
+
+
+def tiny_preview(decoder: PreviewDecoder, latent: torch.Tensor) -> np.ndarray:
+    """uint8 H×W×3 at image resolution from a (1, C, h, w) latent in the UNet's space."""
+    config = decoder.model.config
+    scaled = latent.detach().float() / config.scaling_factor + config.shift_factor
+    with torch.inference_mode():
+        image = decoder.model.decoder(scaled.to(decoder.model.device))
+    pixels = ((image[0].permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
+    return torch.nan_to_num(pixels).to(torch.uint8).cpu().numpy()
+
+
+def preview_image(model: Any, latent: torch.Tensor) -> np.ndarray:
+    """The fast preview of ``latent`` for a LoadedModel: its tiny decoder, else its linear map."""
+    decoder = getattr(model, "preview_decoder", None)
+    if decoder is not None:
+        return tiny_preview(decoder, latent)
+    return linear_preview(latent, model.preview_factors, model.preview_bias)
+
+
+def describe_preview(model: Any) -> str:
+    """Which preview a model uses, in words for the model picker."""
+    decoder = getattr(model, "preview_decoder", None)
+    return decoder.describe() if decoder is not None else "linear map"
+
+
+def preview_decoder_candidates(
+    model_path: Path, family: str, extra_dirs: Iterable[Path] = ()
+) -> list[Path]:
+    """Folders that may hold a preview decoder for the model at ``model_path``, best first."""
+    names = TAESD_FOLDERS.get(family, ())
+    if model_path.is_dir():
+        found = [model_path / PREVIEW_DECODER_FOLDER, *(model_path.parent / n for n in names)]
+    else:
+        found = [model_path.parent / n for n in names]
+    return found + [Path(d).expanduser() / n for d in extra_dirs for n in names]
+
+
+def find_preview_decoder(
+    model_path: Path,
+    family: str,
+    latent_channels: int,
+    size_factor: int,
+    device: torch.device | str = "cpu",
+    extra_dirs: Iterable[Path] = (),
+) -> PreviewDecoder | None:
+    """The first candidate folder that holds a sound decoder, or None (with a warning per refusal)."""
+    for folder in preview_decoder_candidates(model_path, family, extra_dirs):
+        if not (folder / "config.json").is_file():
+            continue
+        try:
+            return load_preview_decoder(folder, latent_channels, size_factor, device)
+        except ModelError as exc:
+            log.warning("Preview decoder skipped, using the linear map: %s", exc)
+    return None
+
+
+def load_preview_decoder(
+    folder: Path,
+    latent_channels: int,
+    size_factor: int,
+    device: torch.device | str = "cpu",
+) -> PreviewDecoder:
+    """Load an ``AutoencoderTiny`` folder (config.json + safetensors); raise ModelError if unsound."""
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import load_file
+
+    from studio.engine import model_files
+
+    folder = Path(folder)
+    try:
+        config = model_files.read_json_object(folder / "config.json", MAX_CONFIG_BYTES)
+    except ModelError as exc:
+        raise ModelError(f"The preview decoder in {folder} has no usable config: {exc}") from None
+    kwargs = _checked_config(config, folder, latent_channels, size_factor)
+    weights = folder / WEIGHTS_NAME
+    try:
+        if not weights.is_file():
+            raise ModelError(f"The preview decoder in {folder} has no {WEIGHTS_NAME}.")
+        if weights.stat().st_size > MAX_WEIGHTS_BYTES:
+            raise ModelError(f"The preview decoder in {folder} is too large to be a tiny decoder.")
+        model_files.check_safetensors(weights)
+        state = load_file(weights)
+        model = AutoencoderTiny(**kwargs)
+        model.load_state_dict(state, strict=True)
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"The preview decoder in {folder} could not be loaded: {first}") from None
+    if not all(bool(torch.isfinite(p).all()) for p in model.decoder.parameters()):
+        raise ModelError(f"The preview decoder in {folder} has non-finite weights.")
+    model = model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
+    return PreviewDecoder(model=model, folder=folder)
+
+
+def _checked_config(
+    config: dict[str, Any], folder: Path, latent_channels: int, size_factor: int
+) -> dict[str, Any]:
+    """The constructor arguments, each checked against bounds; unknown keys are not passed on."""
+
+    def bad(detail: str) -> ModelError:
+        return ModelError(f"The preview decoder in {folder} has an unusable config: {detail}.")
+
+    def count(key: str, default: int, low: int, high: int) -> int:
+        value = config.get(key, default)
+        if type(value) is not int or not low <= value <= high:
+            raise bad(f"{key} must be a whole number from {low} to {high}")
+        return value
+
+    def counts(key: str, low: int, high: int) -> tuple[int, ...]:
+        value = config.get(key)
+        ok = isinstance(value, list) and 2 <= len(value) <= 6
+        if not ok or any(type(v) is not int or not low <= v <= high for v in value):
+            raise bad(f"{key} must list 2 to 6 whole numbers from {low} to {high}")
+        return tuple(value)
+
+    def number(key: str, default: float, low: float, high: float) -> float:
+        value = config.get(key, default)
+        if type(value) not in (int, float) or not math.isfinite(value) or not low <= value <= high:
+            raise bad(f"{key} must be a number from {low} to {high}")
+        return float(value)
+
+    def choice(key: str, default: str, allowed: frozenset[str]) -> str:
+        value = config.get(key, default)
+        if value not in allowed:
+            raise bad(f"{key} must be one of {', '.join(sorted(allowed))}")
+        return value
+
+    if config.get("_class_name") != "AutoencoderTiny":
+        raise bad("it is not an AutoencoderTiny")
+    kwargs: dict[str, Any] = {
+        "in_channels": count("in_channels", 3, 3, 3),
+        "out_channels": count("out_channels", 3, 3, 3),
+        "latent_channels": count("latent_channels", 4, 1, 64),
+        "encoder_block_out_channels": counts("encoder_block_out_channels", 1, 512),
+        "decoder_block_out_channels": counts("decoder_block_out_channels", 1, 512),
+        "num_encoder_blocks": counts("num_encoder_blocks", 0, 8),
+        "num_decoder_blocks": counts("num_decoder_blocks", 0, 8),
+        "upsampling_scaling_factor": count("upsampling_scaling_factor", 2, 1, 4),
+        "act_fn": choice("act_fn", "relu", _ACTIVATIONS),
+        "upsample_fn": choice("upsample_fn", "nearest", _UPSAMPLE_MODES),
+        "latent_magnitude": number("latent_magnitude", 3, 0.0, 100.0),
+        "latent_shift": number("latent_shift", 0.5, -100.0, 100.0),
+        "scaling_factor": number("scaling_factor", 1.0, 1e-3, 100.0),
+        "shift_factor": number("shift_factor", 0.0, -100.0, 100.0),
+    }
+    force_upcast = config.get("force_upcast", False)
+    if type(force_upcast) is not bool:
+        raise bad("force_upcast must be true or false")
+    kwargs["force_upcast"] = force_upcast
+    decoder_stages = kwargs["decoder_block_out_channels"]
+    if len(kwargs["num_decoder_blocks"]) != len(decoder_stages) or len(set(decoder_stages)) != 1:
+        raise bad("the decoder's stages must match its block counts and share one width")
+    if len(kwargs["num_encoder_blocks"]) != len(kwargs["encoder_block_out_channels"]):
+        raise bad("the encoder's stages must match its block counts")
+    if kwargs["latent_channels"] != latent_channels:
+        raise bad(
+            f"it reads {kwargs['latent_channels']} latent channels, the model has {latent_channels}"
+        )
+    if kwargs["upsampling_scaling_factor"] ** (len(decoder_stages) - 1) != size_factor:
+        raise bad(f"it does not upsample by the model's factor of {size_factor}")
+    return kwargs
 
 
 def linear_preview(latent: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor) -> np.ndarray:

@@ -27,7 +27,7 @@ from studio.engine import noise, schedulers
 from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
 from studio.engine.models import LoadedModel
-from studio.engine.preview import decode, linear_preview
+from studio.engine.preview import decode, linear_preview, preview_image
 from studio.engine.recipe import Recipe
 
 OOM_ADVICE = "Try a smaller size, fewer steps or a smaller model."
@@ -235,7 +235,7 @@ class Sampler:
                 sigma=s / a if a else float("inf"),
                 latent=latent,
                 x0_pred=x0_pred,
-                preview_x0=linear_preview(x0_pred, model.preview_factors, model.preview_bias),
+                preview_x0=preview_image(model, x0_pred),
                 preview_xt=linear_preview(
                     latent / (a * a + s * s) ** 0.5, model.preview_factors, model.preview_bias
                 ),

@@ -55,3 +55,113 @@ def test_linear_preview_applies_factors_and_bias():
     preview = linear_preview(latent, factors, torch.tensor([0.0, 0.5, 0.0]))
     assert preview.shape == (2, 3, 3) and preview.dtype == np.uint8
     assert preview[0, 0].tolist() == [255, 191, 0]
+
+
+# ---- the tiny preview decoder -------------------------------------------------
+
+
+def _tiny_decoder_folder(folder, stages: int = 2, **overrides):
+    """A random AutoencoderTiny saved in diffusers layout (factor 2 ** (stages - 1))."""
+    import json
+
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(
+        encoder_block_out_channels=(4,) * stages,
+        decoder_block_out_channels=(8,) * stages,
+        num_encoder_blocks=(0,) * stages,
+        num_decoder_blocks=(1,) + (0,) * (stages - 1),
+    ).save_pretrained(folder, safe_serialization=True)
+    if overrides:
+        config = json.loads((folder / "config.json").read_text())
+        config.update(overrides)
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_preview_decoder_loads_and_previews_at_image_resolution(tmp_path):
+    from studio.engine.preview import load_preview_decoder
+
+    decoder = load_preview_decoder(_tiny_decoder_folder(tmp_path / "pd"), 4, 2)
+    image = decoder(torch.randn(1, 4, 6, 5))
+    assert image.shape == (12, 10, 3) and image.dtype == np.uint8
+    assert image.std() > 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"_class_name": "AutoencoderKL"}, "not an AutoencoderTiny"),
+        ({"decoder_block_out_channels": [8, 100000]}, "decoder_block_out_channels"),
+        ({"act_fn": "os.system"}, "act_fn"),
+        ({"upsampling_scaling_factor": 4}, "factor of 2"),
+        ({"latent_channels": 16}, "latent channels"),
+        ({"scaling_factor": float("nan")}, "scaling_factor"),
+        ({"num_decoder_blocks": [1, True]}, "num_decoder_blocks"),
+    ],
+)
+def test_preview_decoder_config_values_are_bounded(tmp_path, overrides, message):
+    from studio.engine.errors import ModelError
+    from studio.engine.preview import load_preview_decoder
+
+    folder = _tiny_decoder_folder(tmp_path / "pd", **overrides)
+    with pytest.raises(ModelError, match=message):
+        load_preview_decoder(folder, 4, 2)
+
+
+def test_preview_decoder_refuses_pickled_or_mismatched_weights(tmp_path):
+    from studio.engine.errors import ModelError
+    from studio.engine.preview import WEIGHTS_NAME, load_preview_decoder
+
+    pickled = _tiny_decoder_folder(tmp_path / "pickled")
+    torch.save({"x": torch.zeros(1)}, pickled / WEIGHTS_NAME)
+    with pytest.raises(ModelError):
+        load_preview_decoder(pickled, 4, 2)
+    wider = _tiny_decoder_folder(tmp_path / "wider", decoder_block_out_channels=[16, 16])
+    with pytest.raises(ModelError, match="could not be loaded"):
+        load_preview_decoder(wider, 4, 2)
+
+
+def test_model_without_a_preview_decoder_keeps_the_linear_map(tiny_model, tiny_sampler):
+    from studio.engine.preview import describe_preview
+    from studio.engine.recipe import Recipe
+
+    assert tiny_model.preview_decoder is None and describe_preview(tiny_model) == "linear map"
+    step = next(iter(tiny_sampler.run(Recipe(prompt="a red car", steps=2, width=32, height=32))))
+    expected = linear_preview(step.x0_pred, tiny_model.preview_factors, tiny_model.preview_bias)
+    assert np.array_equal(step.preview_x0, expected) and step.preview_x0.shape == (16, 16, 3)
+
+
+def test_model_folder_preview_decoder_is_used_and_a_broken_one_falls_back(
+    tiny_model_dir, tmp_path, caplog
+):
+    import shutil
+
+    from studio.engine.models import load_model
+    from studio.engine.preview import describe_preview
+    from studio.engine.recipe import Recipe
+    from studio.engine.sampler import Sampler
+
+    folder = tmp_path / "with-decoder"
+    shutil.copytree(tiny_model_dir, folder)
+    _tiny_decoder_folder(folder / "preview_decoder")
+    model = load_model(str(folder), device="cpu")
+    assert describe_preview(model) == "tiny decoder (preview_decoder)"
+    step = next(iter(Sampler(model).run(Recipe(prompt="a red car", steps=2, width=32, height=32))))
+    assert step.preview_x0.shape == (32, 32, 3)
+    assert np.array_equal(step.preview_x0, model.preview_decoder(step.x0_pred))
+
+    (folder / "preview_decoder" / "config.json").write_text('{"_class_name": "AutoencoderTiny"')
+    broken = load_model(str(folder), device="cpu")
+    assert broken.preview_decoder is None and "Preview decoder skipped" in caplog.text
+
+
+def test_single_file_models_find_taesd_beside_them(tmp_path):
+    from studio.engine.preview import preview_decoder_candidates
+
+    beside = preview_decoder_candidates(tmp_path / "model.safetensors", "sdxl", [tmp_path / "cfg"])
+    assert beside == [tmp_path / "taesdxl", tmp_path / "cfg" / "taesdxl"]
+    (tmp_path / "sd15").mkdir()
+    folder = preview_decoder_candidates(tmp_path / "sd15", "sd1")
+    assert folder == [tmp_path / "sd15" / "preview_decoder", tmp_path / "taesd"]
