@@ -303,7 +303,8 @@ def export_animation(
         if loop:
             options["loop"] = 0
         if fmt == "WEBP":
-            options.update(lossless=False, quality=90)
+            # Lossless, so that the last frame is the exported image pixel for pixel.
+            options.update(lossless=True, quality=80, method=4)
         images[0].save(temp, format=fmt, **options)
 
     return write_atomically(path, write)
@@ -353,10 +354,12 @@ def contact_sheet(
     cell: int = 192,
     padding: int = 8,
     background: tuple[int, int, int] = (24, 24, 28),
+    title: Sequence[str] = (),
 ) -> np.ndarray:
     """A grid of selected steps, each labelled "step k / N" (k counted from 1).
 
-    ``frames`` holds (0-based step index, uint8 RGB image) pairs.
+    ``frames`` holds (0-based step index, uint8 RGB image) pairs; ``title`` lines
+    (see :func:`contact_sheet_title`) are written above the grid.
     """
     if not frames:
         raise ExportError("Select at least one step for the contact sheet.")
@@ -364,10 +367,18 @@ def contact_sheet(
     rows = (len(frames) + columns - 1) // columns
     font = ImageFont.load_default(size=max(10, cell // 12))
     label_h = max(14, cell // 8)
+    title_h = len(title) * label_h
     sheet_w = padding + columns * (cell + padding)
-    sheet_h = padding + rows * (cell + label_h + padding)
+    sheet_h = padding + title_h + rows * (cell + label_h + padding)
     sheet = Image.new("RGB", (sheet_w, sheet_h), background)
     draw = ImageDraw.Draw(sheet)
+    for line_number, line in enumerate(title):
+        draw.text(
+            (padding, padding + line_number * label_h),
+            _fit(draw, line, font, sheet_w - 2 * padding),
+            fill=(230, 230, 230),
+            font=font,
+        )
     for i, (index, frame) in enumerate(frames):
         image = _as_image(np.asarray(frame)).convert("RGB")
         scale = cell / max(image.size)
@@ -377,10 +388,30 @@ def contact_sheet(
         )
         col, row = i % columns, i // columns
         x = padding + col * (cell + padding)
-        y = padding + row * (cell + label_h + padding)
+        y = padding + title_h + row * (cell + label_h + padding)
         sheet.paste(image, (x + (cell - image.width) // 2, y + (cell - image.height) // 2))
         draw.text((x, y + cell + 2), f"step {index + 1} / {total}", fill=(230, 230, 230), font=font)
     return np.asarray(sheet).copy()
+
+
+def contact_sheet_title(recipe: Recipe, version_name: str, project_name: str = "") -> list[str]:
+    """The contact sheet's title lines: project and version, the prompt, seed and sampler."""
+    head = f"{project_name} · {version_name}" if project_name else version_name
+    prompt = " ".join(recipe.prompt.split())
+    return [
+        head,
+        f"“{prompt}”" if prompt else "(no prompt)",
+        f"seed {recipe.seed} · {recipe.sampler} · {recipe.steps} steps · guidance {recipe.guidance:g}",
+    ]
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: Any, width: int) -> str:
+    """``text`` shortened with an ellipsis until it fits ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def export_contact_sheet(

@@ -5,6 +5,12 @@ file dialog first) and returns the written path, or None after telling the
 user in one sentence what went wrong. The writing itself is
 ``studio.document.export`` (atomic: a failed export never damages an
 existing file).
+
+Trajectory animations and contact sheets are built from full VAE decodes of each
+step (x0-hat, or x_t for the static view), asked of the worker one at a time
+(``studio.ui.trajectory_frames``) behind a progress dialog with Cancel. The last
+x0 frame is the version's result, so it equals the exported image of the version.
+Without a loaded model the stored previews are used, enlarged to the image size.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import enum
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QEventLoop, QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -24,6 +30,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QMenu,
     QMessageBox,
+    QProgressDialog,
     QSpinBox,
     QWidget,
 )
@@ -34,6 +41,7 @@ from studio.engine.recipe import Recipe
 from studio.protocol import StepRecord
 from studio.session import Session
 from studio.ui.canvas_workspace import CanvasWorkspace, at_recipe_size
+from studio.ui.trajectory_frames import TrajectoryFrames, at_size
 
 IMAGE_FILTERS = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
 CONTACT_SHEET_STEPS = 12
@@ -117,15 +125,72 @@ class ExportActions(QObject):
             raise export.ExportError(f"{version.name} has no image yet.")
         return at_recipe_size(pixels, (version.recipe.width, version.recipe.height)), version.recipe
 
-    def _trajectory(self) -> tuple[Version, list[StepRecord]]:
+    def _trajectory(self) -> tuple[Version, list[tuple[str, int]]]:
         version = self.session.current_version()
         if version is None:
             raise export.ExportError("Choose a version whose steps to export.")
-        tree = self.session.tree
-        steps = [tree.steps.step(*ref) for ref in tree.trajectory(version.id)]
-        if not steps:
+        refs = list(self.session.tree.trajectory(version.id))
+        if not refs:
             raise export.ExportError(f"{version.name} has no steps yet.")
-        return version, steps
+        return version, refs
+
+    def full_frames(
+        self, version: Version, refs: list[tuple[str, int]], view: str = "x0"
+    ) -> list[tuple[int, np.ndarray]]:
+        """(step index, image) for ``refs``: full decodes at the image size, in order.
+
+        Raises ExportError if the user cancels. The last step of the x0 view is the
+        version's result image, exactly as an image export writes it.
+        """
+        if view not in ("x0", "xt"):
+            raise export.ExportError(f"Unknown trajectory view {view!r}; use 'x0' or 'xt'.")
+        tree = self.session.tree
+        size = (version.recipe.width, version.recipe.height)
+        steps = [tree.steps.step(*ref) for ref in refs]
+        result = tree.result(version.id) if view == "x0" else None
+        last_ref = tree.trajectory(version.id)[-1]
+        use_result = result is not None and refs[-1] == last_ref
+        to_decode = len(steps) - 1 if use_result else len(steps)
+        images = self._decode(refs[:to_decode], steps[:to_decode], view, size)
+        if use_result:
+            images.append(at_recipe_size(result, size))
+        return [(step.index, image) for step, image in zip(steps, images, strict=True)]
+
+    def _decode(
+        self,
+        refs: list[tuple[str, int]],
+        steps: list[StepRecord],
+        view: str,
+        size: tuple[int, int],
+    ) -> list[np.ndarray]:
+        if not steps:
+            return []
+        if not self.session.model.loaded:
+            self.session.status.emit("No model is loaded: the stored previews were used.", 8000)
+            return [at_size(getattr(s, f"preview_{view}"), size) for s in steps]
+        job = TrajectoryFrames(self.session, refs, steps, view, size)
+        progress = QProgressDialog(
+            "Decoding each step…", "Cancel", 0, len(steps), self.parent_widget
+        )
+        progress.setWindowTitle("Export")
+        progress.setWindowModality(Qt.WindowModality.WindowModal)
+        progress.setMinimumDuration(400)
+        loop = QEventLoop()
+        job.progress.connect(lambda done, _total: progress.setValue(done))
+        progress.canceled.connect(job.cancel)
+        job.finished.connect(loop.quit)
+        job.start()
+        if not job.done:
+            loop.exec()
+        progress.reset()
+        progress.deleteLater()
+        if job.cancelled:
+            raise export.ExportError("The export was cancelled.")
+        if job.failures:
+            self.session.status.emit(
+                f"{job.failures} step(s) could not be decoded; their previews were used.", 8000
+            )
+        return [frame for frame in job.frames if frame is not None]
 
     # ---- exports (paths given) ----------------------------------------------------------------
 
@@ -151,10 +216,9 @@ class ExportActions(QObject):
         self, path: str | Path, view: str = "x0", frame_ms: int = 100
     ) -> Path | None:
         def write() -> Path:
-            _version, steps = self._trajectory()
-            return export.export_animation(
-                export.frames_from_steps(steps, view), path, frame_ms=frame_ms
-            )
+            version, refs = self._trajectory()
+            frames = [image for _index, image in self.full_frames(version, refs, view)]
+            return export.export_animation(frames, path, frame_ms=frame_ms)
 
         return self._run(write)
 
@@ -162,10 +226,13 @@ class ExportActions(QObject):
         self, path: str | Path, count: int = CONTACT_SHEET_STEPS, view: str = "x0"
     ) -> Path | None:
         def write() -> Path:
-            version, steps = self._trajectory()
-            chosen = _evenly(steps, count)
-            frames = [(s.index, s.preview_xt if view == "xt" else s.preview_x0) for s in chosen]
-            return export.export_contact_sheet(frames, version.recipe.steps, path, version.recipe)
+            version, refs = self._trajectory()
+            frames = self.full_frames(version, _evenly(refs, count), view)
+            project = self.session.project.name if self.session.project is not None else ""
+            title = export.contact_sheet_title(version.recipe, version.name, project)
+            return export.export_contact_sheet(
+                frames, version.recipe.steps, path, version.recipe, title=title
+            )
 
         return self._run(write)
 
@@ -247,9 +314,23 @@ class ExportActions(QObject):
             self.export_animation(path, view.currentData(), frame_ms.value())
 
     def _ask_contact_sheet(self) -> None:
+        dialog = QDialog(self.parent_widget)
+        dialog.setWindowTitle("Export contact sheet")
+        count = QSpinBox()
+        count.setRange(1, 200)
+        count.setValue(CONTACT_SHEET_STEPS)
+        count.setSuffix(" steps, spread over the run")
+        view = QComboBox()
+        view.addItem("Predicted image (x0-hat)", "x0")
+        view.addItem("Static (x_t)", "xt")
+        form = QFormLayout(dialog)
+        form.addRow("Show", count)
+        form.addRow("View", view)
+        if not _run_with_ok_cancel(dialog, form):
+            return
         path = self._save_path("Export contact sheet", "PNG image (*.png)", "steps.png")
         if path:
-            self.export_contact_sheet(_with_suffix(path, ".png"))
+            self.export_contact_sheet(_with_suffix(path, ".png"), count.value(), view.currentData())
 
 
 def _run_with_ok_cancel(dialog: QDialog, form: QFormLayout) -> bool:
@@ -263,12 +344,12 @@ def _run_with_ok_cancel(dialog: QDialog, form: QFormLayout) -> bool:
     return dialog.exec() == QDialog.DialogCode.Accepted
 
 
-def _evenly(steps: list[StepRecord], count: int) -> list[StepRecord]:
+def _evenly(refs: list[tuple[str, int]], count: int) -> list[tuple[str, int]]:
     """``count`` steps spread over the run, always including the first and the last."""
-    if len(steps) <= count:
-        return list(steps)
-    picks = np.linspace(0, len(steps) - 1, count).round().astype(int)
-    return [steps[i] for i in dict.fromkeys(picks.tolist())]
+    if len(refs) <= count:
+        return list(refs)
+    picks = np.linspace(0, len(refs) - 1, count).round().astype(int)
+    return [refs[i] for i in dict.fromkeys(picks.tolist())]
 
 
 def _with_suffix(path: str, suffix: str) -> str:

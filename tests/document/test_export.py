@@ -348,3 +348,35 @@ def test_contact_sheet_label_text_matches_a_rendered_reference() -> None:
         (4, 4 + 64 + 2), "step 5 / 20", fill=(230, 230, 230), font=ImageFont.load_default(size=10)
     )
     np.testing.assert_array_equal(sheet[68:], np.asarray(reference)[68:])
+
+
+def test_contact_sheet_title_names_the_version_prompt_seed_and_sampler() -> None:
+    from PIL import ImageDraw, ImageFont
+
+    title = export.contact_sheet_title(RECIPE, "v3", "garden")
+    assert (
+        title[0] == "garden · v3"
+        and title[1] == "“a lighthouse, at dusk: misty second line «ünïcode»”"
+    )
+    assert f"seed {RECIPE.seed}" in title[2] and RECIPE.sampler in title[2]
+    frame = np.zeros((64, 64, 3), np.uint8)
+    plain = contact_sheet([(0, frame)], total=4, columns=1, cell=64, padding=4)
+    titled = contact_sheet([(0, frame)], total=4, columns=1, cell=64, padding=4, title=title)
+    assert titled.shape[0] == plain.shape[0] + 3 * 14
+    # the grid moves down by the title block, unchanged
+    np.testing.assert_array_equal(titled[3 * 14 :], plain)
+    reference = Image.new("RGB", (plain.shape[1], 14), (24, 24, 28))
+    font = ImageFont.load_default(size=10)
+    draw = ImageDraw.Draw(reference)
+    fitted = export._fit(draw, title[0], font, plain.shape[1] - 8)
+    draw.text((4, 0), fitted, fill=(230, 230, 230), font=font)
+    np.testing.assert_array_equal(titled[4 : 4 + 14], np.asarray(reference))
+
+
+def test_animated_webp_is_lossless_so_the_last_frame_is_exact(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    path = export_animation(frames, tmp_path / "run.webp", max_side=None)
+    with Image.open(path) as animation:
+        animation.seek(animation.n_frames - 1)
+        np.testing.assert_array_equal(np.asarray(animation.convert("RGB")), frames[-1])

@@ -96,24 +96,78 @@ def test_layers_export_as_psd(window, two_layers, tmp_path):
     assert path is not None and path.read_bytes()[:4] == b"8BPS"
 
 
-@pytest.mark.parametrize(("suffix", "view"), [(".webp", "x0"), (".gif", "xt")])
-def test_trajectory_exports_as_an_animation_of_every_step(qtbot, window, tmp_path, suffix, view):
-    version = generate_and_wait(qtbot, window)
-    path = window.exports.export_animation(tmp_path / f"run{suffix}", view=view, frame_ms=80)
+def full_decodes(model, steps, view: str) -> list[np.ndarray]:
+    """What the worker's full decode gives for each step (x0-hat, or x_t at unit variance)."""
+    from studio.engine.checkpoint import Checkpoint
+    from studio.engine.preview import decode
+
+    images = []
+    for step in steps:
+        checkpoint = Checkpoint.from_bytes(step.checkpoint)
+        if view == "x0":
+            latent = checkpoint.x0_pred
+        else:
+            latent = checkpoint.latent / (1 + step.sigma**2) ** 0.5
+        images.append(decode(model.vae, latent))
+    return images
+
+
+def animation_frames(path) -> list[np.ndarray]:
     with Image.open(path) as animation:
-        assert animation.n_frames == len(version.step_indices) == 6
-        animation.seek(0)
-        animation.load()  # WebP reports a frame's duration once it is decoded
-        assert animation.info["duration"] == 80
-        means = []
+        frames = []
         for i in range(animation.n_frames):
             animation.seek(i)
-            means.append(np.asarray(animation.convert("RGB"), np.float32).mean())
-    # lossy, palette and enlarged frames: each frame's mean level follows its step's preview
-    expected = [
-        getattr(s, f"preview_{view}").astype(np.float32).mean() for s in steps_of(window, version)
-    ]
-    assert np.allclose(means, expected, atol=6)
+            frames.append(np.asarray(animation.convert("RGB")))
+    return frames
+
+
+def test_trajectory_animation_is_built_from_full_decodes_and_ends_on_the_exported_image(
+    qtbot, window, tiny_model, tmp_path
+):
+    version = generate_and_wait(qtbot, window)
+    steps = steps_of(window, version)
+    path = window.exports.export_animation(tmp_path / "run.webp", view="x0", frame_ms=80)
+    frames = animation_frames(path)
+    assert len(frames) == len(version.step_indices) == 6
+    with Image.open(path) as animation:
+        animation.load()  # WebP reports a frame's duration once it is decoded
+        assert animation.info["duration"] == 80
+    factor = frames[0].shape[0] // 32
+    assert factor > 1 and frames[0].shape == (32 * factor, 32 * factor, 3)
+    small = [frame[::factor, ::factor] for frame in frames]
+    # Lossless WebP enlarged by whole pixels: every frame is a full decode at image size,
+    # not the 16x16 stored preview, and the last frame is the exported PNG exactly.
+    expected = full_decodes(tiny_model, steps, "x0")
+    assert all(np.array_equal(a, b) for a, b in zip(small[:-1], expected[:-1], strict=True))
+    png = window.exports.export_image(tmp_path / "final.png", ImageSource.VERSION)
+    assert np.array_equal(small[-1], read_image(png).pixels[..., :3])
+    assert steps[0].preview_x0.shape == (16, 16, 3)  # the tiny model has no preview decoder
+
+
+def test_static_view_animation_decodes_x_t(qtbot, window, tiny_model, tmp_path):
+    version = generate_and_wait(qtbot, window)
+    frames = animation_frames(window.exports.export_animation(tmp_path / "run.gif", view="xt"))
+    assert len(frames) == 6
+    factor = frames[0].shape[0] // 32
+    expected = full_decodes(tiny_model, steps_of(window, version), "xt")
+    means = [frame[::factor, ::factor].astype(np.float32).mean() for frame in frames]
+    # GIF is palette-limited, so compare each frame's level with its full decode.
+    assert np.allclose(means, [e.astype(np.float32).mean() for e in expected], atol=4)
+
+
+def test_cancelling_the_decodes_writes_nothing(qtbot, window, tmp_path, errors, monkeypatch):
+    from studio.ui.trajectory_frames import TrajectoryFrames
+
+    generate_and_wait(qtbot, window)
+    original = TrajectoryFrames.start
+
+    def start_then_cancel(job):
+        original(job)
+        job.cancel()
+
+    monkeypatch.setattr(TrajectoryFrames, "start", start_then_cancel)
+    assert window.exports.export_animation(tmp_path / "run.webp") is None
+    assert errors == ["The export was cancelled."] and not (tmp_path / "run.webp").exists()
 
 
 def steps_of(window, version):
@@ -125,8 +179,13 @@ def test_contact_sheet_of_the_current_version(qtbot, window, tmp_path):
     path = window.exports.export_contact_sheet(tmp_path / "sheet.png", count=4)
     found = recipe_from_metadata(read_metadata(path), SAMPLERS)
     assert found.recipe == version.recipe
+    untitled = export.contact_sheet([(i, np.zeros((32, 32, 3), np.uint8)) for i in range(4)], 6)
     with Image.open(path) as sheet:
         assert sheet.width > sheet.height  # one row of four cells
+        # the title block (version, prompt, seed and sampler) sits above the row
+        assert sheet.height > untitled.shape[0] and sheet.width == untitled.shape[1]
+        top = np.asarray(sheet.convert("RGB"))[: sheet.height - untitled.shape[0] + 8]
+        assert (top > 150).any()
 
 
 def test_export_errors_are_one_sentence_and_write_nothing(window, tmp_path, errors):
