@@ -203,6 +203,7 @@ class Session(QObject):
         self.model = ModelState(ref=model_ref)
         self.jobs: dict[int, Job] = {}
         self.failed_ids: set[str] = set()
+        self.interrupted_ids: set[str] = set()
         self._job_ids = itertools.count(1)
         self._trajectory: list[StepRef] = []
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
@@ -273,6 +274,18 @@ class Session(QObject):
 
     def job_for(self, version_id: str) -> Job | None:
         return next((j for j in self.jobs.values() if j.version_id == version_id), None)
+
+    def resume(self, version_id: str) -> int | None:
+        """Continue a stopped version exactly from its last stored step, as an unchanged branch.
+
+        The new version is a child, so the stopped one stays as it was (and undo removes
+        only the continuation); its result equals an uninterrupted run's."""
+        if version_id not in self.tree:
+            return None
+        version = self.tree.get(version_id)
+        if not version.step_indices or version.step_indices[-1] >= version.recipe.steps - 1:
+            return None
+        return self.generate(version.recipe, BranchTarget(version.id, version.step_indices[-1]))
 
     # ---- edits ---------------------------------------------------------------------------
 
@@ -485,6 +498,30 @@ class Session(QObject):
     def compare(self, first_id: str, second_id: str) -> None:
         self.view.set_compare((first_id, second_id))
 
+    def compare_frames(self) -> tuple[Frame, Frame] | None:
+        """The compared pair at the timeline's point: step k of each version, or the same
+        fraction of its run when the runs have different lengths."""
+        if not self.view.compare:
+            return None
+        shown = len(self._trajectory)
+        fraction = self.view.position / (shown - 1) if shown > 1 else 1.0
+        frames = []
+        for version_id in self.view.compare:
+            version = self.tree.get(version_id)
+            refs = self.tree.trajectory(version_id)
+            if not refs:
+                frames.append(Frame(None, None, version.name))
+                continue
+            position = round(fraction * (len(refs) - 1))
+            step = self.tree.steps.step(*refs[position])
+            is_last = position == len(refs) - 1
+            result = self.tree.result(version_id) if is_last else None
+            image = result if result is not None else step.preview_x0
+            size = (version.recipe.width, version.recipe.height)
+            caption = f"{version.name} · step {step.index + 1} / {step.total}"
+            frames.append(Frame(image, size, caption, step))
+        return frames[0], frames[1]
+
     def _decode_key(self, position: int) -> DecodeKey:
         owner_id, index = self._trajectory[position]
         return (owner_id, index, "xt" if self.view.static else "x0")
@@ -502,10 +539,15 @@ class Session(QObject):
         if not version.finished:
             parts.append("generating…")
         elif version.partial:
-            parts.append(
-                "partial (failed)" if version.id in self.failed_ids else "partial (cancelled)"
-            )
+            parts.append(f"partial ({self._why_partial(version)})")
         return " · ".join(parts)
+
+    def _why_partial(self, version: Version) -> str:
+        if version.id in self.failed_ids:
+            return "failed"
+        if version.id in self.interrupted_ids and version.step_indices:
+            return f"stopped at step {version.step_indices[-1] + 1} of {version.recipe.steps}"
+        return "cancelled"
 
     def _frame_now(self, *_args: object) -> None:
         self._frame_timer.stop()
@@ -517,6 +559,11 @@ class Session(QObject):
         self.request_full_decode(self.view.position)
 
     def _on_version_added(self, version_id: str) -> None:
+        version = self.tree.get(version_id)
+        if not version.finished and self.job_for(version_id) is None:
+            # Restored after a crash: nothing is running for it any more.
+            self.interrupted_ids.add(version_id)
+            self.tree.finish(version_id, None, partial=True)
         if self.view.version_id is None:
             self.show_version(version_id)
 

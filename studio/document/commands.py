@@ -44,9 +44,13 @@ class DeleteVersionCommand(QUndoCommand):
 
     def __init__(self, tree: VersionTree, version_id: str, parent: QUndoCommand | None = None):
         version = tree.get(version_id)
-        super().__init__(f"Delete {version.name}", parent)
+        branches = tree.descendants(version_id)
+        label = f"Delete {version.name}"
+        if branches:
+            label += f" and its {len(branches)} branch{'es' if len(branches) > 1 else ''}"
+        super().__init__(label, parent)
         self._tree = tree
-        self._removed: list[Version] = [version, *tree.descendants(version_id)]
+        self._removed: list[Version] = [version, *branches]
 
     def redo(self) -> None:
         for version in reversed(self._removed):

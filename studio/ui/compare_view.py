@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -40,7 +40,6 @@ class CompareView(QWidget):
         group.addButton(self.side_by_side)
         group.addButton(self.toggle)
         self.flip_button = QPushButton("Show B")
-        self.flip_button.setShortcut(Qt.Key.Key_Space)
         self.flip_button.setToolTip("Flip between A and B (Space)")
         self.close_button = QPushButton("Close comparison")
 
@@ -79,11 +78,15 @@ class CompareView(QWidget):
         image_b: np.ndarray | None,
         size_a: tuple[int, int] | None = None,
         size_b: tuple[int, int] | None = None,
+        *,
+        from_a: bool = True,
     ) -> None:
+        """Show a pair; ``from_a=False`` keeps the side A/B is on (a new step of the same pair)."""
         self._names = [name_a, name_b]
         self._images = [image_a, image_b]
         self._sizes = [size_a, size_b]
-        self._showing_b = False
+        if from_a:
+            self._showing_b = False
         self._update()
 
     def flip(self) -> None:

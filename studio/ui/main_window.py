@@ -32,6 +32,7 @@ from studio.ui.project_menu import ProjectSession
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_view import QueueView
 from studio.ui.status_bar import StatusWidgets
+from studio.ui.version_actions import VersionActions
 from studio.ui.versions_panel import VersionsPanel
 from studio.ui.window_actions import WindowActions
 
@@ -77,6 +78,9 @@ class MainWindow(QMainWindow):
         self.importer = ImageImporter(session, self, self.workspace)
         self.exports = ExportActions(session, self, self.workspace)
         self._place_features()
+        self.version_actions = VersionActions(
+            session, self.panel, self.versions, self.prompt_dock, self.versions_dock, self
+        )
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)
@@ -168,8 +172,11 @@ class MainWindow(QMainWindow):
         a.cancel_all.triggered.connect(session.cancel_all)
         a.branch.triggered.connect(lambda: self.branch_from_position(view.position))
         a.leave_branch.triggered.connect(panel.leave_branch_mode)
-        a.rename.triggered.connect(self._rename_current)
-        a.delete.triggered.connect(self._delete_selected)
+        va = self.version_actions
+        a.rename.triggered.connect(va.rename_current)
+        a.delete.triggered.connect(va.delete_selected)
+        a.use_settings.triggered.connect(lambda: va.use_settings())
+        a.resume.triggered.connect(lambda: va.resume())
         a.compare.triggered.connect(self.versions.compare_button.click)
         a.fit.triggered.connect(lambda: self._on_canvas("fit"))
         a.zoom_in.triggered.connect(lambda: self._on_canvas("zoom_by", 1.25))
@@ -181,7 +188,7 @@ class MainWindow(QMainWindow):
         a.quit.triggered.connect(self.close)
         delete = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.versions.view)
         delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        delete.activated.connect(self._delete_selected)
+        delete.activated.connect(va.delete_selected)
 
         panel.generate_requested.connect(self.generate)
         panel.cancel_requested.connect(lambda: session.cancel())
@@ -198,16 +205,13 @@ class MainWindow(QMainWindow):
         view.canvas_shown_changed.connect(self._show_page)
 
         self.versions.version_activated.connect(session.show_version)
-        self.versions.branch_requested.connect(self._branch_from_version)
         self.versions.rename_requested.connect(session.rename_version)
-        self.versions.delete_requested.connect(session.delete_version)
         self.versions.compare_requested.connect(session.compare)
         self.versions.add_to_canvas_requested.connect(self.workspace.add_version_to_canvas)
         self.queue.cancel_requested.connect(session.cancel)
 
         session.message_handled.connect(self._on_message)
         session.error.connect(panel.show_error)
-        session.tree.version_removed.connect(self._on_version_removed)
 
     # ---- start-up and models -----------------------------------------------------------
 
@@ -297,35 +301,7 @@ class MainWindow(QMainWindow):
 
     def branch_from_position(self, position: int) -> None:
         """Enter branch mode at step ``position`` of the version on view."""
-        version = self.session.current_version()
-        target = self.session.branch_target(position)
-        if version is None or target is None:
-            return
-        self.panel.enter_branch_mode(target[0], version.recipe, target[1])
-        self.prompt_dock.show()
-        self.panel.prompt.setFocus()
-
-    def _branch_from_version(self, version_id: str) -> None:
-        if version_id != self.session.view.version_id:
-            self.session.show_version(version_id)
-        self.branch_from_position(self.session.view.position)
-
-    def _on_version_removed(self, version_id: str) -> None:
-        target = self.panel.branch_target()
-        if target is not None and target.version_id == version_id:
-            self.panel.leave_branch_mode()
-
-    def _delete_selected(self) -> None:
-        current = self.session.view.version_id
-        for version_id in self.versions.selected_ids() or ([current] if current else []):
-            self.session.delete_version(version_id)
-
-    def _rename_current(self) -> None:
-        current = self.session.view.version_id
-        item = self.versions.item(current) if current else None
-        if item is not None:
-            self.versions_dock.show()
-            self.versions.view.editItem(item, 0)
+        self.version_actions.branch_from_position(position)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         """Stop the worker (a run ends within one step; a model load is waited for, bounded)."""

@@ -7,9 +7,19 @@ user's scrubbing back to it.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QStackedWidget, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
+    QLineEdit,
+    QPlainTextEdit,
+    QStackedWidget,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.session import Session
 from studio.ui.compare_view import CompareView
@@ -43,22 +53,37 @@ class Pages(QWidget):
         session.trajectory_reset.connect(self._reset_timeline)
         session.step_added.connect(self.timeline.append_step)
         view.compare_changed.connect(self._show_compare)
+        view.position_changed.connect(self._draw_compare)
         view.canvas_shown_changed.connect(self._show_canvas)
         self.compare.closed.connect(lambda: view.set_compare(()))
-        timeline = self.timeline
-        for key, move in (
-            (Qt.Key.Key_Left, lambda: self.step_by(-1)),
-            (Qt.Key.Key_Right, lambda: self.step_by(1)),
-            (Qt.Key.Key_Home, lambda: timeline.set_position(0)),
-            (Qt.Key.Key_End, lambda: timeline.set_position(timeline.count() - 1)),
-        ):  # arrows scrub while the canvas or the timeline has focus, not while typing
-            shortcut = QShortcut(QKeySequence(key), self)
-            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            shortcut.activated.connect(move)
+        self.timeline.filmstrip.itemClicked.connect(
+            lambda _item: self.version_view.canvas.setFocus()
+        )
+        self._keys = ScrubKeys(self)
+        QApplication.instance().installEventFilter(self._keys)
 
     def add_canvas_page(self, page: QWidget) -> None:
         self.canvas_page = page
         self.stack.addWidget(page)
+
+    def scrub_key(self, key: int) -> bool:
+        """Left/Right step, Home/End jump, Space flips A/B (or plays); False if not ours."""
+        timeline = self.timeline
+        if key == Qt.Key.Key_Left:
+            self.step_by(-1)
+        elif key == Qt.Key.Key_Right:
+            self.step_by(1)
+        elif key == Qt.Key.Key_Home:
+            timeline.set_position(0)
+        elif key == Qt.Key.Key_End:
+            timeline.set_position(timeline.count() - 1)
+        elif key == Qt.Key.Key_Space and self.stack.currentWidget() is self.compare:
+            self.compare.flip()
+        elif key == Qt.Key.Key_Space and timeline.count():
+            timeline.play_button.toggle()
+        else:
+            return False
+        return True
 
     def step_by(self, delta: int) -> None:
         last = self.timeline.count() - 1
@@ -80,20 +105,48 @@ class Pages(QWidget):
             if self.stack.currentWidget() is self.compare:
                 self.stack.setCurrentWidget(self.version_view)
             return
-        tree = self._session.tree
-        a, b = tree.get(pair[0]), tree.get(pair[1])
-        self.compare.set_pair(
-            a.name,
-            tree.best_image(a.id),
-            b.name,
-            tree.best_image(b.id),
-            (a.recipe.width, a.recipe.height),
-            (b.recipe.width, b.recipe.height),
-        )
+        self._draw_compare(from_a=True)
         self.stack.setCurrentWidget(self.compare)
+
+    def _draw_compare(self, *_args: object, from_a: bool = False) -> None:
+        """Both panes at the timeline's point (the same fraction of runs of other lengths)."""
+        frames = self._session.compare_frames()
+        if frames is None:
+            return
+        a, b = frames
+        self.compare.set_pair(a.caption, a.image, b.caption, b.image, a.size, b.size, from_a=from_a)
 
     def _show_canvas(self, shown: bool) -> None:
         if shown and self.canvas_page is not None:
             self.stack.setCurrentWidget(self.canvas_page)
         elif self.stack.currentWidget() is self.canvas_page:
             self.stack.setCurrentWidget(self.version_view)
+
+
+_SCRUB_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_Space}
+_TEXT_INPUTS = (QLineEdit, QPlainTextEdit, QTextEdit, QAbstractSpinBox)
+
+
+class ScrubKeys(QObject):
+    """Timeline and A/B keys anywhere in the window while no text field has focus, the
+    usual rule in Krita and video editors; inside a prompt or a number box they edit text."""
+
+    def __init__(self, pages: Pages) -> None:
+        super().__init__(pages)
+        self._pages = pages
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() != QEvent.Type.KeyPress or not isinstance(event, QKeyEvent):
+            return False
+        if (
+            event.key() not in _SCRUB_KEYS
+            or event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        ):
+            return False
+        window = self._pages.window()
+        if not isinstance(watched, QWidget) or watched.window() is not window:
+            return False
+        focus = QApplication.focusWidget()
+        if isinstance(focus, _TEXT_INPUTS) or (isinstance(focus, QComboBox) and focus.isEditable()):
+            return False
+        return self._pages.scrub_key(event.key())

@@ -345,6 +345,12 @@ class PromptPanel(QWidget):
         self.generate_button.setText("Generate branch")
         self.recipe_edited.emit()
 
+    def move_branch_point(self, target: BranchTarget, description: str) -> None:
+        """Branch from another step; the fields keep what the user typed."""
+        if self._branch is not None:
+            self._branch = target
+            self.branch_label.setText(description)
+
     def leave_branch_mode(self) -> None:
         self._branch = None
         self.branch_group.hide()

@@ -36,6 +36,8 @@ class VersionsPanel(QWidget):
     delete_requested = Signal(str)
     compare_requested = Signal(str, str)
     add_to_canvas_requested = Signal(str)
+    use_settings_requested = Signal(str)
+    resume_requested = Signal(str)
 
     def __init__(self, tree: VersionTree, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -47,10 +49,8 @@ class VersionsPanel(QWidget):
         self.view.setHeaderLabels(["Version", "From"])
         self.view.setIconSize(QSize(ICON, ICON))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.view.setEditTriggers(
-            QAbstractItemView.EditTrigger.EditKeyPressed
-            | QAbstractItemView.EditTrigger.DoubleClicked
-        )
+        # Double-click loads a version's settings (A1111's "send to txt2img"); F2 renames.
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.EditKeyPressed)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.setColumnWidth(0, 96)
         self.view.header().setStretchLastSection(True)
@@ -77,6 +77,9 @@ class VersionsPanel(QWidget):
         tree.result_changed.connect(self._refresh)
         tree.step_appended.connect(self._on_step)
         self.view.itemClicked.connect(self._on_clicked)
+        self.view.itemDoubleClicked.connect(
+            lambda item, _column: self.use_settings_requested.emit(item.data(0, _ID_ROLE))
+        )
         self.view.itemChanged.connect(self._on_item_changed)
         self.view.itemSelectionChanged.connect(self._on_selection)
         self.view.customContextMenuRequested.connect(self._menu)
@@ -182,6 +185,9 @@ class VersionsPanel(QWidget):
             parts.append(f"from step {version.branch_step + 1} of {name}")
         if not version.finished:
             parts.append(f"generating {len(version.step_indices)}/{version.recipe.steps}…")
+        elif version.partial and version.step_indices:
+            last = version.step_indices[-1] + 1
+            parts.append(f"partial · stopped at step {last} of {version.recipe.steps}")
         elif version.partial:
             parts.append("partial")
         return " · ".join(parts)
@@ -224,7 +230,12 @@ class VersionsPanel(QWidget):
         version_id = item.data(0, _ID_ROLE)
         menu = QMenu(self)
         show = menu.addAction("Show")
+        use_settings = menu.addAction("Use these settings")
         branch = menu.addAction("Branch from this step")
+        resume = None
+        version = self._tree.get(version_id)
+        if version.partial and version.step_indices:
+            resume = menu.addAction("Resume")
         rename = menu.addAction("Rename")
         add_to_canvas = menu.addAction("Add to canvas")
         compare = None
@@ -235,6 +246,10 @@ class VersionsPanel(QWidget):
         chosen = menu.exec(self.view.viewport().mapToGlobal(point))
         if chosen is show:
             self.version_activated.emit(version_id)
+        elif chosen is use_settings:
+            self.use_settings_requested.emit(version_id)
+        elif resume is not None and chosen is resume:
+            self.resume_requested.emit(version_id)
         elif chosen is branch:
             self.branch_requested.emit(version_id)
         elif chosen is rename:

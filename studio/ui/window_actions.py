@@ -27,6 +27,8 @@ class WindowActions:
         self.cancel_all = action("Cancel all jobs")
         self.branch = action("Branch from this step", "Ctrl+B")
         self.leave_branch = action("Leave branch mode")
+        self.use_settings = action("Use these settings", "Ctrl+Shift+U")
+        self.resume = action("Resume stopped version", "Ctrl+Shift+R")
         self.undo = undo_stack.createUndoAction(window, "Undo")
         self.undo.setShortcut(QKeySequence.StandardKey.Undo)
         self.redo = undo_stack.createRedoAction(window, "Redo")
@@ -53,6 +55,8 @@ class WindowActions:
             self.zoom_out,
             self.actual_size,
             self.static,
+            self.use_settings,
+            self.resume,
             self.quit,
         ):
             window.addAction(shortcut_action)
@@ -79,4 +83,7 @@ class WindowActions:
         for item in (self.generate, self.cancel, self.cancel_all, None, self.branch):
             generate.addSeparator() if item is None else generate.addAction(item)
         generate.addAction(self.leave_branch)
+        generate.addSeparator()
+        generate.addAction(self.use_settings)
+        generate.addAction(self.resume)
         return {"file": file_menu, "edit": edit, "view": view, "generate": generate}

@@ -239,9 +239,17 @@ def test_deleting_a_parent_removes_its_branches_and_undo_restores_them(qtbot, wi
     parent = generate_and_wait(qtbot, window)
     window.branch_from_position(3)
     child = generate_and_wait(qtbot, window)
+    asked: list[tuple[str, int]] = []
+    answers = [False, True]
+    window.version_actions.ask_delete_with_branches = lambda name, n: (
+        asked.append((name, n)) or answers.pop(0)
+    )
     window.versions.select(parent.id)
     window.actions_.delete.trigger()
+    assert asked == [("v1", 1)] and len(window.session.tree) == 2, "declined: nothing deleted"
+    window.actions_.delete.trigger()
     assert len(window.session.tree) == 0
+    assert window.session.undo_stack.undoText() == "Delete v1 and its 1 branch"
     assert window.canvas.current_array() is None
     window.actions_.undo.trigger()
     assert window.session.tree.get(child.id).parent_id == parent.id
@@ -254,11 +262,11 @@ def test_compare_two_versions_side_by_side_and_ab(qtbot, window):
     second = generate_and_wait(qtbot, window)
     window.session.compare(first.id, second.id)
     assert window.stack.currentWidget() is window.compare
-    assert window.compare.shown_names() == ["v1", "v2"]
+    assert window.compare.shown_names() == ["v1 · step 6 / 6", "v2 · step 6 / 6"]
     assert window.compare.left.current_array() is result_of(window, first)
     assert window.compare.right.current_array() is result_of(window, second)
     window.compare.flip()
-    assert window.compare.shown_names() == ["v2"]
+    assert window.compare.shown_names() == ["v2 · step 6 / 6"]
     assert window.compare.left.current_array() is result_of(window, second)
     window.compare.close_button.click()
     assert window.stack.currentIndex() == 0

@@ -1,0 +1,94 @@
+"""What a new user met in the window (issue 13): compare and branch points follow the
+timeline, keys scrub wherever no text field has focus, a version's settings load, a
+stopped version says so and resumes exactly, deleting branches asks first."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from studio.document.versions import Version
+from tests.ui.conftest import generate_and_wait, own_steps, result_of, set_small_recipe
+
+
+def test_compare_panes_follow_the_timeline(qtbot, window):
+    first = generate_and_wait(qtbot, window)
+    set_small_recipe(window, steps=3)
+    window.panel.seed.setText("7")
+    second = generate_and_wait(qtbot, window)  # three steps against six
+    window.session.show_version(first.id)
+    window.session.compare(first.id, second.id)
+    window.timeline.set_position(2)
+    assert window.compare.left.current_array() is own_steps(window, first)[2].preview_x0
+    # 2 of 0..5 is 0.4 of the run: step 1 of 0..2 for the three-step version
+    assert window.compare.right.current_array() is own_steps(window, second)[1].preview_x0
+    assert window.compare.shown_names() == ["v1 · step 3 / 6", "v2 · step 2 / 3"]
+    window.timeline.set_position(5)
+    assert window.compare.left.current_array() is result_of(window, first)
+    assert window.compare.right.current_array() is result_of(window, second)
+
+
+def test_keys_scrub_wherever_no_text_field_has_focus(qtbot, window):
+    version = generate_and_wait(qtbot, window)
+    window.activateWindow()
+    window.timeline.filmstrip.itemClicked.emit(window.timeline.filmstrip.item(3))
+    assert window.canvas.hasFocus() or window.focusWidget() is window.canvas
+    qtbot.keyClick(window.canvas, Qt.Key.Key_End)
+    assert window.timeline.position() == 5
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Left)
+    qtbot.keyClick(window.history, Qt.Key.Key_Left)  # another dock, not a text field
+    assert window.timeline.position() == 3
+    window.panel.prompt.setFocus()
+    qtbot.keyClick(window.panel.prompt, Qt.Key.Key_Left)
+    qtbot.keyClick(window.panel.prompt, Qt.Key.Key_Home)
+    assert window.timeline.position() == 3, "keys in the prompt edit the text"
+    second = generate_and_wait(qtbot, window)
+    window.session.compare(version.id, second.id)
+    window.canvas.setFocus()
+    window.compare.toggle.setChecked(True)
+    qtbot.keyClick(window.compare, Qt.Key.Key_Space)
+    assert window.compare.shown_names()[0].startswith("v2")
+
+
+def test_the_branch_point_follows_the_timeline_and_keeps_the_typed_prompt(qtbot, window):
+    parent = generate_and_wait(qtbot, window)
+    window.branch_from_position(5)
+    window.panel.prompt.setPlainText("a blue boat")
+    window.timeline.set_position(2)
+    target = window.panel.branch_target()
+    assert (target.version_id, target.step_index) == (parent.id, 2)
+    assert "step 3 / 6" in window.panel.branch_label.text()
+    assert window.panel.prompt.toPlainText() == "a blue boat"
+    child = generate_and_wait(qtbot, window)
+    assert (child.parent_id, child.branch_step) == (parent.id, 2)
+
+
+def test_double_click_or_use_these_settings_loads_a_versions_recipe(qtbot, window):
+    first = generate_and_wait(qtbot, window)
+    window.panel.prompt.setPlainText("something else")
+    window.panel.seed.setText("99")
+    item = window.versions.item(first.id)
+    window.versions.view.itemDoubleClicked.emit(item, 0)
+    loaded = window.panel.recipe()
+    assert (loaded.prompt, loaded.seed) == (first.recipe.prompt, first.recipe.seed)
+    window.panel.prompt.setPlainText("something else")
+    window.actions_.use_settings.trigger()
+    assert window.panel.recipe().prompt == first.recipe.prompt
+
+
+def test_a_restored_unfinished_version_says_where_it_stopped_and_resumes_exactly(qtbot, window):
+    whole = generate_and_wait(qtbot, window)
+    tree = window.session.tree
+    stopped = Version(whole.recipe, "v9", step_indices=[0, 1, 2], finished=False)
+    for index in range(3):  # as a crash leaves it in the file: three steps, not finished
+        tree.steps.put_step(stopped.id, tree.step(whole.id, index))
+    tree.add(stopped)
+    assert stopped.finished and stopped.partial
+    window.session.show_version(stopped.id)
+    assert "partial (stopped at step 3 of 6)" in window.version_view.caption.text()
+    assert "stopped at step 3 of 6" in window.versions.item(stopped.id).text(1)
+    with qtbot.waitSignal(tree.version_finished, timeout=60_000) as done:
+        assert window.version_actions.resume(stopped.id) is not None
+    resumed = tree.get(done.args[0])
+    assert (resumed.parent_id, resumed.branch_step) == (stopped.id, 2)
+    assert np.array_equal(result_of(window, resumed), result_of(window, whole))
