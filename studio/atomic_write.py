@@ -12,8 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
 
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None] | bytes) -> Path:
@@ -34,6 +37,8 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
             temp.write_bytes(bytes(write))
         else:
             write(temp)
+        # mkstemp makes the file private (0600); a saved file gets the usual mode instead.
+        os.chmod(temp, 0o666 & ~current_umask())
         fsync_path(temp)
         os.replace(temp, path)
     except BaseException:
@@ -43,6 +48,21 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
     with contextlib.suppress(OSError):  # durable rename where the platform allows it
         fsync_folder(folder)
     return path
+
+
+def current_umask() -> int:
+    """The process's umask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def fsync_path(path: Path) -> None:
