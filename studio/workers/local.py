@@ -272,7 +272,10 @@ class LocalWorker(WorkerClient):
             self.post(ModelFailed(ref, _one_sentence(exc)))
             return False
         self._model, self._model_ref, self._sampler = model, ref, sampler
-        self.post(ModelLoaded(ref, str(model.describe()), int(getattr(model, "size_factor", 8))))
+        from studio.engine.preview import describe_preview
+
+        description = f"{model.describe()} · preview: {describe_preview(model)}"
+        self.post(ModelLoaded(ref, description, int(getattr(model, "size_factor", 8))))
         return True
 
     def _has_side_requests(self) -> bool:

@@ -55,6 +55,8 @@ def test_the_panel_offers_the_samplers_users_know_and_each_runs(qtbot, window):
 def test_status_bar_names_the_device_once_loaded(window):
     assert "CPU" in window.model_label.text()
     assert "float32" in window.model_label.text()
+    # the tiny test model ships no preview decoder: the status says which preview is in use
+    assert "preview: linear map" in window.model_label.text()
 
 
 def test_generate_streams_a_preview_per_step_and_ends_on_the_full_decode(qtbot, window):
