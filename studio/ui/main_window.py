@@ -25,6 +25,7 @@ from studio.protocol import ModelFailed, ModelList, ModelLoaded, PromptInfo
 from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
 from studio.ui.canvas_workspace import CanvasWorkspace
+from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
 from studio.ui.image_drop import ImageImporter
 from studio.ui.pages import Pages
@@ -78,6 +79,12 @@ class MainWindow(QMainWindow):
         self.importer = ImageImporter(session, self, self.workspace)
         self.exports = ExportActions(session, self, self.workspace)
         self._place_features()
+        self.clipboard = ClipboardActions(session, self.workspace, self.pages, self)
+        edit = self.menus["edit"]
+        edit.insertActions(
+            self.actions_.rename, [self.clipboard.copy_action, self.clipboard.paste_action]
+        )
+        edit.insertSeparator(self.actions_.rename)
         self.version_actions = VersionActions(
             session, self.panel, self.versions, self.prompt_dock, self.versions_dock, self
         )

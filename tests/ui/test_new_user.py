@@ -92,3 +92,33 @@ def test_a_restored_unfinished_version_says_where_it_stopped_and_resumes_exactly
     resumed = tree.get(done.args[0])
     assert (resumed.parent_id, resumed.branch_step) == (stopped.id, 2)
     assert np.array_equal(result_of(window, resumed), result_of(window, whole))
+
+
+def test_copy_the_picture_and_paste_an_image_as_a_layer(qtbot, window):
+    from PySide6.QtGui import QGuiApplication, QImage
+
+    from studio.ui.clipboard import _rgba
+
+    version = generate_and_wait(qtbot, window)
+    clipboard = QGuiApplication.clipboard()
+    clipboard.clear()
+    window.activateWindow()
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    copied = _rgba(clipboard.image())
+    assert np.array_equal(copied[..., :3], result_of(window, version))
+
+    window.panel.prompt.setFocus()
+    window.panel.prompt.selectAll()
+    qtbot.keyClick(window.panel.prompt, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert clipboard.text() == window.panel.prompt.toPlainText(), "the prompt copies its text"
+
+    pixels = np.zeros((5, 7, 4), np.uint8)
+    pixels[..., 0], pixels[..., 3] = 200, 255
+    clipboard.setImage(QImage(pixels.data, 7, 5, 28, QImage.Format.Format_RGBA8888).copy())
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    (layer,) = window.workspace.layers.layers
+    assert np.array_equal(layer.pixels, pixels) and layer.name == "Pasted image"
+    window.session.undo_stack.undo()
+    assert len(window.workspace.layers) == 0
