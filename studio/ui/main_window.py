@@ -32,7 +32,7 @@ from studio.ui.pages import Pages
 from studio.ui.project_menu import ProjectSession
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_view import QueueView
-from studio.ui.status_bar import StatusWidgets
+from studio.ui.status_bar import StatusWidgets, flash_tab
 from studio.ui.version_actions import VersionActions
 from studio.ui.versions_panel import VersionsPanel
 from studio.ui.window_actions import WindowActions
@@ -298,9 +298,10 @@ class MainWindow(QMainWindow):
     # ---- the view ----------------------------------------------------------------------
 
     def _show_page(self, canvas_shown: bool) -> None:
+        """The canvas came up: keep the user's tab in the right dock, and flash Layers."""
         if canvas_shown:
             self.layers_dock.show()
-            self.layers_dock.raise_()
+            flash_tab(self, self.layers_dock.windowTitle())
 
     def _on_canvas(self, method: str, *args: float) -> None:
         shown = self.workspace if self.session.view.canvas_shown else self.canvas

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel, QMainWindow, QProgressBar, QStatusBar, QTabBar
 
 from studio.engine.recipe import BUNDLED_MODEL
 from studio.protocol import ModelFailed, ModelLoaded, ModelLoading, QueueChanged
@@ -57,3 +59,21 @@ class StatusWidgets:
 
 def short_ref(ref: str) -> str:
     return "noise-world" if ref == BUNDLED_MODEL else ref.rstrip("/").rsplit("/", 1)[-1]
+
+
+FLASH_MS = 1500
+
+
+def flash_tab(window: QMainWindow, title: str) -> list[tuple[QTabBar, int]]:
+    """Tint the dock tab named ``title`` for a moment instead of switching to it."""
+    flashed = []
+    for bar in window.findChildren(QTabBar):
+        for index in range(bar.count()):
+            if bar.tabText(index) == title and bar.currentIndex() != index:
+                before = bar.tabTextColor(index)
+                bar.setTabTextColor(index, QColor("#d9480f"))
+                QTimer.singleShot(
+                    FLASH_MS, lambda b=bar, i=index, c=before: b.setTabTextColor(i, c)
+                )
+                flashed.append((bar, index))
+    return flashed

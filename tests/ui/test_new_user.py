@@ -122,3 +122,21 @@ def test_copy_the_picture_and_paste_an_image_as_a_layer(qtbot, window):
     assert np.array_equal(layer.pixels, pixels) and layer.name == "Pasted image"
     window.session.undo_stack.undo()
     assert len(window.workspace.layers) == 0
+
+
+def test_add_to_canvas_keeps_the_users_tab_and_flashes_layers(qtbot, window):
+    from PySide6.QtWidgets import QTabBar
+
+    generate_and_wait(qtbot, window)
+    window.versions_dock.raise_()
+    bars = [b for b in window.findChildren(QTabBar) if "Layers" in _tabs(b)]
+    (bar,) = bars
+    before = bar.tabTextColor(_tabs(bar).index("Layers"))
+    window.workspace.add_version_to_canvas()
+    assert window.session.view.canvas_shown
+    assert bar.tabText(bar.currentIndex()) == "Versions", "the user's tab stays up"
+    assert bar.tabTextColor(_tabs(bar).index("Layers")) != before, "the Layers tab flashes"
+
+
+def _tabs(bar) -> list[str]:
+    return [bar.tabText(i) for i in range(bar.count())]
