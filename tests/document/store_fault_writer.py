@@ -259,7 +259,7 @@ def _submit(store: ProjectStore, op: dict[str, Any]) -> Future[str] | Future[int
     if kind == "rename":
         return store.rename_version(op["id"], op["name"])
     if kind == "finish":
-        return store.finish_version(op["id"], b"result-png", partial=op["partial"])
+        return store.finish_version(op["id"], _PIXEL, partial=op["partial"])
     if kind == "delete_version":
         return store.delete_version(op["id"])
     if kind == "restore_version":

@@ -39,8 +39,10 @@ FULL_CHECK_BYTES = 1 << 30
 MAX_VERSIONS = 100_000
 MAX_LAYERS = 1_000
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# Problems a journal from another database causes when read through; seen only with a -wal.
-_JOURNAL_SYMPTOMS = (R.CORRUPT, R.NOT_A_PROJECT, R.TRUNCATED, R.FOREIGN_SCHEMA, R.INVALID, R.IO)
+# What pages of another database make of ours when read through its -wal. Content
+# problems (INVALID, FOREIGN_SCHEMA) are not among them: a -wal left by our own crash
+# may hold them, newer than the main file, and setting it aside would hide them.
+_JOURNAL_SYMPTOMS = (R.CORRUPT, R.NOT_A_PROJECT, R.TRUNCATED, R.IO)
 
 
 def check_project_file(path: str | os.PathLike[str], *, held_elsewhere_ok: bool = False) -> int:
