@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QScrollArea,
     QUndoView,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -112,9 +113,15 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(self.panel)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(300)
+        scroll.setMinimumWidth(250)
+        prompt_page = QWidget()  # the form scrolls; Generate and Cancel stay in view
+        prompt_layout = QVBoxLayout(prompt_page)
+        prompt_layout.setContentsMargins(0, 0, 0, 0)
+        prompt_layout.setSpacing(0)
+        prompt_layout.addWidget(scroll, 1)
+        prompt_layout.addWidget(self.panel.button_row)
         right = Qt.DockWidgetArea.RightDockWidgetArea
-        self.prompt_dock = self._dock("Prompt", scroll, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.prompt_dock = self._dock("Prompt", prompt_page, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.versions = VersionsPanel(session.tree)
         self.versions_dock = self._dock("Versions", self.versions, right)
         self.layers_dock = self._dock("Layers", QLabel("Layers will appear here."), right)
@@ -146,7 +153,7 @@ class MainWindow(QMainWindow):
     def _place_features(self) -> None:
         workspace = self.workspace
         self.pages.add_canvas_page(workspace.page)
-        self.layers_dock.setWidget(workspace.panel)
+        self.layers_dock.setWidget(_scrolling(workspace.panel))
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, workspace.toolbar)
         self.menuBar().insertMenu(self.menus["generate"].menuAction(), workspace.menu)
         file_menu = self.menus["file"]
@@ -319,6 +326,15 @@ class MainWindow(QMainWindow):
         if not self.session.shutdown(timeout=10.0):
             print("Noise Studio: the worker was still busy at exit (loading a model).")
         super().closeEvent(event)
+
+
+def _scrolling(widget: QWidget) -> QScrollArea:
+    """``widget`` in a scroll area, so its dock can be narrower than its buttons."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QScrollArea.Shape.NoFrame)
+    return area
 
 
 def _default_size() -> QSize:

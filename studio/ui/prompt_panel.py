@@ -176,7 +176,11 @@ class PromptPanel(QWidget):
         branch_form.addRow(self.branch_leave)
         self.branch_group.hide()
 
-        buttons = QHBoxLayout()
+        # Generate and Cancel sit in their own row, which the window pins below the scrolling
+        # form so they stay on screen at any height.
+        self.button_row = QWidget()
+        buttons = QHBoxLayout(self.button_row)
+        buttons.setContentsMargins(9, 4, 9, 6)
         buttons.addWidget(self.generate_button, 1)
         buttons.addWidget(self.cancel_button)
 
@@ -194,7 +198,6 @@ class PromptPanel(QWidget):
         line.setFrameShape(QFrame.Shape.HLine)
         layout.addWidget(line)
         layout.addWidget(self.error)
-        layout.addLayout(buttons)
         layout.addStretch(1)
 
     def _connect(self) -> None:

@@ -6,7 +6,14 @@ and holds no state of its own beyond the widgets.
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from studio.session import Session
 from studio.ui.canvas import Canvas
@@ -21,6 +28,8 @@ class VersionView(QWidget):
         self.canvas = Canvas()
         self.caption = QLabel("Type a prompt and press Generate (Ctrl+Enter).")
         self.caption.setStyleSheet("padding: 2px 6px;")
+        self.caption.setMinimumWidth(60)  # a long caption is cut, never widens the window
+        self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.fit_button = QToolButton()
         self.fit_button.setText("Fit")
         self.static_button = QToolButton()

@@ -140,3 +140,14 @@ def test_add_to_canvas_keeps_the_users_tab_and_flashes_layers(qtbot, window):
 
 def _tabs(bar) -> list[str]:
     return [bar.tabText(i) for i in range(bar.count())]
+
+
+def test_the_window_works_at_1024_by_600_with_generate_in_view(qtbot, window):
+    assert window.minimumSizeHint().width() <= 1024 and window.minimumSizeHint().height() <= 600
+    window.resize(1024, 600)
+    qtbot.waitUntil(lambda: window.width() <= 1024 and window.height() <= 600)
+    for button in (window.panel.generate_button, window.panel.cancel_button):
+        assert button.isVisible()
+        corner = button.mapTo(window, button.rect().bottomRight())
+        assert window.rect().contains(corner), f"{button.text()} is out of view"
+        assert not button.visibleRegion().isEmpty(), f"{button.text()} is scrolled away"
