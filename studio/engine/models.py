@@ -160,6 +160,14 @@ class LoadedModel:
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     @property
+    def native_size(self) -> int:
+        """The side in pixels the model was trained at: the UNet's sample size × the VAE factor."""
+        sample = self.unet.config.sample_size
+        if isinstance(sample, (list, tuple)):
+            sample = max(sample)
+        return int(sample) * self.size_factor
+
+    @property
     def latent_channels(self) -> int:
         return int(self.unet.config.in_channels)
 
@@ -212,11 +220,13 @@ def load_model(
         model = _load_single_file(ref, path, policy, config_dir)
     else:
         raise ModelError(f"The model {ref!r} is neither a folder nor a file.")
-    from studio.engine.preview import find_preview_decoder
+    from studio.engine.preview import find_preview_decoder, fit_linear_map
 
     model.preview_decoder = find_preview_decoder(
         path, model.family, model.latent_channels, model.size_factor, model.device
     )
+    if not (path / "preview.json").is_file() and model.family not in _PREVIEW_FACTORS:
+        model.preview_factors, model.preview_bias = fit_linear_map(model.vae, model.latent_channels)
     return model
 
 

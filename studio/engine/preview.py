@@ -77,6 +77,32 @@ def preview_image(model: Any, latent: torch.Tensor) -> np.ndarray:
     return linear_preview(latent, model.preview_factors, model.preview_bias)
 
 
+@torch.no_grad()
+def fit_linear_map(
+    vae: Any, channels: int, side: int = 8, samples: int = 16, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A least-squares latent→RGB map for a VAE that ships none, fitted on its own decodes.
+
+    Random unit-variance latents (the UNet's space) are decoded, the images are
+    averaged down to latent resolution, and the 4×3 matrix plus bias that best maps
+    latent pixels to those colours is solved for, as ``preview.json`` is fitted for
+    the bundled model. Cheap: a few decodes of 8×8 latents.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    latents = torch.randn(samples, channels, side, side, generator=generator)
+    config = vae.config
+    scaled = latents / config.scaling_factor + (getattr(config, "shift_factor", None) or 0.0)
+    images = vae.decode(scaled.to(vae.device, vae.dtype)).sample.float().cpu().clamp(-1, 1)
+    small = torch.nn.functional.adaptive_avg_pool2d(images, (side, side))
+    x = latents.permute(0, 2, 3, 1).reshape(-1, channels).double()
+    y = small.permute(0, 2, 3, 1).reshape(-1, 3).double()
+    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    solution = torch.linalg.lstsq(x1, y).solution.float()
+    if not bool(torch.isfinite(solution).all()):
+        raise ModelError("The model's VAE gives no usable colours for a preview map.")
+    return solution[:-1].contiguous(), solution[-1].contiguous()
+
+
 def describe_preview(model: Any) -> str:
     """Which preview a model uses, in words for the model picker."""
     decoder = getattr(model, "preview_decoder", None)

@@ -165,3 +165,24 @@ def test_single_file_models_find_taesd_beside_them(tmp_path):
     (tmp_path / "sd15").mkdir()
     folder = preview_decoder_candidates(tmp_path / "sd15", "sd1")
     assert folder == [tmp_path / "sd15" / "preview_decoder", tmp_path / "taesd"]
+
+
+def test_a_model_without_preview_factors_gets_a_map_fitted_to_its_vae(tiny_model):
+    """The tiny model ships no preview.json and is no known family: its map is fitted."""
+    from studio.engine.preview import fit_linear_map
+
+    factors, bias = fit_linear_map(tiny_model.vae, 4)
+    assert torch.equal(tiny_model.preview_factors, factors)
+    assert torch.equal(tiny_model.preview_bias, bias)
+    latent = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    full = decode(tiny_model.vae, latent).astype(np.float32)
+    small = (
+        torch.nn.functional.avg_pool2d(torch.from_numpy(full).permute(2, 0, 1)[None], 2)[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
+    fitted_error = np.abs(linear_preview(latent, factors, bias) - small).mean()
+    placeholder = torch.zeros(4, 3)
+    placeholder[0, 0] = placeholder[1, 1] = placeholder[2, 2] = 0.5
+    placeholder_error = np.abs(linear_preview(latent, placeholder, torch.zeros(3)) - small).mean()
+    assert fitted_error < placeholder_error
