@@ -29,6 +29,7 @@ class Canvas(ZoomView):
         self.scene().addItem(self._item)
         self._array: np.ndarray | None = None
         self._logical_size: tuple[int, int] | None = None
+        self._crisp = False
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
 
@@ -51,7 +52,7 @@ class Canvas(ZoomView):
         stretched = width < logical[0] or height < logical[1]
         self._item.setTransformationMode(
             Qt.TransformationMode.SmoothTransformation
-            if stretched
+            if stretched and not self._crisp
             else Qt.TransformationMode.FastTransformation
         )
         self._item.setPixmap(to_pixmap(array))
@@ -62,6 +63,16 @@ class Canvas(ZoomView):
             if self._fitted:
                 self.fit()
         self.image_shown.emit()
+
+    def set_crisp(self, crisp: bool) -> None:
+        """Nearest-neighbour at every zoom (each pixel a sharp square), or smooth scaling."""
+        self._crisp = crisp
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not crisp)
+        if self._array is not None:
+            self.show_image(self._array, self._logical_size)
+
+    def is_crisp(self) -> bool:
+        return self._crisp
 
     def current_array(self) -> np.ndarray | None:
         """The array now on screen (what a test or a screenshot should expect)."""

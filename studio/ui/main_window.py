@@ -197,6 +197,8 @@ class MainWindow(QMainWindow):
         a.zoom_out.triggered.connect(lambda: self._on_canvas("zoom_by", 0.8))
         a.actual_size.triggered.connect(self.canvas.zoom_actual)
         a.static.toggled.connect(view.set_static)
+        for canvas in (self.canvas, self.compare.left, self.compare.right):
+            a.crisp.toggled.connect(canvas.set_crisp)
         view.static_changed.connect(a.static.setChecked)
         a.add_models.triggered.connect(self._add_model_folder)
         a.quit.triggered.connect(self.close)

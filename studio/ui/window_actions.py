@@ -42,6 +42,9 @@ class WindowActions:
         self.actual_size = action("Actual pixels", "Ctrl+1")
         self.static = action("Show static (x_t)", "Ctrl+T")
         self.static.setCheckable(True)
+        self.crisp = action("Crisp pixels", "Ctrl+Shift+P")
+        self.crisp.setCheckable(True)
+        self.crisp.setToolTip("Show pixels as sharp squares when zoomed in (nearest neighbour)")
         self.add_models = action("Add model folder…")
         self.quit = action("Quit", QKeySequence.StandardKey.Quit)
         for shortcut_action in (
@@ -55,6 +58,7 @@ class WindowActions:
             self.zoom_out,
             self.actual_size,
             self.static,
+            self.crisp,
             self.use_settings,
             self.resume,
             self.quit,
@@ -75,6 +79,7 @@ class WindowActions:
         for item in (self.fit, self.zoom_in, self.zoom_out, self.actual_size, None):
             view.addSeparator() if item is None else view.addAction(item)
         view.addAction(self.static)
+        view.addAction(self.crisp)
         view.addAction(self.compare)
         view.addSeparator()
         for dock in docks:

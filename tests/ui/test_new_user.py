@@ -151,3 +151,16 @@ def test_the_window_works_at_1024_by_600_with_generate_in_view(qtbot, window):
         corner = button.mapTo(window, button.rect().bottomRight())
         assert window.rect().contains(corner), f"{button.text()} is out of view"
         assert not button.visibleRegion().isEmpty(), f"{button.text()} is scrolled away"
+
+
+def test_crisp_pixels_shows_nearest_neighbour_at_any_zoom(qtbot, window):
+    from PySide6.QtGui import QPainter
+
+    generate_and_wait(qtbot, window)
+    window.timeline.set_position(2)  # a stored preview, stretched to the recipe's size
+    item = window.canvas._item
+    assert item.transformationMode() == Qt.TransformationMode.SmoothTransformation
+    window.actions_.crisp.trigger()
+    assert item.transformationMode() == Qt.TransformationMode.FastTransformation
+    assert not window.canvas.renderHints() & QPainter.RenderHint.SmoothPixmapTransform
+    assert window.compare.left.is_crisp() and window.compare.right.is_crisp()
