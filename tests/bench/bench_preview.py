@@ -70,6 +70,9 @@ def main() -> None:
     parser.add_argument("--sampler", default="Euler a")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--decoder", type=Path, default=None, help="another AutoencoderTiny folder")
+    parser.add_argument(
+        "--sheets", type=Path, default=None, help="also write the README's two contact sheets here"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(device="cpu")
@@ -152,6 +155,8 @@ def main() -> None:
     )
     print(f"stored tiny preview: {statistics.mean(png_bytes):.0f} PNG bytes per step")
     export_times(sampler)
+    if args.sheets is not None:
+        write_sheets(sampler, args.sheets)
 
 
 def export_times(sampler: Sampler, steps: int = 30) -> None:
@@ -176,6 +181,36 @@ def export_times(sampler: Sampler, steps: int = 30) -> None:
         f"export of a {steps}-step trajectory from full decodes: GIF {gif:.2f} s "
         f"({decoded:.2f} s of it decoding), 12-step contact sheet {contact:.2f} s"
     )
+
+
+def write_sheets(sampler: Sampler, folder: Path, steps: int = 30) -> None:
+    """trajectory_sheet.png: an exported contact sheet (full decodes) of one 30-step run;
+    preview_rows.png: the same steps as linear map / tiny decoder / full decode, top to bottom."""
+    from studio.document import export
+
+    model = sampler.model
+    recipe = Recipe(prompt=PROMPTS[0], seed=1, steps=steps)
+    run = list(sampler.run(recipe))
+    picks = [int(i) for i in np.linspace(0, steps - 1, 8).round()]
+    size = (recipe.width, recipe.height)
+    full = {i: sampler.decode(run[i].x0_pred) for i in picks}
+    full[steps - 1] = sampler.decode(run[-1].latent)  # the version's image, as exported
+    title = export.contact_sheet_title(recipe, "v1", "noise-world")
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = [(i, full[i]) for i in picks]
+    export.export_contact_sheet(
+        frames, steps, folder / "trajectory_sheet.png", recipe, title=title, columns=8, cell=128
+    )
+    rows = []
+    for i in picks:
+        linear = linear_preview(run[i].x0_pred, model.preview_factors, model.preview_bias)
+        stack = [upscale(linear, size), run[i].preview_x0, full[i]]
+        rows.append((i, np.concatenate(stack, axis=0)))
+    rows_title = ["rows: linear map (16x16) · tiny decoder · full VAE decode", *title[1:]]
+    export.export_contact_sheet(
+        rows, steps, folder / "preview_rows.png", recipe, title=rows_title, columns=8, cell=192
+    )
+    print(f"wrote {folder / 'trajectory_sheet.png'} and {folder / 'preview_rows.png'}")
 
 
 if __name__ == "__main__":
