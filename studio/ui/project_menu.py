@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import os
 import time
 from pathlib import Path
 
@@ -71,6 +72,8 @@ from studio.session import Session
 APP_TITLE = "Noise Studio"
 UNTITLED = "Untitled"
 RECENT_KEY = "projects/recent"
+OPEN_KEY = "projects/open"
+"""The named project this instance has open, with its pid: left behind by a crash."""
 RECENT_MAX = 8
 PROJECT_FILTER = f"Noise Studio projects (*{SUFFIX})"
 
@@ -148,6 +151,9 @@ class ProjectSession(QObject):
         self.open_action = QAction("Open…", w)
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
         self.recent_menu = QMenu("Open Recent", w)
+        self.save_action = QAction("Save", w)
+        self.save_action.setShortcut(QKeySequence.StandardKey.Save)
+        self.save_action.setToolTip("Work is saved as it happens; untitled work asks for a name")
         self.save_as_action = QAction("Save As…", w)
         self.save_as_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
         self.close_action = QAction("Close", w)
@@ -156,13 +162,20 @@ class ProjectSession(QObject):
             action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         self.new_action.triggered.connect(self.new_project)
         self.open_action.triggered.connect(lambda: self.open_project())
+        self.save_action.triggered.connect(self.save)
         self.save_as_action.triggered.connect(lambda: self.save_as())
         self.close_action.triggered.connect(self.close_project)
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
 
     def actions(self) -> list[QAction]:
         """The actions with window-wide shortcuts; the window adds them to itself."""
-        return [self.new_action, self.open_action, self.save_as_action, self.close_action]
+        return [
+            self.new_action,
+            self.open_action,
+            self.save_action,
+            self.save_as_action,
+            self.close_action,
+        ]
 
     def menu_entries(self) -> list[QAction | QMenu | None]:
         """The File menu's project entries in order; None is a separator."""
@@ -171,6 +184,7 @@ class ProjectSession(QObject):
             self.open_action,
             self.recent_menu,
             None,
+            self.save_action,
             self.save_as_action,
             self.close_action,
             None,
@@ -312,6 +326,8 @@ class ProjectSession(QObject):
         """Offer back untitled work left by a crash; otherwise start a new untitled project."""
         if self._shut_down:  # the window was closed before the event loop got here
             return
+        if offer_restore and self._reopen_after_crash():
+            return
         if offer_restore:
             for entry in recoverable_projects(self._folder):
                 choice = self.ask_restore(entry)
@@ -328,6 +344,38 @@ class ProjectSession(QObject):
                     with contextlib.suppress(ProjectError):
                         discard(entry.path)
         self._start_untitled()
+
+    def _reopen_after_crash(self) -> bool:
+        """The last instance died with a named project open: offer to open it again."""
+        value = self.settings.value(OPEN_KEY, "")
+        path_text, _, pid_text = str(value or "").rpartition("|")
+        if not path_text:
+            return False
+        if pid_text.isdigit() and _alive(int(pid_text)) and int(pid_text) != os.getpid():
+            return False  # another instance has it open now; that is no crash
+        self.settings.remove(OPEN_KEY)
+        path = Path(path_text)
+        if not path.exists() or self.ask_reopen(path) is not Choice.RESTORE:
+            return False
+        return self.open_project(path)
+
+    def ask_reopen(self, path: Path) -> Choice:
+        answer = QMessageBox.question(
+            self.parent_widget,
+            "Reopen project",
+            f"Noise Studio did not close properly while “{path.name}” was open. Reopen it?",
+            QMessageBox.StandardButton.Open | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.Open,
+        )
+        return Choice.RESTORE if answer == QMessageBox.StandardButton.Open else Choice.LATER
+
+    def _mark_open(self) -> None:
+        project = self.session.project
+        if project is not None and self.lock is None:
+            self.settings.setValue(OPEN_KEY, f"{project.path}|{os.getpid()}")
+        else:
+            self.settings.remove(OPEN_KEY)
+        self.settings.sync()
 
     def _start_untitled(self) -> None:
         try:
@@ -444,8 +492,20 @@ class ProjectSession(QObject):
         self._asked_disk_full = False
         self._remember(path)
         self._update_title()
+        self._mark_open()
         self.project_changed.emit()
         self.session.status.emit(f"Saved as {path}.", 8000)
+        return True
+
+    def save(self) -> bool:
+        """Ctrl+S: untitled work asks for a name (Save As); a named project is saved already."""
+        if self.project is None:
+            return False
+        if self.lock is not None:
+            return self.save_as()
+        self.session.status.emit(
+            f"{self.project.name} is saved: every change is written as it happens.", 6000
+        )
         return True
 
     def close_project(self) -> bool:
@@ -482,6 +542,7 @@ class ProjectSession(QObject):
             self._remember(store.path)
         self._asked_disk_full = False
         self._update_title()
+        self._mark_open()
         self.project_changed.emit()
         if document is not None and document.unreadable_thumbnails:
             self._on_image_unreadable(
@@ -595,9 +656,21 @@ class ProjectSession(QObject):
         # Nothing on view may read the file after it closes (a timeline timer may still fire).
         self.session.show_version(None)
         self._close_file()
+        self.settings.remove(OPEN_KEY)  # a clean close: nothing to offer back next time
+        self.settings.sync()
 
 
 _DRAG_EVENTS = (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _project_file(mime: QMimeData) -> Path | None:

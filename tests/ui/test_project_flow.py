@@ -493,3 +493,47 @@ def test_a_project_another_process_holds_is_offered_as_a_copy_and_never_overwrit
         other.wait(10)
         for stream in (other.stdin, other.stdout, other.stderr):
             stream.close()
+
+
+def test_after_a_crash_with_a_named_project_open_the_next_launch_reopens_it(
+    qtbot, window, tmp_path, tiny_model_dir, answers
+):
+    first = attach_session(window, tmp_path / "recovery", answers)
+    first.start()
+    version = generate_and_wait(qtbot, window)
+    answers.save_path = str(tmp_path / "named.studio")
+    assert first.save_as()
+    first._close_file()  # the process dies: the file is left, the clean shutdown never ran
+    window.settings.sync()
+
+    relaunched = open_window(qtbot, tiny_model_dir, Path(window.settings.fileName()))
+    again = attach_session(relaunched, tmp_path / "recovery", Answers())
+    offered: list[Path] = []
+    again.ask_reopen = lambda path: offered.append(path) or Choice.RESTORE
+    again.start()
+    try:
+        assert offered == [tmp_path / "named.studio"]
+        assert again.project is not None and again.project.path == tmp_path / "named.studio"
+        assert [v.id for v in relaunched.session.tree.versions()] == [version.id]
+        assert relaunched.windowTitle() == "named — Noise Studio"
+    finally:
+        relaunched.close()
+    third = open_window(qtbot, tiny_model_dir, Path(window.settings.fileName()))
+    after_clean_close = attach_session(third, tmp_path / "recovery3", Answers())
+    after_clean_close.ask_reopen = lambda path: pytest.fail("a clean close offers nothing")
+    after_clean_close.start()
+    third.close()
+
+
+def test_ctrl_s_saves_untitled_work_as_and_confirms_a_named_project(
+    qtbot, window, tmp_path, answers
+):
+    session = attach_session(window, tmp_path / "recovery", answers)
+    session.start()
+    generate_and_wait(qtbot, window)
+    answers.save_path = str(tmp_path / "kept.studio")
+    session.save_action.trigger()
+    assert session.project.path == tmp_path / "kept.studio" and session.lock is None
+    session.save_action.trigger()
+    assert "saved" in window.statusBar().currentMessage()
+    assert session.project.path == tmp_path / "kept.studio"
