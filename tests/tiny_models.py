@@ -129,3 +129,25 @@ def build_tiny_pipeline(folder: Path, xl: bool = False, seed: int = 0) -> Path:
     ).save_pretrained(folder / "scheduler")
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
+
+
+def build_tiny_preview_decoder(folder: Path, stages: int = 2, **overrides) -> Path:
+    """A random AutoencoderTiny saved in diffusers layout (upsampling 2 ** (stages - 1)),
+    with ``overrides`` written over its config.json."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    AutoencoderTiny(
+        encoder_block_out_channels=(4,) * stages,
+        decoder_block_out_channels=(8,) * stages,
+        num_encoder_blocks=(0,) * stages,
+        num_decoder_blocks=(1,) + (0,) * (stages - 1),
+    ).save_pretrained(folder, safe_serialization=True)
+    if overrides:
+        config = json.loads((folder / "config.json").read_text())
+        config.update(overrides)
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder

@@ -236,11 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=DistilConfig.steps)
     parser.add_argument("--runs", type=int, default=DistilConfig.runs, help="x0-hat runs")
     parser.add_argument("--seed", type=int, default=DistilConfig.seed)
+    parser.add_argument("--channels", type=int, default=DecoderShape.channels)
+    parser.add_argument(
+        "--blocks", default=",".join(map(str, DecoderShape.blocks)), help="blocks per stage"
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = DistilConfig(steps=args.steps, runs=args.runs, seed=args.seed)
+    shape = DecoderShape(args.channels, tuple(int(b) for b in args.blocks.split(",")))
+    cfg = DistilConfig(shape=shape, steps=args.steps, runs=args.runs, seed=args.seed)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     latents, targets = build_dataset(args.model, cfg, args.run_dir)
     log_line(f"dataset: {len(latents)} latents")

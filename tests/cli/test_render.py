@@ -122,3 +122,29 @@ def test_process_exits_2_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.startswith("error:")
+
+
+def test_every_step_writes_the_tiny_decoders_full_size_previews(capsys, tiny_model_dir, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from studio.engine.models import load_model
+    from studio.engine.sampler import Sampler
+    from tests.tiny_models import build_tiny_preview_decoder
+
+    model_dir = tmp_path / "with-decoder"
+    shutil.copytree(tiny_model_dir, model_dir)
+    build_tiny_preview_decoder(model_dir / "preview_decoder")
+    steps_dir = tmp_path / "steps"
+    summary = render(
+        capsys,
+        *("--model", str(model_dir), "--prompt", "a red car", "--steps", "2"),
+        *("--size", "32x24", "--every-step", str(steps_dir)),
+    )
+    model = load_model(str(model_dir), device="cpu")
+    recipe = Recipe.from_dict(summary["recipe"])
+    last = list(Sampler(model).run(recipe))[-1]
+    assert last.preview_x0.shape == (24, 32, 3)  # the tiny decoder's, not 12x16 enlarged
+    with Image.open(steps_dir / "step_0002.png") as written:
+        assert np.array_equal(np.asarray(written.convert("RGB")), last.preview_x0)

@@ -8,6 +8,7 @@ import torch
 
 from studio.engine.errors import DecodeError
 from studio.engine.preview import decode, linear_preview
+from tests.tiny_models import build_tiny_preview_decoder
 
 
 class FakeVae:
@@ -60,30 +61,10 @@ def test_linear_preview_applies_factors_and_bias():
 # ---- the tiny preview decoder -------------------------------------------------
 
 
-def _tiny_decoder_folder(folder, stages: int = 2, **overrides):
-    """A random AutoencoderTiny saved in diffusers layout (factor 2 ** (stages - 1))."""
-    import json
-
-    from diffusers import AutoencoderTiny
-
-    torch.manual_seed(0)
-    AutoencoderTiny(
-        encoder_block_out_channels=(4,) * stages,
-        decoder_block_out_channels=(8,) * stages,
-        num_encoder_blocks=(0,) * stages,
-        num_decoder_blocks=(1,) + (0,) * (stages - 1),
-    ).save_pretrained(folder, safe_serialization=True)
-    if overrides:
-        config = json.loads((folder / "config.json").read_text())
-        config.update(overrides)
-        (folder / "config.json").write_text(json.dumps(config))
-    return folder
-
-
 def test_preview_decoder_loads_and_previews_at_image_resolution(tmp_path):
     from studio.engine.preview import load_preview_decoder
 
-    decoder = load_preview_decoder(_tiny_decoder_folder(tmp_path / "pd"), 4, 2)
+    decoder = load_preview_decoder(build_tiny_preview_decoder(tmp_path / "pd"), 4, 2)
     image = decoder(torch.randn(1, 4, 6, 5))
     assert image.shape == (12, 10, 3) and image.dtype == np.uint8
     assert image.std() > 0
@@ -105,7 +86,7 @@ def test_preview_decoder_config_values_are_bounded(tmp_path, overrides, message)
     from studio.engine.errors import ModelError
     from studio.engine.preview import load_preview_decoder
 
-    folder = _tiny_decoder_folder(tmp_path / "pd", **overrides)
+    folder = build_tiny_preview_decoder(tmp_path / "pd", **overrides)
     with pytest.raises(ModelError, match=message):
         load_preview_decoder(folder, 4, 2)
 
@@ -114,11 +95,11 @@ def test_preview_decoder_refuses_pickled_or_mismatched_weights(tmp_path):
     from studio.engine.errors import ModelError
     from studio.engine.preview import WEIGHTS_NAME, load_preview_decoder
 
-    pickled = _tiny_decoder_folder(tmp_path / "pickled")
+    pickled = build_tiny_preview_decoder(tmp_path / "pickled")
     torch.save({"x": torch.zeros(1)}, pickled / WEIGHTS_NAME)
     with pytest.raises(ModelError):
         load_preview_decoder(pickled, 4, 2)
-    wider = _tiny_decoder_folder(tmp_path / "wider", decoder_block_out_channels=[16, 16])
+    wider = build_tiny_preview_decoder(tmp_path / "wider", decoder_block_out_channels=[16, 16])
     with pytest.raises(ModelError, match="could not be loaded"):
         load_preview_decoder(wider, 4, 2)
 
@@ -145,7 +126,7 @@ def test_model_folder_preview_decoder_is_used_and_a_broken_one_falls_back(
 
     folder = tmp_path / "with-decoder"
     shutil.copytree(tiny_model_dir, folder)
-    _tiny_decoder_folder(folder / "preview_decoder")
+    build_tiny_preview_decoder(folder / "preview_decoder")
     model = load_model(str(folder), device="cpu")
     assert describe_preview(model) == "tiny decoder (preview_decoder)"
     step = next(iter(Sampler(model).run(Recipe(prompt="a red car", steps=2, width=32, height=32))))
