@@ -9,12 +9,17 @@ Exactness contract (checked bit for bit on CPU by the tests):
   history and counters; ancestral and SDE noise is derived from (seed, step).
 
 Threading: a Sampler is used by one thread at a time (the worker that owns
-torch). ``cancel`` is an Event checked before every step, so a cancel takes
-effect within one step; the Steps already yielded stay valid.
+torch). ``cancel`` is an Event checked before every step and, through forward
+pre-hooks, before every block of the text encoder, the UNet and the VAE
+decoder, so a cancel takes effect within one block even inside the prompt
+encoding, a step of a huge image or the final decode; the Steps already
+yielded stay valid.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +36,8 @@ from studio.engine.preview import decode, linear_preview, preview_image
 from studio.engine.recipe import Recipe
 
 OOM_ADVICE = "Try a smaller size, fewer steps or a smaller model."
+WORD_LEVEL_VOCAB = 8192
+"""A vocabulary this small holds whole words (plus the 512 byte symbols), not subwords."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class PromptInfo:
     limit: int
     encoded_text: str
     dropped_text: str
+    unknown_words: tuple[str, ...] = ()
 
     @property
     def dropped_tokens(self) -> int:
@@ -95,7 +103,28 @@ class Sampler:
             limit=limit,
             encoded_text=tokenizer.decode(ids[:limit]),
             dropped_text=tokenizer.decode(ids[limit:]) if len(ids) > limit else "",
+            unknown_words=self.unknown_words(text),
         )
+
+    def unknown_words(self, text: str) -> tuple[str, ...]:
+        """The words of ``text`` the model's vocabulary does not know, in order, once each.
+
+        A word is unknown when the tokenizer maps it to its unknown token, or, for a
+        word-level vocabulary (the bundled model's: every word it knows is one token),
+        when it falls apart into pieces. A subword BPE vocabulary like CLIP's spells
+        any word from pieces it was trained on, so it reports nothing here."""
+        tokenizer = self.model.tokenizer
+        word_level = len(tokenizer) <= WORD_LEVEL_VOCAB
+        unknown_id = tokenizer.unk_token_id
+        found: dict[str, None] = {}
+        for word in re.findall(r"[^\W\d_]+", text):
+            key = word.lower()
+            if key in found:
+                continue
+            ids = tokenizer(word, add_special_tokens=False).input_ids
+            if (unknown_id is not None and unknown_id in ids) or (word_level and len(ids) > 1):
+                found[key] = None
+        return tuple(found)
 
     @torch.no_grad()
     def _encode_one(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -168,7 +197,10 @@ class Sampler:
         ]
         prediction = scheduler.config.get("prediction_type", "epsilon")
         try:
-            conditioning = self._conditioning(recipe)
+            with _stops_when(cancel, model.text_encoder, model.text_encoder_2):
+                conditioning = self._conditioning(recipe)
+        except _Cancelled:
+            return
         except RuntimeError as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -202,9 +234,10 @@ class Sampler:
                 return
             timestep = scheduler.timesteps[index]
             try:
-                model_output, x0_pred = self._predict(
-                    scheduler, latent, timestep, conditioning, recipe, levels[index], prediction
-                )
+                with _stops_when(cancel, model.unet):
+                    model_output, x0_pred = self._predict(
+                        scheduler, latent, timestep, conditioning, recipe, levels[index], prediction
+                    )
                 kwargs: dict[str, Any] = {}
                 if spec.noise == "generator":
                     kwargs["generator"] = noise.step_generator(recipe.seed, index)
@@ -213,6 +246,8 @@ class Sampler:
                         model.device
                     )
                 latent = scheduler.step(model_output, timestep, latent, **kwargs).prev_sample
+            except _Cancelled:
+                return
             except RuntimeError as exc:
                 if not _is_out_of_memory(exc):
                     raise
@@ -268,10 +303,17 @@ class Sampler:
             output = unconditional + recipe.guidance * (conditional - unconditional)
         return output, _x0_from_output(latent, output, level, prediction)
 
-    def decode(self, latent: torch.Tensor) -> np.ndarray:
-        """Full-quality VAE decode to uint8 H×W×3 (raises DecodeError on NaN or black)."""
+    def decode(
+        self, latent: torch.Tensor, cancel: threading.Event | None = None
+    ) -> np.ndarray | None:
+        """Full-quality VAE decode to uint8 H×W×3 (raises DecodeError on NaN or black).
+
+        Returns None only when ``cancel`` is set before the decoder's last block."""
         try:
-            return decode(self.model.vae, latent)
+            with _stops_when(cancel, self.model.vae.decoder):
+                return decode(self.model.vae, latent)
+        except _Cancelled:
+            return None
         except RuntimeError as exc:
             if not _is_out_of_memory(exc):
                 raise
@@ -285,7 +327,41 @@ class Sampler:
         steps = list(self.run(recipe, cancel=cancel))
         if len(steps) < recipe.steps:
             return steps, None
-        return steps, self.decode(steps[-1].latent)
+        return steps, self.decode(steps[-1].latent, cancel)
+
+
+class _Cancelled(Exception):
+    """Raised by a block's forward pre-hook once the run's cancel event is set."""
+
+
+@contextlib.contextmanager
+def _stops_when(cancel: threading.Event | None, *modules: Any) -> Iterator[None]:
+    """Raise :class:`_Cancelled` before the next block of ``modules`` runs once ``cancel`` is set.
+
+    The blocks are the members of every ModuleList inside the modules (UNet down, mid
+    and up blocks and their resnets and attentions, encoder layers, decoder blocks), so
+    a cancel waits for at most one block, never for a whole evaluation."""
+    if cancel is None:
+        yield
+        return
+
+    def check(_module: Any, _args: Any) -> None:
+        if cancel.is_set():
+            raise _Cancelled
+
+    handles = [
+        block.register_forward_pre_hook(check)
+        for module in modules
+        if module is not None
+        for child in module.modules()
+        if isinstance(child, torch.nn.ModuleList)
+        for block in child
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _x0_from_output(
