@@ -113,7 +113,7 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(self.panel)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(250)
+        scroll.setMinimumWidth(360)  # the form without a sideways scrollbar
         prompt_page = QWidget()  # the form scrolls; Generate and Cancel stay in view
         prompt_layout = QVBoxLayout(prompt_page)
         prompt_layout.setContentsMargins(0, 0, 0, 0)
@@ -225,6 +225,7 @@ class MainWindow(QMainWindow):
         self.versions.compare_requested.connect(session.compare)
         self.versions.add_to_canvas_requested.connect(self.workspace.add_version_to_canvas)
         self.queue.cancel_requested.connect(session.cancel)
+        session.cancelling.connect(self.queue.mark_cancelling)
 
         session.message_handled.connect(self._on_message)
         session.error.connect(panel.show_error)
@@ -253,7 +254,7 @@ class MainWindow(QMainWindow):
             case QueueChangedMessage():
                 self.queue.set_jobs(message.jobs)
             case ModelLoaded():
-                self.panel.set_size_factor(message.size_factor)
+                self.panel.set_size_factor(message.size_factor, self.session.model.budget)
                 self._request_tokens()
                 self._validate()
             case ModelFailed() if self.session.model.held is not None:
@@ -261,7 +262,7 @@ class MainWindow(QMainWindow):
                 self._validate_timer.stop()  # a valid recipe would clear the error just shown
             case PromptInfo():
                 self.panel.set_token_info(
-                    message.text, message.used, message.limit, message.dropped
+                    message.text, message.used, message.limit, message.dropped, message.unknown
                 )
             case ModelList():
                 self.panel.set_models(list(message.models))
