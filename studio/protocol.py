@@ -134,9 +134,16 @@ class ModelLoading:
 
 @dataclass(frozen=True)
 class ModelLoaded:
+    """A model is ready. The last four fields are its
+    :class:`~studio.engine.memory.SizeBudget` (zeros: unknown)."""
+
     ref: str
     description: str
     size_factor: int
+    native_size: int = 0
+    fixed_bytes: int = 0
+    bytes_per_pixel: float = 0.0
+    device_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -221,10 +228,13 @@ class DecodeFailed:
 
 @dataclass(frozen=True)
 class PromptInfo:
+    """The tokenizer's count for ``text``; ``unknown`` are the words the model does not know."""
+
     text: str
     used: int
     limit: int
     dropped: str
+    unknown: tuple[str, ...] = ()
 
 
 Message = (

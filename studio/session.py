@@ -36,6 +36,7 @@ from studio.document.commands import AddVersionCommand, DeleteVersionCommand, Re
 from studio.document.layers import LayerStack
 from studio.document.project import Project
 from studio.document.versions import StepRef, Version, VersionTree
+from studio.engine.memory import SizeBudget
 from studio.engine.recipe import BUNDLED_MODEL, Recipe
 from studio.protocol import (
     Cancel,
@@ -113,6 +114,7 @@ class ModelState:
     loaded: bool = False
     description: str = ""
     size_factor: int = 8
+    budget: SizeBudget = field(default_factory=SizeBudget)
     held: tuple[str, str] | None = None  # (ref, description) of the last model that loaded
     folders: tuple[str, ...] = field(default_factory=tuple)
 
@@ -175,6 +177,8 @@ class Session(QObject):
       version, or the x_t toggle); ``step_added(index, thumbnail)``: it grew by one.
     - ``frame_changed()``: :meth:`frame` has something new (coalesced).
     - ``progress_changed(Progress | None)``, ``status(text, ms)``, ``error(text | None)``.
+    - ``cancelling(job_id | None)``: a cancel was asked (None: the running job), before
+      the worker confirms it, so views can say so at once.
     """
 
     message_handled = Signal(object)
@@ -184,6 +188,7 @@ class Session(QObject):
     progress_changed = Signal(object)
     status = Signal(str, int)
     error = Signal(object)
+    cancelling = Signal(object)
 
     def __init__(
         self,
@@ -268,9 +273,16 @@ class Session(QObject):
 
     def cancel(self, job_id: int | None = None) -> None:
         self.client.send(Cancel(job_id))
+        if self.jobs and (job_id is None or job_id in self.jobs):
+            self.status.emit("Cancelling…", 0)
+            self.cancelling.emit(job_id)
 
     def cancel_all(self) -> None:
         self.client.send(CancelAll())
+        if self.jobs:
+            self.status.emit("Cancelling all jobs…", 0)
+            for job_id in list(self.jobs):
+                self.cancelling.emit(job_id)
 
     def job_for(self, version_id: str) -> Job | None:
         return next((j for j in self.jobs.values() if j.version_id == version_id), None)
@@ -338,6 +350,12 @@ class Session(QObject):
                 self.model.held = (message.ref, message.description)
                 self.model.description = message.description
                 self.model.size_factor = message.size_factor
+                self.model.budget = SizeBudget(
+                    message.native_size,
+                    message.fixed_bytes,
+                    message.bytes_per_pixel,
+                    message.device_bytes,
+                )
             case ModelFailed():
                 # The worker keeps the model it had: pick it again, so the next job uses it.
                 self.status.emit(message.error, 10000)

@@ -12,7 +12,8 @@ Threading contract
 - Right after each step, on this thread, the step's checkpoint is serialised
   to bytes and sent with its previews as a :class:`~studio.protocol.StepRecord`;
   no tensor ever leaves the thread. Decode requests carry checkpoint bytes too.
-- Cancel takes effect before the next step; ``stop`` cancels everything and
+- Cancel takes effect before the next block of the model (text encoder, UNet,
+  VAE decoder; see :mod:`studio.engine.sampler`); ``stop`` cancels everything and
   joins the thread, so closing the window never leaves it running.
 
 This module imports no Qt; :class:`~studio.workers.qt.MessageChannel` brings
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from studio.engine.recipe import RecipeError
 from studio.protocol import (
     Cancel,
     CancelAll,
@@ -275,8 +277,28 @@ class LocalWorker(WorkerClient):
         from studio.engine.preview import describe_preview
 
         description = f"{model.describe()} · preview: {describe_preview(model)}"
-        self.post(ModelLoaded(ref, description, int(getattr(model, "size_factor", 8))))
+        budget = self._budget()
+        self.post(
+            ModelLoaded(
+                ref,
+                description,
+                int(getattr(model, "size_factor", 8)),
+                budget.native_size,
+                budget.fixed_bytes,
+                budget.bytes_per_pixel,
+                budget.device_bytes,
+            )
+        )
         return True
+
+    def _budget(self) -> Any:
+        """The loaded model's SizeBudget; an unknown one (all zeros) for a model without one."""
+        from studio.engine.memory import SizeBudget, budget_for
+
+        try:
+            return budget_for(self._model)
+        except Exception:  # a fake or unusual model: nothing is warned about or refused
+            return SizeBudget()
 
     def _has_side_requests(self) -> bool:
         return (
@@ -331,6 +353,9 @@ class LocalWorker(WorkerClient):
             if not self._ensure_model(recipe.model):
                 raise RuntimeError(f"The model {recipe.model!r} could not be loaded.")
             recipe.validate(getattr(self._model, "size_factor", 8))
+            refusal = self._budget().refusal(recipe.width, recipe.height)
+            if refusal:
+                raise RecipeError(refusal)
             start = None
             if isinstance(request, Resume):
                 start = self._load_checkpoint_fn(request.checkpoint)
@@ -363,7 +388,10 @@ class LocalWorker(WorkerClient):
             if job.cancel.is_set() or not complete:
                 self.post(JobCancelled(job_id, version_id, steps_done))
                 return
-            image = self._sampler.decode(last.latent)
+            image = self._sampler.decode(last.latent, cancel=job.cancel)
+            if image is None:
+                self.post(JobCancelled(job_id, version_id, steps_done))
+                return
             self.post(JobFinished(job_id, version_id, image, time.perf_counter() - began))
         except Exception as exc:
             if not _is_expected(exc):  # a bug: keep its traceback for the log
@@ -414,4 +442,5 @@ def _prompt_info_message(text: str, info: Any) -> PromptInfo:
     dropped = get("dropped_text", None) or get("dropped", "") or ""
     if not isinstance(dropped, str):
         dropped = " ".join(str(t) for t in dropped)
-    return PromptInfo(text, int(used), int(get("limit", 77) or 77), dropped)
+    unknown = tuple(str(word) for word in (get("unknown_words", None) or ()))
+    return PromptInfo(text, int(used), int(get("limit", 77) or 77), dropped, unknown)

@@ -65,11 +65,11 @@ class HeldEngine:
         self.release = threading.Event()
         original_decode = self.sampler.decode
 
-        def decode(latent):
+        def decode(latent, cancel=None):
             if self.hold_decode:
                 self.decoding.set()
                 self.release.wait(10)
-            return original_decode(latent)
+            return original_decode(latent, cancel)
 
         self.sampler.decode = decode
 

@@ -90,7 +90,7 @@ class FakeSampler(Gate):
                 index, recipe.steps, 999.0 - index, 1.0, latent, latent, pixels, pixels, checkpoint
             )
 
-    def decode(self, latent):
+    def decode(self, latent, cancel=None):
         self.decoded.append(float(latent[0]))
         return np.full((32, 32, 3), int(latent[0]), np.uint8)
 
@@ -114,7 +114,7 @@ class GatedSampler(Gate):
                 return
             yield step
 
-    def decode(self, latent):
+    def decode(self, latent, cancel=None):
         return self.inner.decode(latent)
 
     def prompt_info(self, text):

@@ -212,12 +212,16 @@ def test_expected_failures_log_no_traceback_but_bugs_do(qapp, capfd, monkeypatch
     client.start()
     driver = Driver(client)
     monkeypatch.setattr(
-        sampler, "decode", lambda latent: (_ for _ in ()).throw(NonFiniteError("NaN at step 3.", 2))
+        sampler,
+        "decode",
+        lambda latent, cancel=None: (_ for _ in ()).throw(NonFiniteError("NaN at step 3.", 2)),
     )
     driver.submit(RECIPE)
     _wait(collector, JobFailed)
     assert "Traceback" not in capfd.readouterr().err
-    monkeypatch.setattr(sampler, "decode", lambda latent: (_ for _ in ()).throw(KeyError("bug")))
+    monkeypatch.setattr(
+        sampler, "decode", lambda latent, cancel=None: (_ for _ in ()).throw(KeyError("bug"))
+    )
     driver.submit(RECIPE)
     _wait(collector, JobFailed, count=2)
     assert "Traceback" in capfd.readouterr().err
