@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import random
+import re
 
 from PySide6.QtCore import QRegularExpression, Qt, Signal
-from PySide6.QtGui import QRegularExpressionValidator
+from PySide6.QtGui import QColor, QRegularExpressionValidator, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QFrame,
     QGroupBox,
@@ -17,17 +17,30 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
-    QSpinBox,
+    QTextEdit,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from studio.engine.recipe import BUNDLED_MODEL, MAX_SEED, Recipe, RecipeError
+from studio.engine.memory import SizeBudget
+from studio.engine.recipe import (
+    BUNDLED_MODEL,
+    MAX_SEED,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
+    Recipe,
+    RecipeError,
+)
 from studio.engine.schedulers import DEFAULT_SAMPLER, SAMPLERS
 from studio.session import BranchTarget
+from studio.ui.bounded_fields import BoundedDoubleSpinBox, BoundedSpinBox
 
-APPROX_TOKEN_LIMIT = 77
+TOKEN_LIMIT = 75
+"""What Stable Diffusion's encoders read of a prompt (77 less the start and end tokens),
+shown until the model's own tokenizer answers."""
+UNKNOWN_COLOUR = "#e0564a"
 _SEED_RE = QRegularExpression(r"\d{0,20}")
 
 
@@ -48,7 +61,10 @@ class PromptPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._branch: BranchTarget | None = None
+        self._seed_random_before_branch = True
         self._size_factor = 8
+        self._budget = SizeBudget()
+        self._token_limit = TOKEN_LIMIT
 
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("Describe the image…")
@@ -75,21 +91,18 @@ class PromptPanel(QWidget):
         self.dice.setText("⚄")
         self.dice.setToolTip("Roll a new seed now")
 
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 1000)
+        self.steps = BoundedSpinBox("Steps", 1, MAX_STEPS)
         self.steps.setValue(20)
-        self.guidance = QDoubleSpinBox()
-        self.guidance.setRange(0.0, 50.0)
+        self.guidance = BoundedDoubleSpinBox("CFG scale", 0.0, 50.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(2)
         self.guidance.setValue(7.0)
         self.sampler = QComboBox()
         self.sampler.addItems(SAMPLERS)
         self.sampler.setCurrentText(DEFAULT_SAMPLER)
-        self.width_box = QSpinBox()
-        self.height_box = QSpinBox()
+        self.width_box = BoundedSpinBox("Width", MIN_SIDE, MAX_SIDE)
+        self.height_box = BoundedSpinBox("Height", MIN_SIDE, MAX_SIDE)
         for box in (self.width_box, self.height_box):
-            box.setRange(16, 4096)
             box.setSingleStep(8)
             box.setValue(64)
             box.setSuffix(" px")
@@ -107,15 +120,19 @@ class PromptPanel(QWidget):
         self.model_note.setTextFormat(Qt.TextFormat.PlainText)
         self.model_note.setStyleSheet("color: palette(mid); font-size: 11px;")
         self.model_note.hide()
+        self.size_note = QLabel()
+        self.size_note.setWordWrap(True)
+        self.size_note.setStyleSheet("color: #e0a030; font-size: 11px;")
+        self.size_note.hide()
 
         self.variation_seed = self._optional_seed_field()
-        self.variation_strength = _strength_box()
+        self.variation_strength = _strength_box("Variation strength")
 
         self.branch_label = QLabel()
         self.branch_label.setWordWrap(True)
         self.branch_leave = QPushButton("Leave branch mode")
         self.renoise_seed = self._optional_seed_field()
-        self.renoise_strength = _strength_box()
+        self.renoise_strength = _strength_box("Branch noise strength")
 
         self.error = QLabel()
         self.error.setWordWrap(True)
@@ -160,6 +177,7 @@ class PromptPanel(QWidget):
         form.addRow("CFG", self.guidance)
         form.addRow("Sampler", self.sampler)
         form.addRow("Size", size_row)
+        form.addRow("", self.size_note)
         form.addRow("Model", model_row)
         form.addRow("", self.model_note)
 
@@ -208,6 +226,9 @@ class PromptPanel(QWidget):
             line.textChanged.connect(self.recipe_edited)
         for spin in (self.steps, self.width_box, self.height_box):
             spin.valueChanged.connect(self.recipe_edited)
+        for box in (self.width_box, self.height_box):
+            box.valueChanged.connect(self._update_size_note)
+        self.seed.textEdited.connect(self._seed_typed)
         for dspin in (self.guidance, self.variation_strength, self.renoise_strength):
             dspin.valueChanged.connect(self.recipe_edited)
         self.sampler.currentTextChanged.connect(self.recipe_edited)
@@ -224,10 +245,19 @@ class PromptPanel(QWidget):
     # ---- the recipe ------------------------------------------------------------------
 
     def recipe(self) -> Recipe:
-        """The Recipe the fields describe; raises RecipeError if a field cannot be read."""
+        """The Recipe the fields describe; raises RecipeError if a field cannot be read,
+        holds a number outside its range (kept as typed), or asks for a size that needs
+        more memory than the device has."""
         seed = _parse_seed(self.seed.text(), "seed")
         if seed is None:
             raise RecipeError("Enter a seed, or switch the seed to random.")
+        for box in self._number_fields():
+            problem = box.problem()
+            if problem:
+                raise RecipeError(problem)
+        refusal = self._budget.refusal(self.width_box.value(), self.height_box.value())
+        if refusal:
+            raise RecipeError(refusal)
         return Recipe(
             prompt=self.prompt.toPlainText(),
             negative_prompt=self.negative.toPlainText(),
@@ -293,6 +323,17 @@ class PromptPanel(QWidget):
         self.model_note.setText(text or "")
         self.model_note.setVisible(bool(text))
 
+    def _number_fields(self) -> tuple[BoundedSpinBox | BoundedDoubleSpinBox, ...]:
+        fields = [self.steps, self.guidance, self.width_box, self.height_box]
+        fields.append(self.variation_strength)
+        if self._branch is not None:
+            fields.append(self.renoise_strength)
+        return tuple(fields)
+
+    def _seed_typed(self, _text: str) -> None:
+        # A seed the user typed is the seed they want: keep it rather than roll another.
+        self.seed_random.setChecked(False)
+
     def roll_seed(self) -> None:
         self.seed.setText(str(random.randrange(0, 2**32)))
 
@@ -323,10 +364,21 @@ class PromptPanel(QWidget):
         self.model.blockSignals(False)
         self.select_model(current)
 
-    def set_size_factor(self, factor: int) -> None:
+    def set_size_factor(self, factor: int, budget: SizeBudget | None = None) -> None:
+        """The loaded model's size step and, with ``budget``, its native size and memory
+        needs, for the note under the size and the refusal of a size the device cannot run."""
         self._size_factor = max(1, factor)
         for box in (self.width_box, self.height_box):
             box.setSingleStep(self._size_factor)
+        if budget is not None:
+            self._budget = budget
+            self._update_size_note()
+
+    def _update_size_note(self, *_args: object) -> None:
+        width, height = self.width_box.value(), self.height_box.value()
+        note = self._budget.refusal(width, height) or self._budget.warning(width, height)
+        self.size_note.setText(note or "")
+        self.size_note.setVisible(bool(note))
 
     def _on_model_index(self, _index: int) -> None:
         self.show_model_note(None)
@@ -339,7 +391,12 @@ class PromptPanel(QWidget):
         return self._branch
 
     def enter_branch_mode(self, target: BranchTarget, recipe: Recipe, description: str) -> None:
-        """Fill the fields with ``recipe`` and resume after ``target`` on the next Generate."""
+        """Fill the fields with ``recipe`` and resume after ``target`` on the next Generate.
+
+        The seed becomes fixed (a branch keeps its parent's seed); leaving branch mode
+        gives back the seed mode the user had before."""
+        if self._branch is None:
+            self._seed_random_before_branch = self.seed_random.isChecked()
         self.set_recipe(recipe)
         self._branch = target
         self.branch_label.setText(description)
@@ -355,6 +412,8 @@ class PromptPanel(QWidget):
             self.branch_label.setText(description)
 
     def leave_branch_mode(self) -> None:
+        if self._branch is not None:
+            self.seed_random.setChecked(self._seed_random_before_branch)
         self._branch = None
         self.branch_group.hide()
         self._set_trajectory_fields_enabled(True)
@@ -390,16 +449,26 @@ class PromptPanel(QWidget):
         return self.error.text() if self.error.isVisibleTo(self) else ""
 
     def update_approximate_tokens(self) -> None:
-        """Count words until the model's tokenizer can answer (see :meth:`set_token_info`)."""
+        """Count words until the model's tokenizer can answer (see :meth:`set_token_info`).
+
+        One convention throughout: "N / L tokens" with L the tokens the encoder reads,
+        "≈" while N is a word count rather than the tokenizer's."""
         for edit, label in (
             (self.prompt, self.prompt_tokens),
             (self.negative, self.negative_tokens),
         ):
             words = len(edit.toPlainText().split())
-            label.setText(f"≈{words} / {APPROX_TOKEN_LIMIT} tokens")
+            mark = "≈" if words else ""
+            label.setText(f"{mark}{words} / {self._token_limit} tokens")
+            label.setStyleSheet("color: palette(mid); font-size: 11px;")
+            edit.setExtraSelections([])  # marks of unknown words return with the next count
 
-    def set_token_info(self, text: str, used: int, limit: int, dropped: str) -> None:
-        """Show the tokenizer's count for whichever field still holds ``text``."""
+    def set_token_info(
+        self, text: str, used: int, limit: int, dropped: str, unknown: tuple[str, ...] = ()
+    ) -> None:
+        """Show the tokenizer's count for whichever field still holds ``text``, list the
+        words the model does not know under it and underline them in the field."""
+        self._token_limit = limit
         for edit, label in (
             (self.prompt, self.prompt_tokens),
             (self.negative, self.negative_tokens),
@@ -407,12 +476,19 @@ class PromptPanel(QWidget):
             if edit.toPlainText() != text:
                 continue
             message = f"{used} / {limit} tokens"
+            if unknown:
+                message += f"\nunknown to this model: {', '.join(unknown)[:120]}"
             if dropped:
                 message += f" — dropped: {dropped[:60]}"
-                label.setStyleSheet("color: #e0a030; font-size: 11px;")
-            else:
-                label.setStyleSheet("color: palette(mid); font-size: 11px;")
+            warn = bool(dropped or unknown)
+            colour = "#e0a030" if warn else "palette(mid)"
+            label.setStyleSheet(f"color: {colour}; font-size: 11px;")
             label.setText(message)
+            edit.setExtraSelections(_underlines(edit, text, unknown))
+
+    def unknown_words_marked(self, edit: QPlainTextEdit) -> list[str]:
+        """The words underlined as unknown in ``edit``, as they appear there."""
+        return [sel.cursor.selectedText() for sel in edit.extraSelections()]
 
 
 def _parse_seed(text: str, name: str) -> int | None:
@@ -429,11 +505,34 @@ def _seed_text(seed: int | None) -> str:
     return "" if seed is None else str(seed)
 
 
-def _strength_box() -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setRange(0.0, 1.0)
+def _strength_box(name: str) -> BoundedDoubleSpinBox:
+    box = BoundedDoubleSpinBox(name, 0.0, 1.0)
     box.setSingleStep(0.05)
     return box
+
+
+def _underlines(
+    edit: QPlainTextEdit, text: str, words: tuple[str, ...]
+) -> list[QTextEdit.ExtraSelection]:
+    """A red wavy underline on every whole-word occurrence of ``words`` in ``text``."""
+    if not words:
+        return []
+    char_format = QTextCharFormat()
+    char_format.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
+    char_format.setUnderlineColor(QColor(UNKNOWN_COLOUR))
+    pattern = re.compile(
+        r"(?<![^\W\d_])(?:" + "|".join(map(re.escape, words)) + r")(?![^\W\d_])", re.IGNORECASE
+    )
+    selections = []
+    for match in pattern.finditer(text):
+        selection = QTextEdit.ExtraSelection()
+        cursor = QTextCursor(edit.document())
+        cursor.setPosition(match.start())
+        cursor.setPosition(match.end(), QTextCursor.MoveMode.KeepAnchor)
+        selection.cursor = cursor
+        selection.format = char_format
+        selections.append(selection)
+    return selections
 
 
 def _model_label(ref: str) -> str:
