@@ -31,6 +31,7 @@ import torch
 from studio.engine import noise, schedulers
 from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
+from studio.engine.memory_saving import tiling_when_short
 from studio.engine.models import LoadedModel
 from studio.engine.preview import decode, linear_preview, preview_image
 from studio.engine.recipe import Recipe
@@ -154,7 +155,14 @@ class Sampler:
             return cached
         positive, pooled = self._encode_one(recipe.prompt)
         added = None
-        if guided:
+        zeros_for_empty = getattr(self.model, "force_zeros_for_empty_prompt", False)
+        if guided and not recipe.negative_prompt and zeros_for_empty:
+            # SDXL's force_zeros_for_empty_prompt, as its diffusers pipeline: no negative
+            # prompt is zero embeddings, not the encoding of "".
+            negative = torch.zeros_like(positive)
+            negative_pooled = torch.zeros_like(pooled) if pooled is not None else None
+            embeddings = torch.cat([negative, positive])
+        elif guided:
             negative, negative_pooled = self._encode_one(recipe.negative_prompt)
             embeddings = torch.cat([negative, positive])
         else:
@@ -209,12 +217,13 @@ class Sampler:
                 f"Out of memory while encoding the prompt. {OOM_ADVICE}"
             ) from exc
 
+        if start is None and recipe.lineage:
+            start = self._lineage_start(recipe, cancel)
+            if start is None:
+                return
         if start is None:
             first = 0
-            start_noise = noise.start_noise(
-                recipe.seed, shape, recipe.variation_seed, recipe.variation_strength
-            )
-            latent = start_noise.to(model.device, torch.float32) * scheduler.init_noise_sigma
+            latent = _start_latent(recipe, shape).to(model.device) * scheduler.init_noise_sigma
         else:
             _check_resumable(start, recipe, shape)
             first = start.step_index + 1
@@ -242,10 +251,13 @@ class Sampler:
                 if spec.noise == "generator":
                     kwargs["generator"] = noise.step_generator(recipe.seed, index)
                 elif spec.noise == "variance":
-                    kwargs["variance_noise"] = noise.step_noise(recipe.seed, index, shape).to(
-                        model.device
-                    )
+                    variance = noise.step_noise(recipe.seed, index, shape)
+                    if recipe.temperature != 1.0:
+                        variance = variance * recipe.temperature
+                    kwargs["variance_noise"] = variance.to(model.device)
                 latent = scheduler.step(model_output, timestep, latent, **kwargs).prev_sample
+                if spec.noise == "generator" and recipe.temperature != 1.0:
+                    latent = _ancestral_temperature(latent, scheduler, recipe, index, shape)
             except _Cancelled:
                 return
             except RuntimeError as exc:
@@ -276,6 +288,24 @@ class Sampler:
                 ),
                 checkpoint=checkpoint,
             )
+
+    def _lineage_start(self, recipe: Recipe, cancel: threading.Event | None) -> Checkpoint | None:
+        """The checkpoint a branch recipe resumes from, made by replaying its lineage from noise.
+
+        Each hand-over goes through the checkpoint's bytes, as the window's and the CLI's
+        branches do (the x0 prediction is kept as float16 there), so the replay resumes
+        from bit for bit the checkpoint they resumed from. None when cancelled."""
+        checkpoint: Checkpoint | None = None
+        for point in recipe.lineage:
+            reached: Step | None = None
+            for step in self.run(point.recipe, start=checkpoint, cancel=cancel):
+                reached = step
+                if step.index == point.step_index:
+                    break
+            if reached is None or reached.index != point.step_index:
+                return None
+            checkpoint = Checkpoint.from_bytes(reached.checkpoint.to_bytes())
+        return checkpoint
 
     @torch.no_grad()
     def _predict(
@@ -310,7 +340,10 @@ class Sampler:
 
         Returns None only when ``cancel`` is set before the decoder's last block."""
         try:
-            with _stops_when(cancel, self.model.vae.decoder):
+            with (
+                _stops_when(cancel, self.model.vae.decoder),
+                tiling_when_short(self.model, latent),
+            ):
                 return decode(self.model.vae, latent)
         except _Cancelled:
             return None
@@ -356,6 +389,7 @@ def _stops_when(cancel: threading.Event | None, *modules: Any) -> Iterator[None]
         for child in module.modules()
         if isinstance(child, torch.nn.ModuleList)
         for block in child
+        if block is not None  # some diffusers blocks keep None placeholders in their lists
     ]
     try:
         yield
@@ -376,6 +410,33 @@ def _x0_from_output(
     if prediction == "sample":
         return output
     return (vp_latent - sigma * output) / alpha
+
+
+def _start_latent(recipe: Recipe, shape: tuple[int, ...]) -> torch.Tensor:
+    """The recipe's start noise (its genome, variation and mutation) at its temperature."""
+    latent = noise.start_noise(
+        recipe.seed,
+        shape,
+        recipe.variation_seed,
+        recipe.variation_strength,
+        recipe.parents,
+        recipe.mutation_seed,
+        recipe.mutation_dose,
+    )
+    return latent * recipe.temperature if recipe.temperature != 1.0 else latent
+
+
+def _ancestral_temperature(
+    latent: torch.Tensor, scheduler: Any, recipe: Recipe, index: int, shape: tuple[int, ...]
+) -> torch.Tensor:
+    """Scale the noise an ancestral step just added by the recipe's temperature.
+
+    The scheduler drew ``sigma_up · ε`` from ``step_generator(seed, index)``; the same ε is
+    drawn again here, so the step ends with ``temperature · sigma_up · ε`` added."""
+    sigma_from, sigma_to = scheduler.sigmas[index], scheduler.sigmas[index + 1]
+    sigma_up = (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5
+    drawn = noise.step_noise(recipe.seed, index, shape).to(latent.device)
+    return latent + (recipe.temperature - 1.0) * sigma_up.to(latent.device) * drawn
 
 
 def _renoise(
