@@ -1,4 +1,4 @@
-"""Seeded noise: the start noise, per-step noise, and A1111's variation slerp.
+"""Seeded noise: the start noise, per-step noise, A1111's variation slerp and the noise genome.
 
 All noise is drawn on the CPU from a generator seeded for exactly one purpose,
 then moved to the device. The same seed therefore gives the same noise on any
@@ -8,11 +8,15 @@ generator has run: that is what makes ancestral and SDE samplers resumable.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 
 _STEP_NOISE = 1
 _RENOISE = 2
+_MUTATION = 3
 
 
 def seeded_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -65,14 +69,64 @@ def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tenso
     return mixed.reshape(low.shape).to(low.dtype)
 
 
+def mutation_seed(brood_seed: int, child: int) -> int:
+    """The mutation seed of child ``child`` of a brood: a function of (brood seed, index) only."""
+    return derived_seed(brood_seed, _MUTATION, child)
+
+
+def merged_parents(parents: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """The parents with one entry per seed (weights of a repeated seed summed), in first-seen order.
+
+    A repeated seed is shared ancestry: its noises are the same, not independent, and
+    summing their weights is the covariance-normalised mix with C known exactly."""
+    merged: dict[int, float] = {}
+    for seed, weight in parents:
+        merged[int(seed)] = merged.get(int(seed), 0.0) + float(weight)
+    return list(merged.items())
+
+
+def genome_mix(parents: Sequence[tuple[int, float]], shape: tuple[int, ...]) -> torch.Tensor:
+    """``Σ wᵢ·εᵢ / sqrt(Σ wᵢ²)`` over the parents' seeded noises: exactly N(0, I) for distinct seeds.
+
+    One parent (at any weight) is that seed's noise bit for bit."""
+    merged = merged_parents(parents)
+    if len(merged) == 1:
+        return seeded_noise(merged[0][0], shape)
+    norm = math.sqrt(sum(weight * weight for _, weight in merged))
+    mixed = torch.zeros(shape, dtype=torch.float64)
+    for seed, weight in merged:
+        mixed += (weight / norm) * seeded_noise(seed, shape).double()
+    return mixed.to(torch.float32)
+
+
+def mutate(noise: torch.Tensor, seed: int, dose: float) -> torch.Tensor:
+    """``sqrt(1 − d²)·noise + d·ε`` with ε the noise of ``seed``; a dose of 0 returns ``noise`` itself."""
+    if dose <= 0.0:
+        return noise
+    fresh = seeded_noise(seed, tuple(noise.shape))
+    if dose >= 1.0:
+        return fresh
+    mixed = math.sqrt(1.0 - dose * dose) * noise.double() + dose * fresh.double()
+    return mixed.to(torch.float32)
+
+
 def start_noise(
     seed: int,
     shape: tuple[int, ...],
     variation_seed: int | None = None,
     variation_strength: float = 0.0,
+    parents: Sequence[tuple[int, float]] = (),
+    mutation_seed: int | None = None,
+    mutation_dose: float = 0.0,
 ) -> torch.Tensor:
-    """The x_T noise of a recipe: the seed's noise, slerped toward the variation seed's noise."""
-    noise = seeded_noise(seed, shape)
+    """The x_T noise of a recipe.
+
+    The base is the parents' mix when there are parents, else the seed's noise; it is
+    slerped toward the variation seed's noise (A1111's variation, kept exactly as it
+    was), then mutated by ``mutation_dose`` of ``mutation_seed``'s noise."""
+    noise = genome_mix(parents, shape) if parents else seeded_noise(seed, shape)
     if variation_seed is not None and variation_strength > 0.0:
         noise = slerp(variation_strength, noise, seeded_noise(variation_seed, shape))
+    if mutation_seed is not None:
+        noise = mutate(noise, mutation_seed, mutation_dose)
     return noise

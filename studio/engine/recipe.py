@@ -7,10 +7,11 @@ It round-trips through JSON and through AUTOMATIC1111's ``parameters`` text.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 BUNDLED_MODEL = "bundled"
@@ -22,6 +23,9 @@ MAX_PROMPT_CHARS = 20_000
 MAX_PARAMETERS_CHARS = 64_000
 MAX_PARAMETER_LINE_CHARS = 16_000
 """A last line longer than this is never read as A1111's parameter line (it stays prompt text)."""
+MAX_PARENTS = 256
+MAX_LINEAGE = 10_000
+MAX_TEMPERATURE = 2.0
 A1111_REQUIRED_KEYS = ("Steps", "Sampler", "Seed")
 """Keys A1111 writes on every parameter line; a lone line is parameters only if it has them all."""
 
@@ -34,6 +38,15 @@ class RecipeError(ValueError):
 
 
 @dataclass(frozen=True)
+class BranchPoint:
+    """One ancestor of a branch: ``recipe`` (without a lineage of its own) ran to the end
+    of step ``step_index`` (0-based), and the next recipe of the lineage took over there."""
+
+    recipe: Recipe
+    step_index: int
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One generation, fully specified.
 
@@ -42,6 +55,19 @@ class Recipe:
     a run resumes from a checkpoint: they replace part of the noise left in the
     latent at the branch point, so that a branch from a deterministic sampler
     can vary.
+
+    The noise genome: with ``parents`` ((seed, weight) pairs) the start noise is
+    their normalised mix instead of ``seed``'s noise, and a ``mutation_dose`` d
+    of ``mutation_seed``'s noise gives ``sqrt(1 - d²)·z + d·ε`` (see
+    ``noise.start_noise``). ``seed`` still drives the per-step noise of ancestral
+    and SDE samplers. ``temperature`` scales that per-step noise and the start
+    noise (1.0: the model's own distribution).
+
+    ``lineage`` makes the recipe a branch: its ancestors, root first, each run to
+    its branch step before the next takes over, this recipe last. Rendering it
+    from noise replays them, so a branch reproduces from its recipe alone.
+    Fields at their defaults are left out of the JSON, so older recipes keep
+    their exact text.
     """
 
     prompt: str
@@ -57,11 +83,27 @@ class Recipe:
     variation_strength: float = 0.0
     renoise_seed: int | None = None
     renoise_strength: float = 0.0
+    parents: tuple[tuple[int, float], ...] = ()
+    mutation_seed: int | None = None
+    mutation_dose: float = 0.0
+    temperature: float = 1.0
+    lineage: tuple[BranchPoint, ...] = ()
 
     # ---- JSON -------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name, default in _OPTIONAL_DEFAULTS.items():
+            if data[name] == default:
+                del data[name]
+        if "parents" in data:
+            data["parents"] = [[seed, weight] for seed, weight in self.parents]
+        if "lineage" in data:
+            data["lineage"] = [
+                {"recipe": point.recipe.to_dict(), "step_index": point.step_index}
+                for point in self.lineage
+            ]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
@@ -97,13 +139,37 @@ class Recipe:
     def with_changes(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
 
+    # ---- lineage ----------------------------------------------------------
+
+    def branched_from(self, parent: Recipe, step_index: int) -> Recipe:
+        """This recipe as a branch after step ``step_index`` of ``parent`` (itself maybe a branch);
+        any lineage this recipe had is replaced by the parent's."""
+        point = BranchPoint(parent.with_changes(lineage=()), step_index)
+        return replace(self, lineage=(*parent.lineage, point))
+
+    @property
+    def parent(self) -> Recipe | None:
+        """The recipe this one branched from, with its own lineage; None for a root."""
+        if not self.lineage:
+            return None
+        return self.lineage[-1].recipe.with_changes(lineage=self.lineage[:-1])
+
+    @property
+    def branch_step(self) -> int | None:
+        """The 0-based step of the parent this recipe branched after; None for a root."""
+        return self.lineage[-1].step_index if self.lineage else None
+
+    def short_hash(self) -> str:
+        """The first 10 hex digits of the sha256 of the JSON recipe (names a parent in text)."""
+        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()[:10]
+
     # ---- validation -------------------------------------------------------
 
     def validate(self, size_factor: int = 8) -> Recipe:
         """Raise RecipeError with one clear sentence if a field is out of range."""
         if len(self.prompt) > MAX_PROMPT_CHARS or len(self.negative_prompt) > MAX_PROMPT_CHARS:
             raise RecipeError(f"The prompt is longer than {MAX_PROMPT_CHARS} characters.")
-        for name in ("seed", "variation_seed", "renoise_seed"):
+        for name in ("seed", "variation_seed", "renoise_seed", "mutation_seed"):
             value = getattr(self, name)
             if value is None and name != "seed":
                 continue
@@ -119,10 +185,11 @@ class Recipe:
             raise RecipeError(f"Steps must be a whole number from 1 to {MAX_STEPS}.")
         if not _finite(self.guidance) or not 0.0 <= self.guidance <= 50.0:
             raise RecipeError("CFG scale must be a number from 0 to 50.")
-        for name in ("variation_strength", "renoise_strength"):
+        for name in ("variation_strength", "renoise_strength", "mutation_dose"):
             value = getattr(self, name)
             if not _finite(value) or not 0.0 <= value <= 1.0:
                 raise RecipeError(f"The {name.replace('_', ' ')} must be between 0 and 1.")
+        self._validate_genome()
         for name in ("width", "height"):
             value = getattr(self, name)
             if (
@@ -143,7 +210,48 @@ class Recipe:
             raise RecipeError(
                 f"Unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}."
             )
+        self._validate_lineage(size_factor)
         return self
+
+    def _validate_genome(self) -> None:
+        if not isinstance(self.parents, tuple) or len(self.parents) > MAX_PARENTS:
+            raise RecipeError(f"A recipe has at most {MAX_PARENTS} noise parents.")
+        for seed, weight in self.parents:
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise RecipeError("A noise parent's seed must be a whole number from 0 to 2^64-1.")
+            if not _finite(weight) or weight <= 0.0:
+                raise RecipeError("A noise parent's weight must be a number above 0.")
+        if self.mutation_dose > 0.0 and self.mutation_seed is None:
+            raise RecipeError("A mutation dose needs a mutation seed.")
+        if not _finite(self.temperature) or not 0.0 < self.temperature <= MAX_TEMPERATURE:
+            raise RecipeError(f"The temperature must be above 0 and at most {MAX_TEMPERATURE:g}.")
+
+    def _validate_lineage(self, size_factor: int) -> None:
+        if len(self.lineage) > MAX_LINEAGE:
+            raise RecipeError(f"A lineage holds at most {MAX_LINEAGE} branch points.")
+        previous = -1
+        for point in self.lineage:
+            base = point.recipe
+            if base.lineage:
+                raise RecipeError("A lineage's recipes carry no lineage of their own.")
+            if (base.steps, base.sampler, base.width, base.height) != (
+                self.steps,
+                self.sampler,
+                self.width,
+                self.height,
+            ):
+                raise RecipeError("A branch keeps its parent's steps, sampler and size.")
+            step = point.step_index
+            if (
+                isinstance(step, bool)
+                or not isinstance(step, int)
+                or not previous < step < self.steps
+            ):
+                raise RecipeError(
+                    "A lineage's branch steps must rise, each within the run's steps."
+                )
+            previous = step
+            base.validate(size_factor)
 
     # ---- A1111 "parameters" text -----------------------------------------
 
@@ -173,6 +281,18 @@ class Recipe:
                 ("Branch noise seed", self.renoise_seed),
                 ("Branch noise strength", _number(self.renoise_strength)),
             ]
+        if self.parents:
+            pairs.append(("Noise parents", _parents_text(self.parents)))
+        if self.mutation_seed is not None and self.mutation_dose > 0:
+            pairs += [
+                ("Mutation seed", self.mutation_seed),
+                ("Mutation dose", _number(self.mutation_dose)),
+            ]
+        if self.temperature != 1.0:
+            pairs.append(("Temperature", _number(self.temperature)))
+        parent = self.parent
+        if parent is not None:
+            pairs.append(("Branch", f"step {self.branch_step + 1} of {parent.short_hash()}"))
         pairs.append(("Version", "Noise Studio"))
         lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in pairs if v is not None))
         return "\n".join(lines)
@@ -234,6 +354,18 @@ class Recipe:
         if "Branch noise seed" in params:
             data["renoise_seed"] = params["Branch noise seed"]
             data["renoise_strength"] = params.get("Branch noise strength", "0")
+        if "Noise parents" in params:
+            data["parents"] = parse_parents(params["Noise parents"])
+        if "Mutation seed" in params:
+            data["mutation_seed"] = params["Mutation seed"]
+            data["mutation_dose"] = params.get("Mutation dose", "0")
+        if "Temperature" in params:
+            data["temperature"] = params["Temperature"]
+        if "Branch" in params and notes is not None:
+            notes.append(
+                f"The image is a branch ({params['Branch']}); its parameters text alone does not "
+                "reproduce it, its Noise Studio recipe does."
+            )
         return cls(**_capped(_coerce(data), notes))
 
 
@@ -271,14 +403,54 @@ def parameter_pairs(line: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def parse_parents(text: str) -> tuple[tuple[int, float], ...]:
+    """Noise parents written as ``seed:weight`` pairs, joined by commas ("11:1,22:0.5")."""
+    parents = []
+    for item in text.replace(" ", "").split(","):
+        seed, sep, weight = item.partition(":")
+        try:
+            parents.append((int(seed), float(weight) if sep else 1.0))
+        except ValueError:
+            raise RecipeError(
+                f"Noise parents are seed:weight pairs like 11:1,22:0.5, not {text[:40]!r}."
+            ) from None
+    return tuple(parents)
+
+
+def _parents_text(parents: tuple[tuple[int, float], ...]) -> str:
+    return ",".join(f"{seed}:{_number(weight)}" for seed, weight in parents)
+
+
 # Read backwards from a colon: the characters a key may hold. Both patterns can
 # only advance, so each character of a line is looked at a bounded number of times.
 _KEY_RUN_REVERSED = re.compile(r"[\w \-/+().]*")
 _WORD = re.compile(r"\w")
 _QUOTED = re.compile(r'"(?:\\.|[^\\"])*"')
 
-_INT_FIELDS = {"seed", "steps", "width", "height", "variation_seed", "renoise_seed"}
-_FLOAT_FIELDS = {"guidance", "variation_strength", "renoise_strength"}
+_INT_FIELDS = {
+    "seed",
+    "steps",
+    "width",
+    "height",
+    "variation_seed",
+    "renoise_seed",
+    "mutation_seed",
+}
+_FLOAT_FIELDS = {
+    "guidance",
+    "variation_strength",
+    "renoise_strength",
+    "mutation_dose",
+    "temperature",
+}
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "parents": (),
+    "mutation_seed": None,
+    "mutation_dose": 0.0,
+    "temperature": 1.0,
+    "lineage": (),
+}
+"""Fields added after recipes were first written: left out of the JSON at these values."""
 _STR_FIELDS = {"prompt", "negative_prompt", "sampler", "model"}
 
 
@@ -287,8 +459,12 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         try:
-            if value is None and key in {"variation_seed", "renoise_seed"}:
+            if value is None and key in {"variation_seed", "renoise_seed", "mutation_seed"}:
                 out[key] = None
+            elif key == "parents":
+                out[key] = _coerce_parents(value)
+            elif key == "lineage":
+                out[key] = _coerce_lineage(value)
             elif key in _INT_FIELDS:
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
@@ -308,6 +484,45 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
                 f"The recipe field {key!r} has an invalid value {str(value)[:40]!r}."
             ) from None
     return out
+
+
+def _coerce_parents(value: Any) -> tuple[tuple[int, float], ...]:
+    if isinstance(value, tuple) and all(isinstance(p, tuple) for p in value):
+        pairs = value
+    elif isinstance(value, list) and len(value) <= MAX_PARENTS:
+        pairs = tuple(tuple(p) if isinstance(p, list) else p for p in value)
+    else:
+        raise ValueError
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError
+        seed, weight = pair
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError
+        out.append((seed, float(weight)))
+    return tuple(out)
+
+
+def _coerce_lineage(value: Any) -> tuple[BranchPoint, ...]:
+    if isinstance(value, tuple) and all(isinstance(p, BranchPoint) for p in value):
+        return value
+    if not isinstance(value, list) or len(value) > MAX_LINEAGE:
+        raise ValueError
+    points = []
+    for item in value:
+        if not isinstance(item, dict) or set(item) != {"recipe", "step_index"}:
+            raise ValueError
+        step = item["step_index"]
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise ValueError
+        recipe = item["recipe"]
+        if not isinstance(recipe, dict) or "lineage" in recipe:
+            raise ValueError
+        points.append(BranchPoint(Recipe.from_dict(recipe), step))
+    return tuple(points)
 
 
 def _capped(data: dict[str, Any], notes: list[str] | None) -> dict[str, Any]:

@@ -1,0 +1,84 @@
+"""Breeding: children whose start noise mixes their parents' noises, plus a mutation.
+
+A child's noise genome is a list of (seed, weight) pairs over plain seeded noises
+(see ``noise.genome_mix``). Crossing bred versions expands each parent's genome
+into those base seeds first, so parents that share ancestry share seeds, and
+merging the shared seeds is the covariance-normalised mix with the covariance
+known exactly: the child stays N(0, I) however its parents are related.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from studio.engine import noise
+from studio.engine.recipe import Recipe, RecipeError
+
+MAX_CHILDREN = 64
+
+
+def genome(recipe: Recipe) -> tuple[tuple[int, float], ...]:
+    """The start noise of ``recipe`` as unit-norm weights over base seeds.
+
+    Exact for parents and mutation; an A1111 variation (a slerp, whose weights depend on
+    the angle between two actual noises) is taken at the right angle that independent
+    noises nearly make."""
+    if recipe.parents:
+        merged = noise.merged_parents(recipe.parents)
+        norm = math.sqrt(sum(w * w for _, w in merged))
+        weights = [(seed, w / norm) for seed, w in merged]
+    else:
+        weights = [(recipe.seed, 1.0)]
+    if recipe.variation_seed is not None and recipe.variation_strength > 0.0:
+        angle = recipe.variation_strength * math.pi / 2
+        weights = [(s, w * math.cos(angle)) for s, w in weights]
+        weights.append((recipe.variation_seed, math.sin(angle)))
+    if recipe.mutation_seed is not None and recipe.mutation_dose > 0.0:
+        keep = math.sqrt(1.0 - recipe.mutation_dose**2)
+        weights = [(s, w * keep) for s, w in weights]
+        weights.append((recipe.mutation_seed, recipe.mutation_dose))
+    return tuple((s, w) for s, w in noise.merged_parents(weights) if w > 0.0)
+
+
+def cross(parents: Sequence[tuple[Recipe, float]]) -> tuple[tuple[int, float], ...]:
+    """The genome of a child of ``parents`` ((recipe, weight) pairs), before its mutation."""
+    if not parents:
+        raise RecipeError("A cross needs at least one parent.")
+    mixed: list[tuple[int, float]] = []
+    for recipe, weight in parents:
+        mixed += [(seed, weight * w) for seed, w in genome(recipe)]
+    return tuple((s, w) for s, w in noise.merged_parents(mixed) if w > 0.0)
+
+
+def brood(
+    base: Recipe,
+    parents: Sequence[tuple[int, float]],
+    children: int,
+    dose: float,
+    brood_seed: int,
+) -> list[Recipe]:
+    """``children`` recipes: ``base`` with the parents' noise genome, each mutated by ``dose``
+    of its own noise, whose seed depends only on (``brood_seed``, child index).
+
+    The first parent's seed drives each child's per-step noise, as a one-parent child
+    at dose 0 would be exactly that seed's image."""
+    if not 1 <= children <= MAX_CHILDREN:
+        raise RecipeError(f"A brood has from 1 to {MAX_CHILDREN} children.")
+    if not parents:
+        raise RecipeError("A brood needs at least one parent.")
+    if not 0.0 < dose <= 1.0:
+        raise RecipeError(
+            "A brood's dose must be above 0 (or every child is the same) and at most 1."
+        )
+    genome_pairs = tuple((int(s), float(w)) for s, w in parents)
+    return [
+        base.with_changes(
+            parents=genome_pairs,
+            seed=genome_pairs[0][0],
+            mutation_seed=noise.mutation_seed(brood_seed, index),
+            mutation_dose=dose,
+            lineage=(),
+        )
+        for index in range(children)
+    ]
