@@ -25,22 +25,22 @@ def main() -> None:
 
     app, window = open_window(model_ref(args.model))
     window.resize(1280, 800)
-    fill_recipe(window, "a red fox on a hill at sunset", args.steps, args.size, seed=7)
+    fill_recipe(window, "a red car on a mountain road at sunset", args.steps, args.size, seed=7)
     wait_for(window, JobFinished, window.generate)
     window.branch_from_position(args.steps // 3)
-    window.panel.prompt.setPlainText("a red fox on a hill at night")
+    window.panel.prompt.setPlainText("a red car on a mountain road at night")
     wait_for(window, JobFinished, window.generate)
     window.panel.leave_branch_mode()
-    fill_recipe(window, "a yellow house by a lake, morning", args.steps, args.size, seed=21)
+    fill_recipe(window, "a yellow balloon on the beach at dawn", args.steps, args.size, seed=21)
     wait_for(window, PromptInfo)  # the token count of the new prompt, as a user would see it
     step = wait_for(window, StepMade, window.generate)
-    while step.index + 1 < args.at:
+    while step.step.index + 1 < args.at:
         step = wait_for(window, StepMade)
     app.processEvents()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
-    print(f"saved {out} at step {step.index + 1} / {step.total}")
+    print(f"saved {out} at step {step.step.index + 1} / {step.step.total}")
     print(
         "versions:",
         [(v.name, v.recipe.prompt, v.branch_step) for v in window.session.tree.versions()],
