@@ -87,7 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     QTimer.singleShot(1000, start_background_work)  # in case no paint comes (e.g. minimised)
     with loop:
         loop.run_until_complete(closed.wait())
-    session.shutdown()
+    session.shutdown()  # the project file is closed: every committed edit is on disk
+    if window.session.client.is_running:
+        # One call the worker cannot interrupt (a model load) outlived the window's wait.
+        # Tearing the interpreter down under a running native thread aborts the process
+        # ("terminate called without an active exception"), so leave without teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

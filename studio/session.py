@@ -111,6 +111,7 @@ class ModelState:
     """The model the worker holds, as far as the session knows."""
 
     ref: str = BUNDLED_MODEL
+    config: str = ""  # a single-file model's config folder
     loaded: bool = False
     description: str = ""
     size_factor: int = 8
@@ -232,13 +233,14 @@ class Session(QObject):
         self.client.start()
         self.model.loaded = False
         self.model.folders = tuple(folders)
-        self.client.send(LoadModel(self.model.ref))
+        self.client.send(LoadModel(self.model.ref, self.model.config))
         self.client.send(ListModels(self.model.folders))
 
-    def load_model(self, ref: str) -> None:
-        if ref != self.model.ref:
-            self.model.ref = ref
-            self.client.send(LoadModel(ref))
+    def load_model(self, ref: str, config: str = "") -> None:
+        """Load ``ref`` (a single file with its ``config`` folder) unless it is the model now."""
+        if ref != self.model.ref or config != self.model.config:
+            self.model.ref, self.model.config = ref, config
+            self.client.send(LoadModel(ref, config))
 
     def list_models(self, folders: tuple[str, ...]) -> None:
         self.model.folders = tuple(folders)
@@ -249,7 +251,10 @@ class Session(QObject):
             self.client.send(TokenInfo(tuple(texts)))
 
     def shutdown(self, timeout: float = 10.0) -> bool:
-        """Stop handling messages, cancel every job and join the worker (bounded)."""
+        """Stop handling messages, cancel every job and join the worker (bounded, and only
+        waited for once: a second call says whether the worker has ended since)."""
+        if self._closing:
+            return not self.client.is_running
         self._closing = True
         self._frame_timer.stop()
         return self.client.stop(timeout=timeout)
@@ -259,7 +264,12 @@ class Session(QObject):
     def generate(self, recipe: Recipe, branch: BranchTarget | None = None) -> int:
         """Send a job for ``recipe`` (resumed from ``branch`` when given); returns its id.
 
-        The version it feeds appears in the tree when the job starts."""
+        A branch's recipe gets its lineage (the parent version's recipe, itself maybe a
+        branch, and the step), so it reproduces from its recipe alone. The version it
+        feeds appears in the tree when the job starts."""
+        if branch is not None:
+            parent = self.tree.get(branch.version_id).recipe
+            recipe = recipe.branched_from(parent, branch.step_index)
         job = Job(next(self._job_ids), uuid.uuid4().hex, recipe, branch)
         label = job_label(recipe)
         if branch is None:
