@@ -9,8 +9,8 @@ non-finite or entirely black is refused rather than shown.
 
 A preview decoder is found in the model's folder (``preview_decoder/``, the bundled
 model ships one trained by ``studio.training.preview_decoder``) or, for user models,
-in a ``taesd``/``taesdxl`` folder beside the model or in a configured folder. It is
-read without running anything from it: the config is checked key by key against
+in a ``taesd``/``taesdxl`` folder beside the model, in a given folder, or as
+``madebyollin/taesd``/``taesdxl`` in the local Hugging Face cache. It is read without running anything from it: the config is checked key by key against
 bounds and passed to the class by hand, and the weights are read only from a
 header-checked safetensors file. A decoder that fails the checks is skipped with a
 warning and the linear map is used, so a bad side file never stops a model loading.
@@ -56,7 +56,10 @@ class PreviewDecoder:
         return tiny_preview(self, latent)
 
     def describe(self) -> str:
-        return f"tiny decoder ({self.folder.name})"
+        name = self.folder.name
+        if self.folder.parent.name == "snapshots":  # a Hugging Face cache snapshot
+            name = self.folder.parent.parent.name.removeprefix("models--").replace("--", "/")
+        return f"tiny decoder ({name})"
 
 
 def tiny_preview(decoder: PreviewDecoder, latent: torch.Tensor) -> np.ndarray:
@@ -118,7 +121,18 @@ def preview_decoder_candidates(
         found = [model_path / PREVIEW_DECODER_FOLDER, *(model_path.parent / n for n in names)]
     else:
         found = [model_path.parent / n for n in names]
-    return found + [Path(d).expanduser() / n for d in extra_dirs for n in names]
+    found += [Path(d).expanduser() / n for d in extra_dirs for n in names]
+    return found + [s for n in names if (s := _hf_cache_snapshot(f"madebyollin/{n}")) is not None]
+
+
+def _hf_cache_snapshot(repo: str) -> Path | None:
+    """A repo's snapshot in the local Hugging Face cache, if it is there (nothing is downloaded)."""
+    from studio.engine.models import _hf_cache_snapshot as snapshot
+
+    try:
+        return snapshot(repo)
+    except (ModelError, OSError):
+        return None
 
 
 def find_preview_decoder(

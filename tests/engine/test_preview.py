@@ -167,3 +167,17 @@ def test_a_model_without_preview_factors_gets_a_map_fitted_to_its_vae(tiny_model
     placeholder[0, 0] = placeholder[1, 1] = placeholder[2, 2] = 0.5
     placeholder_error = np.abs(linear_preview(latent, placeholder, torch.zeros(3)) - small).mean()
     assert fitted_error < placeholder_error
+
+
+def test_taesd_in_the_local_hugging_face_cache_is_found(tmp_path, monkeypatch):
+    from studio.engine.preview import find_preview_decoder
+
+    snapshot = tmp_path / "hub" / "models--madebyollin--taesd" / "snapshots" / "abc123"
+    snapshot.parent.mkdir(parents=True)
+    build_tiny_preview_decoder(snapshot)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    model = tmp_path / "sd15.safetensors"
+    found = find_preview_decoder(model, "sd1", 4, 2)
+    assert found is not None and found.folder == snapshot
+    assert found.describe() == "tiny decoder (madebyollin/taesd)"
+    assert find_preview_decoder(model, "sdxl", 4, 2) is None  # taesdxl is not there
