@@ -42,10 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sampler",
         help="sampler name, e.g. 'Euler a', 'DPM++ 2M Karras'",
     )
-    add("--size", help="WxH in pixels, e.g. 64x64")
+    add("--size", help="WxH in pixels, e.g. 512x512; default: the model's native size")
     add(
         "--model",
         help="'bundled' (default), a diffusers folder, a .safetensors file or hf:org/name",
+    add(
+        "--memory-saving",
+        metavar="LIST",
+        help="vae_tiling, attention_slicing, cpu_offload, each =auto|on|off, comma-separated "
+        "(default: auto, on only when memory is short)",
+    )
     )
     add("--model-config", help="local config folder for a single-file .safetensors model")
     add("--device", help="cpu, cuda, mps, optionally with :fp16/:bf16/:fp32")
@@ -118,6 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from studio.engine.recipe import Recipe
 
     started = time.perf_counter()
+    "model_config": "model_config",
     changes = _recipe_changes(args)
     start = None
     if args.resume is not None:
@@ -143,7 +150,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(studio_torch_threads())  # the window's count: resumes stay exact
 
-    model = load_model(recipe.model, device=args.device, config_dir=args.model_config)
+    from studio.engine.memory_saving import MemorySaving
+
+    saving = (
+        MemorySaving.parse(args.memory_saving)
+        if args.memory_saving is not None
+        else MemorySaving.from_environment()
+    )
+    model = load_model(
+        recipe.model,
+        device=args.device,
+        config_dir=recipe.model_config or None,
+        memory_saving=saving,
+    )
+    sized = args.size is not None or args.resume is not None or getattr(args, "recipe", None)
+    if not sized:  # as diffusers' pipelines: the UNet's sample size × the VAE factor
+        recipe = recipe.with_changes(width=model.native_size, height=model.native_size)
     sampler = Sampler(model)
     recipe.validate(model.size_factor)
     info = sampler.prompt_info(recipe.prompt)

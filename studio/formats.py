@@ -86,10 +86,14 @@ class RecipeFromImage:
 
 
 def metadata_texts(recipe: Recipe, model_hash: str | None = None) -> dict[str, str]:
-    """The two metadata texts every image with a recipe carries."""
+    """The two metadata texts every image with a recipe carries.
+
+    Both name the model as A1111 does (``Recipe.shared``: "sd15", "org/name"), never
+    by its local path, which stays in the project only."""
+    shared = recipe.shared()
     return {
-        PARAMETERS_KEY: recipe.to_parameters(model_hash=model_hash),
-        RECIPE_KEY: recipe.to_json(),
+        PARAMETERS_KEY: shared.to_parameters(model_hash=model_hash),
+        RECIPE_KEY: shared.to_json(),
     }
 
 

@@ -56,7 +56,10 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class LoadModel:
+    """Load ``ref``; ``config`` is the local config folder a single-file model loads with."""
+
     ref: str
+    config: str = ""
 
 
 @dataclass(frozen=True)

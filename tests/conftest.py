@@ -18,6 +18,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 _SANDBOX = tempfile.mkdtemp(prefix="noise-studio-tests-")
 os.environ.setdefault("NOISE_STUDIO_RECOVERY_DIR", os.path.join(_SANDBOX, "recovery"))
 os.environ.setdefault("XDG_CONFIG_HOME", os.path.join(_SANDBOX, "config"))
+os.environ.setdefault("NOISE_STUDIO_CACHE_DIR", os.path.join(_SANDBOX, "cache"))
 
 from tests.tiny_models import build_tiny_pipeline  # noqa: E402
 

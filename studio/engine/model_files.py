@@ -430,7 +430,7 @@ def check_diffusers_folder(path: str | os.PathLike[str]) -> None:
     _check_component_files(folder, components)
     for name in components:
         if name in _WEIGHT_STEMS:
-            for weights in weight_files(sub, _WEIGHT_STEMS[name]):
+            for weights in weight_files(folder / name, _WEIGHT_STEMS[name]):
                 check_safetensors(weights)
 
 
@@ -581,17 +581,39 @@ def _join(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+WEIGHT_VARIANTS = ("fp16",)
+"""Variants loaded when a component has no plain weights (many SDXL folders ship only these)."""
+
+
+def weight_variant(component: Path, stem: str) -> str | None:
+    """The variant the loader must ask for: None when plain weights exist, else the first
+    of ``WEIGHT_VARIANTS`` present (``{stem}.fp16.safetensors`` or its shard index)."""
+    if (component / f"{stem}.safetensors").is_file() or (
+        component / f"{stem}.safetensors.index.json"
+    ).is_file():
+        return None
+    for variant in WEIGHT_VARIANTS:
+        if (component / f"{stem}.{variant}.safetensors").is_file() or (
+            component / f"{stem}.safetensors.index.{variant}.json"
+        ).is_file():
+            return variant
+    return None
+
+
 def weight_files(component: Path, stem: str) -> list[Path]:
     """The safetensors weight files of one component folder, shards included.
 
     Raises ``ModelFileError`` when the folder holds only pickle weights (named),
     or when a shard index points outside the folder. Variant files such as
-    ``*.fp16.safetensors`` do not count: the loader asks for no variant.
+    ``*.fp16.safetensors`` count only when there are no plain weights (see
+    ``weight_variant``): they are what the loader then asks for.
     """
-    single = component / f"{stem}.safetensors"
+    variant = weight_variant(component, stem)
+    infix = f".{variant}" if variant else ""
+    single = component / f"{stem}{infix}.safetensors"
     if single.is_file():
         return [single]
-    index = component / f"{stem}.safetensors.index.json"
+    index = component / (f"{stem}.safetensors.index{infix}.json")
     if index.is_file():
         return _shards(component, index)
     pickles = sorted(p for p in component.glob(f"{stem}*") if p.suffix.lower() in PICKLE_SUFFIXES)

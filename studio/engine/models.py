@@ -9,7 +9,6 @@ every file is checked by its bytes before it is handed to a loader.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,7 +24,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 import torch
 
 from studio.engine.errors import ModelError
-from studio.engine.recipe import BUNDLED_MODEL
+from studio.engine.memory_saving import MemorySaving
+from studio.engine.recipe import BUNDLED_MODEL, model_name
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 BUNDLED_NAME = "noise-world"
@@ -144,6 +144,10 @@ class LoadedModel:
     text_encoder_2: Any = None
     weights_file: Path | None = None
     preview_decoder: Any = None  # a studio.engine.preview.PreviewDecoder, if the model has one
+    config_dir: Path | None = None  # a single file's config folder
+    force_zeros_for_empty_prompt: bool = False  # SDXL: no negative prompt means zero embeddings
+    memory_saving: MemorySaving = field(default_factory=MemorySaving)
+    offload: Any = None  # a studio.engine.memory_saving.PartOffload while parts are offloaded
     _hash: str | None = field(default=None, repr=False)
 
     @property
@@ -180,17 +184,12 @@ class LoadedModel:
 
     @property
     def model_hash(self) -> str:
-        """A1111-style short hash: the first 10 hex digits of the weights' sha256."""
+        """A1111's short hash for a single file, our documented one for a folder
+        (``studio.engine.model_hash``); read from the hash cache when it can be."""
         if self._hash is None:
-            digest = hashlib.sha256()
-            target = self.weights_file
-            if target is not None and target.is_file():
-                with target.open("rb") as fh:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(chunk)
-            else:
-                digest.update(self.name.encode())
-            self._hash = digest.hexdigest()[:10]
+            from studio.engine.model_hash import model_hash
+
+            self._hash = model_hash(self.path)
         return self._hash
 
 
@@ -210,14 +209,20 @@ def load_model(
     ref: str = BUNDLED_MODEL,
     device: str | None = None,
     config_dir: str | Path | None = None,
+    memory_saving: MemorySaving | None = None,
 ) -> LoadedModel:
-    """Load a model from local files. Raises ModelError with one clear sentence."""
+    """Load a model from local files. Raises ModelError with one clear sentence.
+
+    The weights' size is checked against free memory before any is read; the
+    memory savers (``memory_saving``, default from the environment, see
+    ``studio.engine.memory_saving``) are set once the model is loaded."""
     policy = choose_device(device)
+    saving = memory_saving or MemorySaving.from_environment()
     path = resolve(ref)
     if path.is_dir():
-        model = _load_folder(ref, path, policy)
+        model = _load_folder(ref, path, policy, saving)
     elif path.suffix.lower() == ".safetensors" or path.is_file():
-        model = _load_single_file(ref, path, policy, config_dir)
+        model = _load_single_file(ref, path, policy, config_dir, saving)
     else:
         raise ModelError(f"The model {ref!r} is neither a folder nor a file.")
     from studio.engine.preview import find_preview_decoder, fit_linear_map
@@ -251,6 +256,28 @@ def list_models(extra_dirs: list[Path] | tuple[Path, ...] = ()) -> list[tuple[st
             if any((s / "model_index.json").is_file() for s in (repo / "snapshots").glob("*")):
                 found.append((f"{name} (HF cache)", f"hf:{name}"))
     return found
+
+
+def find_config_folder(weights: Path, folders: list[Path] | tuple[Path, ...]) -> Path | None:
+    """A config folder for the single file ``weights`` among the models in ``folders`` and
+    the Hugging Face cache: the first diffusers folder that passes the config checks and
+    whose family (XL or not) and UNet shapes fit the file's headers; None if none does."""
+    from studio.engine.model_files import check_config_folder, check_single_file
+
+    for _label, ref in list_models(folders):
+        if ref == BUNDLED_MODEL:
+            continue
+        try:
+            candidate = resolve(ref)
+            if not candidate.is_dir():
+                continue
+            check_config_folder(candidate)
+            family = check_single_file(weights, candidate)
+        except (ModelError, OSError):
+            continue
+        if (family == "sdxl") == (candidate / "text_encoder_2").is_dir():
+            return candidate
+    return None
 
 
 # ---- loading -----------------------------------------------------------------
@@ -290,14 +317,61 @@ def _quiet_loaders() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
+def _check_memory(
+    name: str,
+    parts: dict[str, list[dict[str, Any]]],
+    policy: DevicePolicy,
+    saving: MemorySaving,
+    through_ram: bool,
+) -> bool:
+    """Refuse a model that cannot fit before any weight is read; True: offload its parts."""
+    from studio.engine.memory_saving import check_fits, weights_bytes
+
+    sizes = {part: weights_bytes(headers, policy.dtype) for part, headers in parts.items()}
+    return check_fits(
+        name,
+        sum(sizes.values()),
+        policy.device,
+        largest_part=max(sizes.values(), default=0),
+        offload=saving.cpu_offload,
+        through_ram=through_ram,
+    )
+
+
+def _folder_headers(path: Path, variants: dict[str, str | None]) -> dict[str, list[dict]]:
+    from studio.engine.model_files import check_safetensors, weight_files
+
+    return {
+        sub: [
+            check_safetensors(f)
+            for f in weight_files(path / sub, "model" if sub.startswith("text") else _UNET_STEM)
+        ]
+        for sub in variants
+    }
+
+
+_UNET_STEM = "diffusion_pytorch_model"
+
+
+def _load_folder(ref: str, path: Path, policy: DevicePolicy, saving: MemorySaving) -> LoadedModel:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from studio.engine.model_files import weight_variant
 
     _quiet_loaders()
 
     index = _read_json(path / "model_index.json", "model_index.json")
     _check_folder(path)  # the model_index allow-list, file sizes and config bounds first
+    parts = [p for p in ("text_encoder", "text_encoder_2", "unet", "vae") if (path / p).is_dir()]
+    variants = {
+        p: weight_variant(path / p, "model" if p.startswith("text") else _UNET_STEM) for p in parts
+    }
+    offload = _check_memory(
+        model_name(ref) or path.name, _folder_headers(path, variants), policy, saving, True
+    )
+    xl = "text_encoder_2" in index
+    upcast_vae = xl and policy.dtype == torch.float16 and _vae_forces_upcast(path / "vae")
     text_classes = {
         "CLIPTextModel": CLIPTextModel,
         "CLIPTextModelWithProjection": CLIPTextModelWithProjection,
@@ -315,6 +389,7 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
             text_classes[cls_name].from_pretrained(
                 path,
                 subfolder=sub,
+                variant=variants.get(sub),
                 local_files_only=True,
                 use_safetensors=True,
                 torch_dtype=policy.dtype,
@@ -340,9 +415,10 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
                 cls.from_pretrained(
                     path,
                     subfolder=sub,
+                    variant=variants.get(sub),
                     local_files_only=True,
                     use_safetensors=True,
-                    torch_dtype=policy.dtype,
+                    torch_dtype=torch.float32 if upcast_vae and sub == "vae" else policy.dtype,
                     low_cpu_mem_usage=False,
                     output_loading_info=True,
                 ),
@@ -358,7 +434,7 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
     factors, bias = _preview_map(path, family, int(unet.config.in_channels))
     model = LoadedModel(
         ref=ref,
-        name=path.name if path != BUNDLED_PATH else BUNDLED_NAME,
+        name=model_name(str(path)) if path != BUNDLED_PATH else BUNDLED_NAME,
         path=path,
         family=family,
         tokenizer=tokenizer,
@@ -372,20 +448,25 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy) -> LoadedModel:
         tokenizer_2=tokenizer_2,
         text_encoder_2=encoder_2,
         weights_file=next(iter(sorted((path / "unet").glob("*.safetensors"))), None),
+        force_zeros_for_empty_prompt=xl and index.get("force_zeros_for_empty_prompt", True) is True,
+        memory_saving=saving,
     )
     _check_shapes(model)
-    return _to_device(model)
+    return _to_device(model, offload)
 
 
 def _load_single_file(
-    ref: str, path: Path, policy: DevicePolicy, config_dir: str | Path | None
+    ref: str,
+    path: Path,
+    policy: DevicePolicy,
+    config_dir: str | Path | None,
+    saving: MemorySaving,
 ) -> LoadedModel:
-    try:
-        from studio.engine import model_files
+    """An original-format single file with a local config folder, read with one copy in
+    memory (``studio.engine.single_file``); nothing prints progress."""
+    from studio.engine import model_files
 
-        model_files.check_safetensors(path)
-    except ImportError:  # pragma: no cover
-        pass
+    header = model_files.check_safetensors(path)
     if path.suffix.lower() != ".safetensors":
         raise ModelError(f"{path.name}: only .safetensors model files are accepted.")
     if config_dir is None:
@@ -394,63 +475,108 @@ def _load_single_file(
             "(model_index.json plus component configs and tokenizer files), given with --model-config."
         )
     config_path = Path(config_dir)
-    from studio.engine.model_files import check_config_folder, check_single_file
-
-    # diffusers imports what model_index.json names: the allow-list, sizes and bounds first.
-    check_config_folder(config_path)
+    # The allow-list, sizes and bounds of the config folder before any library reads it.
+    model_files.check_config_folder(config_path)
     index = _read_json(config_path / "model_index.json", "model_index.json in the config folder")
-    pipeline_name = index.get("_class_name", "StableDiffusionPipeline")
+    model_files.check_single_file(path, config_path)  # inpainting or other-family weights
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    check_single_file(
-        path, config_path
-    )  # inpainting or other-family weights, before any loader runs
-    import diffusers
+    from studio.engine import single_file
 
-    pipeline_cls = getattr(diffusers, pipeline_name)
+    _quiet_loaders()
+    xl = "text_encoder_2" in index
+    parts = ["unet", "vae", "text_encoder"] + (["text_encoder_2"] if xl else [])
+    by_part = {
+        part: [
+            {
+                k: v
+                for k, v in header.items()
+                if k.startswith(single_file.PART_PREFIXES[part])
+                and not (part == "text_encoder" and k.startswith("conditioner.embedders.1."))
+            }
+        ]
+        for part in parts
+    }
+    offload = _check_memory(path.stem, by_part, policy, saving, through_ram=False)
+    upcast_vae = xl and policy.dtype == torch.float16 and _vae_forces_upcast(config_path / "vae")
+    load_on = torch.device("cpu") if offload else policy.device
+    text_classes = {
+        "CLIPTextModel": CLIPTextModel,
+        "CLIPTextModelWithProjection": CLIPTextModelWithProjection,
+    }
+
+    def text_class(sub: str) -> Any:
+        entry = index.get(sub) or [None, "CLIPTextModel"]
+        name = entry[1] if isinstance(entry, list) and len(entry) == 2 else "CLIPTextModel"
+        if name not in _ALLOWED_TEXT_ENCODERS:
+            raise ModelError(f"Incompatible model: text encoder class {name!r} is not supported.")
+        return text_classes[name]
+
     try:
-        pipe = pipeline_cls.from_single_file(
-            str(path),
-            config=str(config_path),
-            local_files_only=True,
-            torch_dtype=policy.dtype,
-            trust_remote_code=False,
-            safety_checker=None,
-            feature_extractor=None,
-            image_encoder=None,
+        checkpoint = single_file.read_checkpoint(path, policy.dtype, load_on)
+        loaded = {
+            part: single_file.load_part(
+                part,
+                checkpoint,
+                config_path,
+                torch.float32 if upcast_vae and part == "vae" else policy.dtype,
+                text_class(part) if part.startswith("text") else None,
+                path,
+            )
+            for part in parts
+        }
+        del checkpoint
+        tokenizer = CLIPTokenizer.from_pretrained(
+            config_path, subfolder="tokenizer", local_files_only=True
         )
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        tokenizer_2 = (
+            CLIPTokenizer.from_pretrained(
+                config_path, subfolder="tokenizer_2", local_files_only=True
+            )
+            if xl
+            else None
+        )
+    except ModelError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError) as exc:
         raise ModelError(
             f"{path.name} could not be loaded with the config in {config_path}: {_first_line(exc)}"
         ) from None
-    for part in ("text_encoder", "text_encoder_2", "unet", "vae"):
-        module = getattr(pipe, part, None)
-        tensors = [*module.parameters(), *module.buffers()] if module is not None else []
-        if any(tensor.is_meta for tensor in tensors):  # a tensor the file did not hold
-            raise ModelError(
-                f"{path} lacks weights that the {part} of {config_path} requires, "
-                "so the model is refused rather than filled with random values."
-            )
-    family = _family(pipe.unet, getattr(pipe, "text_encoder_2", None))
-    factors, bias = _preview_map(config_path, family, int(pipe.unet.config.in_channels))
+    scheduler_config = _read_json(
+        config_path / "scheduler" / "scheduler_config.json", "scheduler config"
+    )
+    unet = loaded["unet"]
+    family = _family(unet, loaded.get("text_encoder_2"))
+    factors, bias = _preview_map(config_path, family, int(unet.config.in_channels))
     model = LoadedModel(
         ref=ref,
-        name=path.stem,
+        name=model_name(str(path)),
         path=path,
         family=family,
-        tokenizer=pipe.tokenizer,
-        text_encoder=pipe.text_encoder,
-        unet=pipe.unet,
-        vae=pipe.vae,
-        scheduler_config=dict(pipe.scheduler.config),
+        tokenizer=tokenizer,
+        text_encoder=loaded["text_encoder"],
+        unet=unet,
+        vae=loaded["vae"],
+        scheduler_config=scheduler_config,
         preview_factors=factors,
         preview_bias=bias,
         policy=policy,
-        tokenizer_2=getattr(pipe, "tokenizer_2", None),
-        text_encoder_2=getattr(pipe, "text_encoder_2", None),
+        tokenizer_2=tokenizer_2,
+        text_encoder_2=loaded.get("text_encoder_2"),
         weights_file=path,
+        config_dir=config_path,
+        force_zeros_for_empty_prompt=xl and index.get("force_zeros_for_empty_prompt", True) is True,
+        memory_saving=saving,
     )
     _check_shapes(model)
-    return _to_device(model)
+    return _to_device(model, offload)
+
+
+def _vae_forces_upcast(vae_folder: Path) -> bool:
+    """The VAE's ``force_upcast`` (diffusers' default: True): decode in fp32, as the SDXL
+    pipeline does, rather than waiting for an fp16 decode to give NaN."""
+    config = _read_json(vae_folder / "config.json", "VAE config")
+    return config.get("force_upcast", True) is True
 
 
 def _check_shapes(model: LoadedModel) -> None:
@@ -487,10 +613,14 @@ def _complete(folder: Path, loaded: tuple[Any, dict[str, Any]]) -> Any:
     return model
 
 
-def _to_device(model: LoadedModel) -> LoadedModel:
+def _to_device(model: LoadedModel, offload: bool = False) -> LoadedModel:
+    """Every part on the model's device, or (``offload``) in RAM until it runs."""
+    from studio.engine.memory_saving import apply_savers
+
     for part in (model.text_encoder, model.text_encoder_2, model.unet, model.vae):
         if part is not None:
-            part.to(model.device).eval().requires_grad_(False)
+            part.to("cpu" if offload else model.device).eval().requires_grad_(False)
+    apply_savers(model, model.memory_saving, offload)
     return model
 
 

@@ -88,6 +88,8 @@ class Recipe:
     mutation_dose: float = 0.0
     temperature: float = 1.0
     lineage: tuple[BranchPoint, ...] = ()
+    model_config: str = ""
+    """The local config folder a single-file ``model`` loads with ("" for folders)."""
 
     # ---- JSON -------------------------------------------------------------
 
@@ -162,6 +164,11 @@ class Recipe:
     def short_hash(self) -> str:
         """The first 10 hex digits of the sha256 of the JSON recipe (names a parent in text)."""
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()[:10]
+
+    def shared(self) -> Recipe:
+        """This recipe as image metadata carries it: models named, never local paths."""
+        config = model_name(self.model_config) if self.model_config else ""
+        return replace(self, model=model_name(self.model), model_config=config)
 
     # ---- validation -------------------------------------------------------
 
@@ -369,6 +376,25 @@ class Recipe:
         return cls(**_capped(_coerce(data), notes))
 
 
+def model_name(ref: str) -> str:
+    """The name a model reference is shown and shared by, never a local path.
+
+    "bundled" stays; "hf:org/name" and a folder inside the Hugging Face cache
+    (``…/models--org--name/snapshots/<hash>``) are "org/name"; a file is its stem
+    ("sd15.safetensors" → "sd15") and a folder its name, as A1111 names models.
+    """
+    if ref == BUNDLED_MODEL or not ref:
+        return ref
+    if ref.startswith("hf:"):
+        return ref[3:]
+    parts = re.split(r"[\\/]+", ref.rstrip("/\\"))
+    for part in reversed(parts):
+        if part.startswith("models--") and part.count("--") >= 2:
+            return part.removeprefix("models--").replace("--", "/", 1)
+    last = parts[-1] if parts else ref
+    return re.sub(r"\.safetensors$", "", last, flags=re.IGNORECASE) or ref
+
+
 def parameter_pairs(line: str) -> list[tuple[str, str]]:
     """The ``key: value`` pairs of an A1111 parameter line, in one pass (linear time).
 
@@ -451,7 +477,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "lineage": (),
 }
 """Fields added after recipes were first written: left out of the JSON at these values."""
-_STR_FIELDS = {"prompt", "negative_prompt", "sampler", "model"}
+_STR_FIELDS = {"prompt", "negative_prompt", "sampler", "model", "model_config"}
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:

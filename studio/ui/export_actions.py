@@ -202,7 +202,10 @@ class ExportActions(QObject):
     ) -> Path | None:
         def write() -> Path:
             pixels, recipe = self.image_for(source)
-            return export.export_image(pixels, path, recipe, strip_metadata=strip_metadata)
+            pixels = scaled(pixels, scale, smooth)
+            return export.export_image(
+                pixels, path, recipe, strip_metadata=strip_metadata, model_hash=_model_hash(recipe)
+            )
 
         return self._run(write)
 
@@ -354,3 +357,15 @@ def _evenly(refs: list[tuple[str, int]], count: int) -> list[tuple[str, int]]:
 
 def _with_suffix(path: str, suffix: str) -> str:
     return path if path.lower().endswith(suffix) else path + suffix
+
+
+def _model_hash(recipe: object) -> str | None:
+    """The short hash of the recipe's model when the worker has cached it (never reads weights)."""
+    from studio.engine.errors import ModelError
+    from studio.engine.model_hash import cached_model_hash
+    from studio.engine.models import resolve
+
+    try:
+        return cached_model_hash(resolve(recipe.model)) if recipe is not None else None
+    except (ModelError, OSError, AttributeError):
+        return None

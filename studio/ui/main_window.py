@@ -8,6 +8,8 @@ with the session's signals.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -41,6 +43,8 @@ from studio.ui.window_actions import WindowActions
 VALIDATE_MS = 150
 TOKENS_MS = 300
 MODEL_FOLDERS_KEY = "models/folders"
+MODEL_CONFIGS_KEY = "models/configs"
+"""QSettings: {single-file path: the config folder the user paired it with}."""
 GEOMETRY_KEY = "window/geometry"
 DOCKS_KEY = "window/docks"
 
@@ -210,7 +214,8 @@ class MainWindow(QMainWindow):
         panel.cancel_requested.connect(lambda: session.cancel())
         panel.recipe_edited.connect(self._validate_timer.start)
         panel.recipe_edited.connect(self._tokens_timer.start)
-        panel.model_changed.connect(session.load_model)
+        panel.model_changed.connect(self._choose_model)
+        panel.model.activated.connect(self._offer_native_size_next)
         panel.add_model_folder_requested.connect(self._add_model_folder)
         self._validate_timer.timeout.connect(self._validate)
         self._tokens_timer.timeout.connect(self._request_tokens)
@@ -248,12 +253,62 @@ class MainWindow(QMainWindow):
             self.settings.setValue(MODEL_FOLDERS_KEY, folders)
             self.session.list_models(tuple(folders))
 
+    def _choose_model(self, ref: str) -> None:
+        """Load the picked model; a single file with the config folder paired with it
+        (remembered, recognised among the model folders, or asked for once)."""
+        if not ref.lower().endswith(".safetensors"):
+            self.session.load_model(ref)
+            return
+        config = self._config_for(ref)
+        if config is None:
+            self.panel.select_model(self.session.model.ref)
+            self.panel.show_error(
+                f"{Path(ref).name} is a single-file model and needs a config folder "
+                "(a diffusers folder of the same family) to load."
+            )
+            return
+        self.session.load_model(ref, config)
+
+    def _config_for(self, ref: str) -> str | None:
+        from studio.engine.errors import ModelError
+        from studio.engine.model_files import check_config_folder, check_single_file
+        from studio.engine.models import find_config_folder
+
+        pairs = self.settings.value(MODEL_CONFIGS_KEY, {}) or {}
+        pairs = dict(pairs) if isinstance(pairs, dict) else {}
+        config = pairs.get(ref)
+        if not (isinstance(config, str) and Path(config).is_dir()):
+            found = find_config_folder(Path(ref), [Path(f) for f in self._model_folders()])
+            config = str(found) if found is not None else None
+        if config is None:
+            config = QFileDialog.getExistingDirectory(
+                self, f"Choose the config folder for {Path(ref).name} (a diffusers folder)"
+            )
+            if not config:
+                return None
+            try:
+                check_config_folder(config)
+                check_single_file(ref, config)
+            except ModelError as exc:
+                self.panel.show_error(str(exc))
+                return None
+        pairs[ref] = config
+        self.settings.setValue(MODEL_CONFIGS_KEY, pairs)
+        return config
+
+    def _offer_native_size_next(self, _index: int) -> None:
+        self._offer_native_size = True  # the user picked a model: its native size follows
+
     def _on_message(self, message: object) -> None:
         """What the widgets show of the worker's messages; the session already acted on them."""
         match message:
             case QueueChangedMessage():
                 self.queue.set_jobs(message.jobs)
             case ModelLoaded():
+                if getattr(self, "_offer_native_size", False) and message.native_size > 0:
+                    self._offer_native_size = False
+                    self.panel.width_box.setValue(message.native_size)
+                    self.panel.height_box.setValue(message.native_size)
                 self.panel.set_size_factor(message.size_factor, self.session.model.budget)
                 self._request_tokens()
                 self._validate()
@@ -280,6 +335,8 @@ class MainWindow(QMainWindow):
         except RecipeError as exc:
             panel.show_error(str(exc))
             return None
+        if recipe.model == self.session.model.ref:  # a single file records its config folder
+            recipe = recipe.with_changes(model_config=self.session.model.config)
         panel.show_error(None)
         target = panel.branch_target()
         if target is not None and target.version_id not in self.session.tree:

@@ -22,6 +22,7 @@ its messages to the UI thread.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -77,13 +78,13 @@ class _Job:
         return self.request.label or job_label(self.request.recipe)
 
 
-def _default_load_model(ref: str) -> Any:
+def _default_load_model(ref: str, config: str = "") -> Any:
     import torch
 
     from studio.engine.models import load_model, studio_torch_threads
 
     torch.set_num_threads(studio_torch_threads())
-    return load_model(ref)
+    return load_model(ref, config_dir=config or None)
 
 
 def _default_list_models(folders: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -127,7 +128,8 @@ class LocalWorker(WorkerClient):
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._running: _Job | None = None
-        self._model_request: str | None = None
+        self._model_request: tuple[str, str] | None = None
+        self._configs: dict[str, str] = {}  # the config folder each single-file ref was given
         self._decode_request: Decode | None = None
         self._prompt_request: TokenInfo | None = None
         self._model_list_request: ListModels | None = None
@@ -141,6 +143,7 @@ class LocalWorker(WorkerClient):
     # ---- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
+        self._model_config = ""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._loop, name="noise-studio-worker", daemon=True
@@ -179,7 +182,7 @@ class LocalWorker(WorkerClient):
             case CancelAll():
                 self._cancel_all()
             case LoadModel():
-                self._set_request("_model_request", request.ref)
+                self._set_request("_model_request", (request.ref, request.config))
             case Decode():
                 self._set_request("_decode_request", request)
             case TokenInfo():
@@ -250,7 +253,7 @@ class LocalWorker(WorkerClient):
                     job = self._jobs.popleft()
                     self._running = job
             if model_ref is not None:
-                self._ensure_model(model_ref)
+                self._ensure_model(*model_ref)
                 continue
             if job is None:
                 self._serve_side_requests()
@@ -263,12 +266,17 @@ class LocalWorker(WorkerClient):
                     self._running = None
                 self._post_queue()
 
-    def _ensure_model(self, ref: str) -> bool:
-        if self._model is not None and self._model_ref == ref:
+    def _ensure_model(self, ref: str, config: str = "") -> bool:
+        """Load ``ref`` unless it is loaded; a single file with ``config``, or with the
+        config it was last given."""
+        if config:
+            self._configs[ref] = config
+        config = self._configs.get(ref, "")
+        if self._model is not None and self._model_ref == ref and self._model_config == config:
             return True
         self.post(ModelLoading(ref))
         try:
-            model = self._load_model_fn(ref)
+            model = self._load_model_fn(ref, config) if config else self._load_model_fn(ref)
             sampler = self._make_sampler_fn(model)
         except Exception as exc:
             self.post(ModelFailed(ref, _one_sentence(exc)))
@@ -279,6 +287,7 @@ class LocalWorker(WorkerClient):
         description = f"{model.describe()} · preview: {describe_preview(model)}"
         budget = self._budget()
         self.post(
+        self._model_config = config
             ModelLoaded(
                 ref,
                 description,
@@ -294,6 +303,9 @@ class LocalWorker(WorkerClient):
     def _budget(self) -> Any:
         """The loaded model's SizeBudget; an unknown one (all zeros) for a model without one."""
         from studio.engine.memory import SizeBudget, budget_for
+        # Fill the hash cache once, so exports name the weights without reading them.
+        with contextlib.suppress(OSError):
+            getattr(model, "model_hash", None)
 
         try:
             return budget_for(self._model)
@@ -350,7 +362,7 @@ class LocalWorker(WorkerClient):
         job_id, version_id, recipe = request.job_id, request.version_id, request.recipe
         steps_done = 0
         try:
-            if not self._ensure_model(recipe.model):
+            if not self._ensure_model(recipe.model, getattr(recipe, "model_config", "")):
                 raise RuntimeError(f"The model {recipe.model!r} could not be loaded.")
             recipe.validate(getattr(self._model, "size_factor", 8))
             refusal = self._budget().refusal(recipe.width, recipe.height)

@@ -728,10 +728,15 @@ def test_sharded_weights_are_checked_shard_by_shard(model_copy):
     assert_names(error, second)
 
 
-def test_a_variant_alone_is_not_the_weights_the_loader_reads(model_copy):
+def test_a_variant_alone_is_the_weights_the_loader_reads_and_is_checked(model_copy):
+    from studio.engine.model_files import weight_files
+
     vae = model_copy / "vae"
-    (vae / "diffusion_pytorch_model.safetensors").rename(
-        vae / "diffusion_pytorch_model.fp16.safetensors"
-    )
-    with pytest.raises(ModelFileError, match=r"missing vae/diffusion_pytorch_model\.safetensors\."):
+    variant = vae / "diffusion_pytorch_model.fp16.safetensors"
+    (vae / "diffusion_pytorch_model.safetensors").rename(variant)
+    check_model_folder(model_copy)
+    assert weight_files(vae, "diffusion_pytorch_model") == [variant]
+    variant.write_bytes(variant.read_bytes()[:-4])
+    with pytest.raises(ModelFileError, match=CORRUPT) as error:
         check_model_folder(model_copy)
+    assert_names(error, variant)
