@@ -19,7 +19,8 @@ import enum
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEventLoop, QObject, Qt
+from PIL import Image
+from PySide6.QtCore import QEventLoop, QObject, QSettings, QStandardPaths, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -45,6 +46,8 @@ from studio.ui.trajectory_frames import TrajectoryFrames, at_size
 
 IMAGE_FILTERS = "PNG image (*.png);;JPEG image (*.jpg *.jpeg);;WebP image (*.webp)"
 CONTACT_SHEET_STEPS = 12
+EXPORT_SCALES = (1, 2, 4, 8)
+FOLDER_KEY = "export/folder"
 
 
 class ImageSource(enum.Enum):
@@ -63,9 +66,16 @@ class ExportActions(QObject):
     version on view, its frame and steps) and the workspace (the layers).
     """
 
-    def __init__(self, session: Session, parent: QWidget, workspace: CanvasWorkspace) -> None:
+    def __init__(
+        self,
+        session: Session,
+        parent: QWidget,
+        workspace: CanvasWorkspace,
+        settings: QSettings | None = None,
+    ) -> None:
         super().__init__(parent)
         self.session = session
+        self.settings = settings or QSettings("Noise Studio", "Noise Studio")
         self.parent_widget = parent
         self.workspace = workspace
         self.menu = QMenu("Export", parent)
@@ -199,7 +209,11 @@ class ExportActions(QObject):
         path: str | Path,
         source: ImageSource = ImageSource.COMPOSITE,
         strip_metadata: bool = False,
+        scale: int = 1,
+        smooth: bool = False,
     ) -> Path | None:
+        """Write ``source`` enlarged ``scale`` times (nearest neighbour, or smooth) with its recipe."""
+
         def write() -> Path:
             pixels, recipe = self.image_for(source)
             pixels = scaled(pixels, scale, smooth)
@@ -263,8 +277,40 @@ class ExportActions(QObject):
     # ---- dialogs ------------------------------------------------------------------------------
 
     def _save_path(self, title: str, filters: str, default: str) -> str | None:
-        path, _ = QFileDialog.getSaveFileName(self.parent_widget, title, default, filters)
+        """Ask where to save, starting in the last export folder with a name from the work."""
+        start = str(self.export_folder() / default)
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, title, start, filters)
+        if path:
+            self.settings.setValue(FOLDER_KEY, str(Path(path).parent))
         return path or None
+
+    def export_folder(self) -> Path:
+        """The folder of the last export, else Pictures, else Documents, else home."""
+        last = self.settings.value(FOLDER_KEY, "")
+        if last and Path(str(last)).is_dir():
+            return Path(str(last))
+        for kind in (
+            QStandardPaths.StandardLocation.PicturesLocation,
+            QStandardPaths.StandardLocation.DocumentsLocation,
+        ):
+            folder = QStandardPaths.writableLocation(kind)
+            if folder and Path(folder).is_dir():
+                return Path(folder)
+        return Path.home()
+
+    def proposed_name(self, what: str, suffix: str) -> str:
+        """``myproject-v3-step12.png``: the project, the version and the step on view."""
+        project = self.session.project
+        parts = [_safe(project.name) if project is not None else "untitled"]
+        version = self.session.current_version()
+        if what in ("image", "trajectory", "steps") and version is not None:
+            parts.append(_safe(version.name))
+            step = self.session.frame().step
+            if what == "image" and step is not None and step.index < step.total - 1:
+                parts.append(f"step{step.index + 1}")
+        if what != "image":
+            parts.append(what)
+        return "-".join(parts) + suffix
 
     def _ask_image(self) -> None:
         dialog = QDialog(self.parent_widget)
@@ -275,22 +321,40 @@ class ExportActions(QObject):
         if len(self.session.layers) == 0:
             source.setCurrentIndex(list(ImageSource).index(ImageSource.VERSION))
         strip = QCheckBox("Without metadata (no prompt or settings in the file)")
+        scale = QComboBox()
+        for factor in EXPORT_SCALES:
+            scale.addItem(f"{factor}×", factor)
+        smooth = QComboBox()
+        smooth.addItem("Nearest neighbour (crisp pixels)", False)
+        smooth.addItem("Smooth", True)
         form = QFormLayout(dialog)
         form.addRow("Export", source)
+        form.addRow("Scale", scale)
+        form.addRow("Enlarge with", smooth)
         form.addRow(strip)
         if not _run_with_ok_cancel(dialog, form):
             return
-        path = self._save_path("Export image", IMAGE_FILTERS, "image.png")
+        path = self._save_path("Export image", IMAGE_FILTERS, self.proposed_name("image", ".png"))
         if path:
-            self.export_image(path, source.currentData(), strip.isChecked())
+            self.export_image(
+                path,
+                source.currentData(),
+                strip.isChecked(),
+                scale.currentData(),
+                smooth.currentData(),
+            )
 
     def _ask_ora(self) -> None:
-        path = self._save_path("Export layers", "OpenRaster (*.ora)", "layers.ora")
+        path = self._save_path(
+            "Export layers", "OpenRaster (*.ora)", self.proposed_name("layers", ".ora")
+        )
         if path:
             self.export_ora(_with_suffix(path, ".ora"))
 
     def _ask_psd(self) -> None:
-        path = self._save_path("Export layers", "Photoshop (*.psd)", "layers.psd")
+        path = self._save_path(
+            "Export layers", "Photoshop (*.psd)", self.proposed_name("layers", ".psd")
+        )
         if path:
             self.export_psd(_with_suffix(path, ".psd"))
 
@@ -312,7 +376,9 @@ class ExportActions(QObject):
         filters = "Animated WebP (*.webp);;GIF (*.gif)"
         if export.mp4_available():
             filters += ";;MP4 video (*.mp4)"
-        path = self._save_path("Export trajectory", filters, "trajectory.webp")
+        path = self._save_path(
+            "Export trajectory", filters, self.proposed_name("trajectory", ".webp")
+        )
         if path:
             self.export_animation(path, view.currentData(), frame_ms.value())
 
@@ -331,7 +397,9 @@ class ExportActions(QObject):
         form.addRow("View", view)
         if not _run_with_ok_cancel(dialog, form):
             return
-        path = self._save_path("Export contact sheet", "PNG image (*.png)", "steps.png")
+        path = self._save_path(
+            "Export contact sheet", "PNG image (*.png)", self.proposed_name("steps", ".png")
+        )
         if path:
             self.export_contact_sheet(_with_suffix(path, ".png"), count.value(), view.currentData())
 
@@ -353,6 +421,24 @@ def _evenly(refs: list[tuple[str, int]], count: int) -> list[tuple[str, int]]:
         return list(refs)
     picks = np.linspace(0, len(refs) - 1, count).round().astype(int)
     return [refs[i] for i in dict.fromkeys(picks.tolist())]
+
+
+def scaled(pixels: np.ndarray, factor: int, smooth: bool = False) -> np.ndarray:
+    """``pixels`` enlarged ``factor`` times: each pixel a square, or smoothly (Lanczos)."""
+    if factor <= 1:
+        return pixels
+    if not smooth:
+        return np.repeat(np.repeat(pixels, factor, axis=0), factor, axis=1)
+    height, width = pixels.shape[:2]
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    size = (width * factor, height * factor)
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS)).copy()
+
+
+def _safe(name: str) -> str:
+    """A file-name part: letters, digits, - and _; other runs become one -."""
+    kept = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.strip())
+    return "-".join(part for part in kept.split("-") if part) or "untitled"
 
 
 def _with_suffix(path: str, suffix: str) -> str:

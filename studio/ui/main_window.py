@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         )
         self.workspace = CanvasWorkspace(session, self)
         self.importer = ImageImporter(session, self, self.workspace)
-        self.exports = ExportActions(session, self, self.workspace)
+        self.exports = ExportActions(session, self, self.workspace, self.settings)
         self._place_features()
         self.clipboard = ClipboardActions(session, self.workspace, self.pages, self)
         edit = self.menus["edit"]

@@ -164,3 +164,48 @@ def test_crisp_pixels_shows_nearest_neighbour_at_any_zoom(qtbot, window):
     assert item.transformationMode() == Qt.TransformationMode.FastTransformation
     assert not window.canvas.renderHints() & QPainter.RenderHint.SmoothPixmapTransform
     assert window.compare.left.is_crisp() and window.compare.right.is_crisp()
+
+
+def test_export_starts_in_the_last_folder_with_a_name_from_the_work(
+    qtbot, window, tmp_path, monkeypatch
+):
+    from PySide6.QtWidgets import QFileDialog
+
+    generate_and_wait(qtbot, window)
+    exports = window.exports
+    assert exports.proposed_name("image", ".png") == "untitled-v1.png"
+    window.timeline.set_position(2)
+    assert exports.proposed_name("image", ".png") == "untitled-v1-step3.png"
+    assert exports.proposed_name("layers", ".ora") == "untitled-layers.ora"
+    asked: list[str] = []
+
+    def answer(_parent, _title, start, _filters):
+        asked.append(start)
+        return str(tmp_path / "out" / "mine.png"), ""
+
+    (tmp_path / "out").mkdir()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(answer))
+    exports._save_path("Export image", "PNG (*.png)", "untitled-v1.png")
+    exports._save_path("Export image", "PNG (*.png)", "untitled-v2.png")
+    assert asked[1] == str(tmp_path / "out" / "untitled-v2.png"), "the last folder is kept"
+
+
+def test_an_image_exports_enlarged_with_crisp_or_smooth_pixels(qtbot, window, tmp_path):
+    from PIL import Image
+
+    from studio.ui.export_actions import ImageSource
+
+    version = generate_and_wait(qtbot, window)
+    result = result_of(window, version)
+    path = window.exports.export_image(tmp_path / "x4.png", ImageSource.VERSION, scale=4)
+    with Image.open(path) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape == (128, 128, 3)
+    assert np.array_equal(pixels, np.repeat(np.repeat(result, 4, axis=0), 4, axis=1))
+    smooth = window.exports.export_image(
+        tmp_path / "s2.png", ImageSource.VERSION, scale=2, smooth=True
+    )
+    with Image.open(smooth) as image:
+        assert image.size == (64, 64)
+        blocky = np.repeat(np.repeat(result, 2, axis=0), 2, axis=1)
+        assert not np.array_equal(np.asarray(image.convert("RGB")), blocky), "smooth, not blocks"
