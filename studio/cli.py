@@ -25,11 +25,8 @@ class CliError(Exception):
     """A user error: printed as one sentence."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="main.py render",
-        description="Render a recipe headlessly, streaming every step; resume and branch from checkpoints.",
-    )
+def add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The options every command that makes recipes takes (render, brood, grid)."""
     add = parser.add_argument
     add("--prompt", help="what to draw")
     add("--negative", help="what to avoid (negative prompt)")
@@ -46,15 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--model",
         help="'bundled' (default), a diffusers folder, a .safetensors file or hf:org/name",
+    )
+    add("--model-config", help="local config folder for a single-file .safetensors model")
+    add("--device", help="cpu, cuda, mps, optionally with :fp16/:bf16/:fp32")
     add(
         "--memory-saving",
         metavar="LIST",
         help="vae_tiling, attention_slicing, cpu_offload, each =auto|on|off, comma-separated "
         "(default: auto, on only when memory is short)",
     )
-    )
-    add("--model-config", help="local config folder for a single-file .safetensors model")
-    add("--device", help="cpu, cuda, mps, optionally with :fp16/:bf16/:fp32")
     add("--variation-seed", type=int, help="A1111 variation seed")
     add("--variation-strength", type=float, help="A1111 variation strength (0-1)")
     add(
@@ -67,6 +64,32 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="when resuming: how much of the remaining noise to replace (0-1)",
     )
+    add(
+        "--parents",
+        metavar="S:W,…",
+        help="breed the start noise from parents' seeds and weights, e.g. 11:1,22:1",
+    )
+    add("--mutation", metavar="S:D", help="mutate the start noise by dose D of seed S's noise")
+    add(
+        "--temperature",
+        type=float,
+        help="scale of the start noise and of ancestral/SDE step noise; default 1",
+    )
+    add(
+        "--recipe",
+        type=Path,
+        metavar="FILE",
+        help="take the recipe from an image with our metadata or a recipe JSON; options override it",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="main.py render",
+        description="Render a recipe headlessly, streaming every step; resume and branch from checkpoints.",
+    )
+    add_recipe_options(parser)
+    add = parser.add_argument
     add("--out", type=Path, help="write the final image (PNG with its recipe as metadata)")
     add("--every-step", type=Path, metavar="DIR", help="write one preview PNG per step into DIR")
     add("--preview", choices=("x0", "xt"), default="x0", help="which preview --every-step writes")
@@ -101,6 +124,8 @@ _RECIPE_OPTIONS = {
     "variation_strength": "variation_strength",
     "renoise_seed": "renoise_seed",
     "renoise_strength": "renoise_strength",
+    "temperature": "temperature",
+    "model_config": "model_config",
 }
 
 
@@ -116,24 +141,82 @@ def _recipe_changes(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             raise CliError(f"--size must look like 64x64, not {args.size!r}.") from None
         changes["width"], changes["height"] = width, height
+    if args.parents is not None:
+        from studio.engine.recipe import parse_parents
+
+        changes["parents"] = parse_parents(args.parents)
+        if not changes["parents"]:
+            raise CliError("--parents needs at least one seed:weight pair.")
+    if args.mutation is not None:
+        seed, _, dose = args.mutation.partition(":")
+        try:
+            changes["mutation_seed"], changes["mutation_dose"] = int(seed), float(dose)
+        except ValueError:
+            raise CliError(
+                f"--mutation must look like 5:0.1 (seed:dose), not {args.mutation!r}."
+            ) from None
     return changes
+
+
+def base_recipe(args: argparse.Namespace) -> Any:
+    """The recipe ``render``'s options describe (``--recipe`` first, options over it), without
+    a checkpoint. With parents and no ``--seed``, the first parent's seed drives the step noise,
+    so one parent at full weight is exactly that seed's image."""
+    from studio.engine.recipe import Recipe
+
+    changes = _recipe_changes(args)
+    if "parents" in changes and "seed" not in changes:
+        changes["seed"] = changes["parents"][0][0]
+    if getattr(args, "recipe", None) is not None:
+        return read_recipe_file(args.recipe).with_changes(**changes)
+    if "prompt" not in changes:
+        raise CliError("Give a --prompt (or a --recipe file, or --resume a checkpoint).")
+    return Recipe(**changes)
+
+
+MAX_RECIPE_FILE_BYTES = 16 * 1024 * 1024
+
+
+def read_recipe_file(path: Path) -> Any:
+    """The recipe in ``path``: an image's metadata (PNG, JPEG, WebP) or a JSON file holding a
+    recipe, or a ``render --json`` summary or grid cell holding one under "recipe"."""
+    from studio.engine.recipe import Recipe, RecipeError
+
+    try:
+        with open(path, "rb") as file:
+            head = file.read(MAX_RECIPE_FILE_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"Cannot read the recipe {path}: {exc.strerror or exc}.") from None
+    if head.lstrip()[:1] in (b"{", b"["):
+        if len(head) > MAX_RECIPE_FILE_BYTES:
+            raise CliError(f"The recipe {path} is larger than any recipe is.")
+        try:
+            data = json.loads(head.decode("utf-8"))
+        except (ValueError, RecursionError) as exc:
+            raise CliError(f"The recipe {path} is not valid JSON ({str(exc)[:60]}).") from None
+        if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
+            data = data["recipe"]
+        try:
+            return Recipe.from_dict(data)
+        except RecipeError as exc:
+            raise CliError(f"The recipe {path} is unreadable: {exc}") from None
+    return read_info(path)["recipe_object"]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from studio.engine.checkpoint import Checkpoint
-    from studio.engine.recipe import Recipe
 
     started = time.perf_counter()
-    "model_config": "model_config",
-    changes = _recipe_changes(args)
     start = None
     if args.resume is not None:
+        if args.recipe is not None:
+            raise CliError("Give --recipe or --resume, not both.")
         start = Checkpoint.from_bytes(_read_checkpoint_file(args.resume))
-        recipe = start.recipe.with_changes(**changes)
+        # The result is a branch of the checkpoint's run, and its recipe says so.
+        recipe = start.recipe.with_changes(**_recipe_changes(args))
+        recipe = recipe.branched_from(start.recipe, start.step_index)
     else:
-        if "prompt" not in changes:
-            raise CliError("Give a --prompt (or --resume a checkpoint).")
-        recipe = Recipe(**changes)
+        recipe = base_recipe(args)
     recipe.validate(
         size_factor=1
     )  # before loading anything; the model's own factor is checked again below
@@ -311,6 +394,7 @@ def read_info(path: Path) -> dict[str, Any]:
         "source": found.source,
         "parameters": metadata.parameters or found.recipe.to_parameters(),
         "recipe": found.recipe.to_dict(),
+        "recipe_object": found.recipe,
         "warnings": list(found.warnings),
     }
 
@@ -327,6 +411,7 @@ def info_main(argv: list[str] | None = None) -> int:
     status, info = _reporting_errors(lambda: read_info(args.image), debug=args.debug)
     if status:
         return status
+    info.pop("recipe_object")
     if args.json:
         print(json.dumps(info, ensure_ascii=False))
         return 0
@@ -340,7 +425,27 @@ def info_main(argv: list[str] | None = None) -> int:
 
 # ---- dispatch ----------------------------------------------------------------------------
 
-COMMANDS = {"render": main, "info": info_main}
+
+def brood_main(argv: list[str] | None = None) -> int:
+    """``brood``: children of parents' noises (see :mod:`studio.cli_explore`)."""
+    from studio.cli_explore import brood_main as brood_command
+
+    return brood_command(argv)
+
+
+def grid_main(argv: list[str] | None = None) -> int:
+    """``grid``: a seed grid or X/Y plot (see :mod:`studio.cli_explore`)."""
+    from studio.cli_explore import grid_main as grid_command
+
+    return grid_command(argv)
+
+
+COMMANDS = {
+    "render": main,
+    "info": info_main,
+    "brood": brood_main,
+    "grid": grid_main,
+}
 """The subcommands of ``main.py`` and of the installed ``noise-studio``; anything else opens the window."""
 
 
