@@ -426,6 +426,13 @@ def info_main(argv: list[str] | None = None) -> int:
 # ---- dispatch ----------------------------------------------------------------------------
 
 
+def score_main(argv: list[str] | None = None) -> int:
+    """``score``: fidelity and novelty of images (see :mod:`studio.cli_score`)."""
+    from studio.cli_score import score_main as score_command
+
+    return score_command(argv)
+
+
 def brood_main(argv: list[str] | None = None) -> int:
     """``brood``: children of parents' noises (see :mod:`studio.cli_explore`)."""
     from studio.cli_explore import brood_main as brood_command
@@ -443,6 +450,7 @@ def grid_main(argv: list[str] | None = None) -> int:
 COMMANDS = {
     "render": main,
     "info": info_main,
+    "score": score_main,
     "brood": brood_main,
     "grid": grid_main,
 }

@@ -20,11 +20,11 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from studio.engine.recipe import Recipe
+from studio.engine.recipe import BUNDLED_MODEL, Recipe
 
 DecodeKey = tuple[str, int, str]
 """(version that owns the step, step index, "x0" or "xt")."""
@@ -123,8 +123,35 @@ class CancelAll:
     pass
 
 
-Request = LoadModel | ListModels | Generate | Resume | Decode | TokenInfo | Cancel | CancelAll
-JobRequest = Generate | Resume
+@dataclass(frozen=True)
+class Score:
+    """Score candidates for fidelity to ``prompt`` and for novelty (:mod:`studio.engine.scoring`).
+
+    ``items`` are uint8 H×W×3 images or stored steps' checkpoint bytes (whose x0-hat
+    is scored: a version's last step, or step k of an early-pruned search); ``keys``
+    name them (version ids, say) and come back on every row. ``alternatives`` are
+    scored on the same draws (``ScoreRow.alternative_fidelities``). A run costs
+    ``timesteps × noises × (1 + len(alternatives) + 1)`` UNet evaluations per item.
+    It runs in the job queue and is cancelled like any job; it feeds no version, so
+    its JobCancelled / JobFailed carry ``version_id=""``."""
+
+    job_id: int
+    prompt: str
+    items: tuple[np.ndarray | bytes, ...]
+    keys: tuple[str, ...] = ()
+    alternatives: tuple[str, ...] = ()
+    model: str = BUNDLED_MODEL
+    timesteps: int = 8
+    noises: int = 2
+    seed: int = 0
+    label: str = ""
+    version_id: ClassVar[str] = ""
+
+
+Request = (
+    LoadModel | ListModels | Generate | Resume | Decode | TokenInfo | Cancel | CancelAll | Score
+)
+JobRequest = Generate | Resume | Score
 
 
 # ---- messages (worker -> session) -----------------------------------------------------
@@ -240,6 +267,69 @@ class PromptInfo:
     unknown: tuple[str, ...] = ()
 
 
+SCORE_METHOD = "diffusion-errors-1"
+"""Names the scoring formulas; stored with scores so that a change of formula shows."""
+
+
+@dataclass(frozen=True)
+class ScoreSetting:
+    """What produced a set of scores: stored with them, compared before reusing them."""
+
+    model: str
+    model_hash: str
+    timesteps: int
+    noises: int
+    seed: int
+    method: str = SCORE_METHOD
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One candidate's scores (see :class:`studio.engine.scoring.ImageScore`).
+
+    ``fidelity``: higher agrees more with the prompt (share of the unconditional
+    denoising error the prompt explains). ``novelty``: ELBO-style surprisal under
+    the prompt, bits per latent dimension (higher: more surprising);
+    ``novelty_unconditional`` the same without the prompt. ``features`` (float32)
+    let novelty in context be recomputed against any set with
+    :func:`studio.engine.scoring.context_novelty`."""
+
+    key: str
+    fidelity: float
+    novelty: float
+    novelty_unconditional: float
+    alternative_fidelities: tuple[float, ...]
+    features: np.ndarray
+
+
+@dataclass(frozen=True)
+class ScoreProgress:
+    """Item ``done`` of ``total`` is scored (rows arrive in the order of the request's items)."""
+
+    job_id: int
+    done: int
+    total: int
+    row: ScoreRow
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Every row, in the request's order, with novelty relative to the others.
+
+    ``context_novelty[i]``: row i's leave-one-out contribution to the Vendi score of
+    the rows' features (about 1: unlike all others, about 0: a duplicate);
+    ``nearest_distance[i]``: cosine distance to its nearest other row (NaN alone)."""
+
+    job_id: int
+    rows: tuple[ScoreRow, ...]
+    context_novelty: tuple[float, ...]
+    nearest_distance: tuple[float, ...]
+    vendi: float
+    setting: ScoreSetting
+    evaluations: int
+    elapsed: float
+
+
 Message = (
     ModelLoading
     | ModelLoaded
@@ -254,6 +344,8 @@ Message = (
     | Decoded
     | DecodeFailed
     | PromptInfo
+    | ScoreProgress
+    | Scored
 )
 JobEnded = JobFinished | JobCancelled | JobFailed
 

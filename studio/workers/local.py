@@ -56,6 +56,7 @@ from studio.protocol import (
     QueueChanged,
     Request,
     Resume,
+    Score,
     StepMade,
     StepRecord,
     TokenInfo,
@@ -75,6 +76,10 @@ class _Job:
 
     @property
     def label(self) -> str:
+        if isinstance(self.request, Score):
+            from studio.workers.score_job import score_label
+
+            return self.request.label or score_label(self.request)
         return self.request.label or job_label(self.request.recipe)
 
 
@@ -172,7 +177,7 @@ class LocalWorker(WorkerClient):
 
     def send(self, request: Request) -> None:
         match request:
-            case Generate() | Resume():
+            case Generate() | Resume() | Score():
                 with self._cond:
                     self._jobs.append(_Job(request))
                     self._cond.notify_all()
@@ -359,6 +364,9 @@ class LocalWorker(WorkerClient):
 
     def _run_job(self, job: _Job) -> None:
         request = job.request
+        if isinstance(request, Score):
+            self._run_score(job)
+            return
         job_id, version_id, recipe = request.job_id, request.version_id, request.recipe
         steps_done = 0
         try:
@@ -409,6 +417,27 @@ class LocalWorker(WorkerClient):
             if not _is_expected(exc):  # a bug: keep its traceback for the log
                 traceback.print_exc()
             self.post(JobFailed(job_id, version_id, _one_sentence(exc), steps_done))
+
+    def _run_score(self, job: _Job) -> None:
+        """A Score job (see :mod:`studio.workers.score_job`); failures end it as JobFailed."""
+        from studio.workers.score_job import run_score
+
+        request = job.request
+        try:
+            if not self._ensure_model(request.model):
+                raise RuntimeError(f"The model {request.model!r} could not be loaded.")
+            run_score(
+                request,
+                self._model,
+                job.cancel,
+                self.post,
+                self._load_checkpoint_fn,
+                self._serve_side_requests,
+            )
+        except Exception as exc:
+            if not _is_expected(exc):
+                traceback.print_exc()
+            self.post(JobFailed(request.job_id, request.version_id, _one_sentence(exc), 0))
 
 
 def _is_expected(exc: BaseException) -> bool:
