@@ -1,0 +1,115 @@
+"""Seed grids and X/Y plots: one recipe per cell, seeds fixed across every axis.
+
+Rows are seeds (times the second axis's values, when there is one); columns are
+the first axis's values. Each cell is a plain recipe, so a cell rendered alone
+gives the same pixels as in the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from studio.engine import noise
+from studio.engine.recipe import Recipe, RecipeError
+
+MAX_AXES = 2
+MAX_CELLS = 1024
+
+AXES = {
+    "cfg": "CFG scale",
+    "steps": "steps",
+    "sampler": "sampler",
+    "prompt": "prompt search and replace (the first value is the word replaced)",
+    "dose": "mutation dose of the cell's own mutation seed",
+    "temperature": "temperature",
+}
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis of a grid: a name from ``AXES`` and its values as typed."""
+
+    name: str
+    values: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Axis:
+        """``cfg=3,7,11`` → Axis("cfg", ("3", "7", "11"))."""
+        name, sep, values = text.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in AXES:
+            raise RecipeError(
+                f"An axis looks like cfg=3,7,11 and is one of {', '.join(AXES)}; not {text[:40]!r}."
+            )
+        parts = tuple(v.strip() for v in values.split(","))
+        if not parts or not all(parts):
+            raise RecipeError(f"The axis {name} has an empty value.")
+        return cls(name, parts)
+
+    def apply(self, recipe: Recipe, value: str) -> Recipe:
+        try:
+            if self.name == "cfg":
+                return recipe.with_changes(guidance=float(value))
+            if self.name == "steps":
+                return recipe.with_changes(steps=int(value))
+            if self.name == "temperature":
+                return recipe.with_changes(temperature=float(value))
+            if self.name == "dose":
+                seed = noise.mutation_seed(recipe.seed, 0)
+                return recipe.with_changes(mutation_seed=seed, mutation_dose=float(value))
+        except ValueError:
+            raise RecipeError(
+                f"The axis {self.name} has a value {value[:20]!r} that is not a number."
+            ) from None
+        if self.name == "sampler":
+            return recipe.with_changes(sampler=value)
+        search = self.values[0]
+        if search not in recipe.prompt:
+            raise RecipeError(
+                f"The prompt does not hold {search!r}, the word the prompt axis replaces."
+            )
+        return recipe.with_changes(prompt=recipe.prompt.replace(search, value))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a grid: where it sits, what it varies, and its recipe."""
+
+    row: int
+    column: int
+    seed: int
+    settings: tuple[tuple[str, str], ...]
+    recipe: Recipe
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{name}={value}" for name, value in self.settings)
+
+
+def grid_cells(base: Recipe, seeds: Sequence[int], axes: Sequence[Axis]) -> list[Cell]:
+    """The cells, row by row. Every recipe is validated (size factor 1: the model checks its own)."""
+    if not seeds:
+        raise RecipeError("A grid needs at least one seed.")
+    if len(axes) > MAX_AXES:
+        raise RecipeError(f"A grid has at most {MAX_AXES} axes besides the seeds.")
+    columns = axes[0] if axes else None
+    rows_axis = axes[1] if len(axes) > 1 else None
+    column_values = columns.values if columns else ("",)
+    row_values = rows_axis.values if rows_axis else ("",)
+    if len(seeds) * len(row_values) * len(column_values) > MAX_CELLS:
+        raise RecipeError(f"A grid has at most {MAX_CELLS} cells.")
+    cells = []
+    row = 0
+    for seed in seeds:
+        for row_value in row_values:
+            for column, column_value in enumerate(column_values):
+                recipe = base.with_changes(seed=int(seed), lineage=())
+                settings: list[tuple[str, str]] = []
+                for axis, value in ((rows_axis, row_value), (columns, column_value)):
+                    if axis is not None:
+                        recipe = axis.apply(recipe, value)
+                        settings.append((axis.name, value))
+                cells.append(Cell(row, column, int(seed), tuple(settings), recipe.validate(1)))
+            row += 1
+    return cells
