@@ -292,7 +292,7 @@ class ScoreRow:
     the prompt, bits per latent dimension (higher: more surprising);
     ``novelty_unconditional`` the same without the prompt. ``features`` (float32)
     let novelty in context be recomputed against any set with
-    :func:`studio.engine.scoring.context_novelty`."""
+    :func:`studio.taste.context_novelty`."""
 
     key: str
     fidelity: float

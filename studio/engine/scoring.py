@@ -17,7 +17,7 @@ No downloaded scorer is involved, so these work offline with any loaded model.
 - **Context novelty** is relative to the other candidates: in the space of the
   UNet's mid-block features, each candidate's leave-one-out contribution to the
   Vendi score (Friedman & Dieng 2022) and its distance to its nearest neighbour
-  (:func:`context_novelty`).
+  (:func:`studio.taste.context_novelty`, re-exported here).
 
 Exactness: the draws are derived from ``ScoreCost.seed`` alone, each image is
 evaluated on its own in batches whose layout depends only on the cost and the
@@ -43,6 +43,17 @@ import torch
 from studio.engine import noise
 from studio.engine.errors import EngineError
 from studio.engine.models import LoadedModel
+from studio.taste import ContextNovelty, context_novelty, vendi_score
+
+__all__ = [
+    "ContextNovelty",
+    "ImageScore",
+    "ScoreCost",
+    "ScoreError",
+    "Scorer",
+    "context_novelty",
+    "vendi_score",
+]
 
 _SCORE_NOISE = 7
 """The ``derived_seed`` purpose of scoring draws (the sampler's purposes are 1 and 2)."""
@@ -94,15 +105,6 @@ class ImageScore:
     errors: np.ndarray
     features: np.ndarray
     evaluations: int
-
-
-@dataclass(frozen=True, eq=False)
-class ContextNovelty:
-    """Novelty relative to a set of candidates (see :func:`context_novelty`)."""
-
-    vendi: float
-    contributions: np.ndarray
-    nearest: np.ndarray
 
 
 class Scorer:
@@ -326,46 +328,3 @@ def _pooled_features(tensor: torch.Tensor) -> np.ndarray:
     side = min(FEATURE_SIDE, tensor.shape[-1], tensor.shape[-2])
     pooled = torch.nn.functional.adaptive_avg_pool2d(tensor, (side, side))
     return pooled.flatten().numpy().astype(np.float32)
-
-
-# ---- novelty in context --------------------------------------------------------------
-
-
-def vendi_score(features: np.ndarray) -> float:
-    """``exp(−Σ λ log λ)`` over the eigenvalues of K/n, K the cosine-similarity kernel."""
-    if len(features) == 0:
-        return 0.0
-    unit = _unit_rows(features)
-    eigenvalues = np.linalg.eigvalsh(unit @ unit.T / len(unit))
-    eigenvalues = eigenvalues[eigenvalues > 1e-12]
-    return float(np.exp(-np.sum(eigenvalues * np.log(eigenvalues))))
-
-
-def context_novelty(features: np.ndarray | Sequence[np.ndarray]) -> ContextNovelty:
-    """How much each candidate adds to a set, from their feature vectors (rows).
-
-    ``contributions[i]`` is the Vendi score of the set minus that of the set
-    without ``i`` (about 1 for a candidate unlike all others, about 0 for a
-    duplicate); ``nearest[i]`` is the cosine distance to its nearest other
-    candidate. Either works against any context, e.g. a brood plus the project's
-    earlier results: pass all their features and read the rows wanted."""
-    matrix = np.asarray(np.stack(list(features)) if len(features) else np.zeros((0, 1)), np.float64)
-    count = len(matrix)
-    total = vendi_score(matrix)
-    contributions = np.zeros(count)
-    nearest = np.full(count, np.nan)
-    if count < 2:
-        return ContextNovelty(total, contributions, nearest)
-    for i in range(count):
-        contributions[i] = total - vendi_score(np.delete(matrix, i, axis=0))
-    unit = _unit_rows(matrix)
-    distance = 1.0 - unit @ unit.T
-    np.fill_diagonal(distance, np.inf)
-    nearest = distance.min(axis=1)
-    return ContextNovelty(total, contributions, nearest)
-
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, np.float64)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.where(norms > 0, norms, 1.0)

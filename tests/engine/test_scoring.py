@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from studio.engine.models import BUNDLED_PATH
-from studio.engine.scoring import ScoreCost, ScoreError, Scorer, context_novelty, vendi_score
+from studio.engine.scoring import ScoreCost, ScoreError, Scorer
 from studio.training import world
 
 CAR = world.Scene("car", "red", "mountain road", "sunset")
@@ -56,20 +56,6 @@ def test_cancel_stops_between_unet_batches(tiny_model):
         cancel.set()
     assert len(results) == 1
     assert list(scorer.score(latents, "x", cancel=cancel)) == []
-
-
-def test_context_novelty_rewards_the_odd_one_out():
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=16)
-    features = np.stack([base, base, base + 0.01 * rng.normal(size=16), rng.normal(size=16)])
-    context = context_novelty(features)
-    assert int(np.argmax(context.contributions)) == 3
-    assert context.nearest[0] == pytest.approx(0.0, abs=1e-12)
-    assert context.nearest[3] > 0.3
-    assert vendi_score(np.stack([base] * 4)) == pytest.approx(1.0)
-    assert vendi_score(np.eye(4)) == pytest.approx(4.0)
-    single = context_novelty(features[:1])
-    assert np.isnan(single.nearest[0]) and single.contributions[0] == 0.0
 
 
 @pytest.mark.bundled
