@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ from studio.engine.errors import ModelError
 from studio.engine.memory_saving import MemorySaving
 from studio.engine.recipe import BUNDLED_MODEL, model_name
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+# Package data (studio/resources/, listed in pyproject.toml): inside a checkout, an editable
+# install and an installed wheel alike. A real folder on disk: diffusers reads it by path.
+RESOURCES = Path(str(files("studio") / "resources"))
 BUNDLED_NAME = "noise-world"
 BUNDLED_PATH = RESOURCES / "models" / BUNDLED_NAME
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import nn
 
+from studio.engine.models import BUNDLED_PATH
 from studio.training import world
 from studio.training.train import REPO_ROOT, images_to_tensor, log_line
 
@@ -270,7 +271,7 @@ def print_table(report: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "resources/models/noise-world")
+    parser.add_argument("--model", type=Path, default=BUNDLED_PATH)
     parser.add_argument("--classifier", type=Path, default=REPO_ROOT / "runs/eval/classifier.pt")
     parser.add_argument("--json", type=Path, default=REPO_ROOT / "resources/docs/evaluation.json")
     parser.add_argument(

@@ -1,6 +1,6 @@
 """Distil a tiny preview decoder from the bundled model's VAE decoder.
 
-``python -m studio.training.preview_decoder --out resources/models/noise-world/preview_decoder``
+``python -m studio.training.preview_decoder --out studio/resources/models/noise-world/preview_decoder``
 
 The student is a diffusers ``AutoencoderTiny`` (TAESD's architecture) whose decoder
 maps the UNet's latents (scaled, 4×16×16) straight to a 64×64 image: three stages of
@@ -39,11 +39,12 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderTiny
 
+from studio.engine.models import BUNDLED_PATH
 from studio.training import world
 from studio.training.train import _load, _save_atomic, images_to_tensor, log_line
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_FOLDER = REPO_ROOT / "resources/models/noise-world"
+BUNDLED_FOLDER = BUNDLED_PATH
 # Seeds at and above this are used for training runs; the benchmark uses seeds below it.
 TRAIN_SEED_BASE = 10_000
 

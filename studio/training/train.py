@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from studio.engine.models import BUNDLED_PATH
 from studio.training import world
 from studio.training.components import (
     BUNDLED,
@@ -388,7 +389,7 @@ def run(cfg: TrainConfig, out: Path, run_dir: Path, device: torch.device) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "resources/models/noise-world")
+    parser.add_argument("--out", type=Path, default=BUNDLED_PATH)
     parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / "runs/noise-world")
     parser.add_argument(
         "--steps", type=int, default=TrainConfig.steps, help="diffusion training steps"

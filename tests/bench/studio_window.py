@@ -20,7 +20,7 @@ def model_ref(requested: str | None) -> str:
     """The requested model; else the bundled one if present; else a freshly built tiny model."""
     if requested:
         return requested
-    if (ROOT / "resources" / "models" / "noise-world" / "model_index.json").is_file():
+    if (ROOT / "studio" / "resources" / "models" / "noise-world" / "model_index.json").is_file():
         return "bundled"
     from tests.tiny_models import build_tiny_pipeline
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from studio.engine.models import BUNDLED_PATH
 from studio.engine.recipe import Recipe
 from studio.engine.sampler import Sampler
 
-BUNDLED_TOKENIZER = Path(__file__).parents[2] / "resources/models/noise-world/tokenizer"
+BUNDLED_TOKENIZER = BUNDLED_PATH / "tokenizer"
 
 
 def big_recipe() -> Recipe:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BUNDLED = Path(__file__).resolve().parents[2] / "resources" / "models" / "noise-world"
+from studio.engine.models import BUNDLED_PATH
+
+BUNDLED = BUNDLED_PATH
 
 pytestmark = [
     pytest.mark.bundled,

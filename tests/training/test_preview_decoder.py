@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from studio.engine.models import BUNDLED_PATH
 from studio.training.preview_decoder import DecoderShape, DistilConfig, build_decoder, train
 
-BUNDLED = Path(__file__).resolve().parents[2] / "resources" / "models" / "noise-world"
+BUNDLED = BUNDLED_PATH
 SHIPPED = BUNDLED / "preview_decoder"
 
 
