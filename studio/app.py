@@ -12,6 +12,7 @@ import asyncio
 import os
 import sys
 import time
+from importlib.resources import files
 
 from studio.engine.recipe import BUNDLED_MODEL
 
@@ -24,6 +25,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="noise-studio", description="Open the Noise Studio window."
     )
     parser.add_argument(
+        "project",
+        nargs="?",
+        metavar="PROJECT",
+        help="a .studio project file to open (as a double-click in the file manager does)",
+    )
+    parser.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="register Noise Studio with the Linux desktop (launcher, icon, *.studio files) "
+        "under $XDG_DATA_HOME (default ~/.local/share), then exit",
+    )
+    parser.add_argument(
         "--model",
         default=BUNDLED_MODEL,
         help="model to load: 'bundled', a diffusers folder or a .safetensors file",
@@ -32,15 +45,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``noise-studio``: the window, or a CLI subcommand (``render``, ``info``) when one is named."""
+    """``noise-studio [PROJECT]``: the window (opening PROJECT, a ``.studio`` file), a CLI
+    subcommand (``render``, ``info``, …) when one is named, or ``--install-desktop-entry``."""
     argv = sys.argv[1:] if argv is None else argv
     from studio.cli import COMMANDS, run_command  # stdlib only at import: start-up stays light
 
     if argv and argv[0] in COMMANDS:
         return run_command(argv)
     args = parse_args(argv)
+    if args.install_desktop_entry:
+        from studio.desktop import main as install_desktop_entry
+
+        return install_desktop_entry()
     import qasync
     from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from studio.ui.main_window import MainWindow
@@ -49,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Noise Studio")
     app.setOrganizationName("Noise Studio")
+    app.setDesktopFileName("noise-studio")  # the installed launcher: its icon on Wayland
+    app.setWindowIcon(QIcon(str(files("studio") / "resources" / "desktop" / "noise-studio.png")))
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     closed = asyncio.Event()
@@ -68,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         started = True
         window.start_worker()
-        session.start(offer_restore=not probe)
+        session.start(offer_restore=not probe, project=args.project)
 
     class FirstPaint(QObject):
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:

@@ -322,9 +322,13 @@ class ProjectSession(QObject):
 
     # ---- starting -----------------------------------------------------------------
 
-    def start(self, offer_restore: bool = True) -> None:
-        """Offer back untitled work left by a crash; otherwise start a new untitled project."""
+    def start(self, offer_restore: bool = True, project: str | Path | None = None) -> None:
+        """Open ``project`` (a ``.studio`` named on the command line, e.g. by a double-click);
+        without one, or when it cannot be opened (explained in one sentence), offer back
+        untitled work left by a crash; otherwise start a new untitled project."""
         if self._shut_down:  # the window was closed before the event loop got here
+            return
+        if project is not None and self.open_project(Path(project).expanduser().absolute()):
             return
         if offer_restore and self._reopen_after_crash():
             return
