@@ -47,13 +47,18 @@ def _render_all(
     sampler = Sampler(model)
     for recipe in recipes:
         recipe.validate(model.size_factor)
-    for recipe in recipes:
-        latent = None
-        for step in sampler.run(recipe):
-            latent = step.latent
-        if latent is None:
-            raise CliError("Nothing was rendered.")
-        yield recipe, sampler.decode(latent), model.model_hash
+    start = 0
+    while start < len(recipes):
+        group = recipes[start : start + recipes[start].batch]
+        start += len(group)
+        if len(group) == 1:
+            latents = [list(sampler.run(group[0]))[-1].latent]
+        else:
+            latents = [None] * len(group)
+            for position, step in sampler.run_batch(group):
+                latents[position] = step.latent
+        for recipe, latent in zip(group, latents, strict=True):
+            yield recipe, sampler.decode(latent), model.model_hash
 
 
 def _sha256(image: Any) -> str:
@@ -77,6 +82,12 @@ def build_brood_parser() -> argparse.ArgumentParser:
         type=int,
         help="seed the children's mutation seeds derive from; default the first parent's seed",
     )
+    add(
+        "--batch",
+        type=int,
+        default=8,
+        help="children per UNet batch (recorded in each recipe, so each reproduces); default 8",
+    )
     add("--out", type=Path, required=True, metavar="DIR", help="folder for child_NN.png")
     add("--json", action="store_true", help="print a one-line JSON summary")
     add("--debug", action="store_true", help="show tracebacks")
@@ -90,7 +101,13 @@ def run_brood(args: argparse.Namespace) -> dict[str, Any]:
     base = base_recipe(args)
     parents = base.parents or ((base.seed, 1.0),)
     brood_seed = args.brood_seed if args.brood_seed is not None else parents[0][0]
-    children = brood(base, parents, args.children, args.dose, brood_seed)
+    if not 1 <= args.batch <= 64:
+        raise CliError("--batch must be from 1 to 64.")
+    batch = min(args.batch, args.children)
+    children = [
+        child.with_changes(batch=batch)
+        for child in brood(base, parents, args.children, args.dose, brood_seed)
+    ]
     written = []
     rendered = _render_all(children, args.device, args.model_config)
     for index, (recipe, image, model_hash) in enumerate(rendered, start=1):

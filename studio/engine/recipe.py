@@ -26,6 +26,7 @@ MAX_PARAMETER_LINE_CHARS = 16_000
 MAX_PARENTS = 256
 MAX_LINEAGE = 10_000
 MAX_TEMPERATURE = 2.0
+MAX_BATCH = 64
 A1111_REQUIRED_KEYS = ("Steps", "Sampler", "Seed")
 """Keys A1111 writes on every parameter line; a lone line is parameters only if it has them all."""
 
@@ -63,6 +64,10 @@ class Recipe:
     and SDE samplers. ``temperature`` scales that per-step noise and the start
     noise (1.0: the model's own distribution).
 
+    ``batch`` is the UNet batch size the trajectory is computed in (a brood's
+    children run together): a lone run pads its batch to it, because a batch
+    gives other low bits than a single image, and so it reproduces exactly.
+
     ``lineage`` makes the recipe a branch: its ancestors, root first, each run to
     its branch step before the next takes over, this recipe last. Rendering it
     from noise replays them, so a branch reproduces from its recipe alone.
@@ -88,6 +93,7 @@ class Recipe:
     mutation_dose: float = 0.0
     temperature: float = 1.0
     lineage: tuple[BranchPoint, ...] = ()
+    batch: int = 1
     model_config: str = ""
     """The local config folder a single-file ``model`` loads with ("" for folders)."""
 
@@ -218,6 +224,12 @@ class Recipe:
                 f"Unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}."
             )
         self._validate_lineage(size_factor)
+        if (
+            isinstance(self.batch, bool)
+            or not isinstance(self.batch, int)
+            or not 1 <= self.batch <= MAX_BATCH
+        ):
+            raise RecipeError(f"The batch size must be a whole number from 1 to {MAX_BATCH}.")
         return self
 
     def _validate_genome(self) -> None:
@@ -461,6 +473,7 @@ _INT_FIELDS = {
     "variation_seed",
     "renoise_seed",
     "mutation_seed",
+    "batch",
 }
 _FLOAT_FIELDS = {
     "guidance",
@@ -475,6 +488,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "mutation_dose": 0.0,
     "temperature": 1.0,
     "lineage": (),
+    "batch": 1,
 }
 """Fields added after recipes were first written: left out of the JSON at these values."""
 _STR_FIELDS = {"prompt", "negative_prompt", "sampler", "model", "model_config"}

@@ -34,7 +34,7 @@ from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryErr
 from studio.engine.memory_saving import tiling_when_short
 from studio.engine.models import LoadedModel
 from studio.engine.preview import decode, linear_preview, preview_image
-from studio.engine.recipe import Recipe
+from studio.engine.recipe import Recipe, RecipeError
 
 OOM_ADVICE = "Try a smaller size, fewer steps or a smaller model."
 WORD_LEVEL_VOCAB = 8192
@@ -319,6 +319,11 @@ class Sampler:
         prediction: str,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The guided model output for one step, and the x0 prediction it implies."""
+        if recipe.batch > 1:  # computed as in the batch that made the trajectory: same bits
+            outputs = self._predict_batch(
+                [scheduler], [latent], timestep, [conditioning], [recipe], level, prediction
+            )
+            return outputs[0]
         batch = conditioning.embeddings.shape[0]
         model_input = torch.cat([latent] * batch) if batch > 1 else latent
         model_input = scheduler.scale_model_input(model_input, timestep)
@@ -332,6 +337,163 @@ class Sampler:
             unconditional, conditional = output.chunk(2)
             output = unconditional + recipe.guidance * (conditional - unconditional)
         return output, _x0_from_output(latent, output, level, prediction)
+
+    @torch.no_grad()
+    def _predict_batch(
+        self,
+        schedulers_: list[Any],
+        latents: list[torch.Tensor],
+        timestep: torch.Tensor,
+        conditionings: list[_Conditioning],
+        recipes: list[Recipe],
+        level: tuple[float, float],
+        prediction: str,
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One UNet call for several recipes, padded to their ``batch`` with copies of the
+        last recipe's rows: each recipe's output depends on the batch's shape, never on
+        its neighbours, so a lone run padded the same way gives the same bits."""
+        inputs, embeddings, added, rows = [], [], [], []
+        for scheduler, latent, conditioning in zip(
+            schedulers_, latents, conditionings, strict=True
+        ):
+            count = conditioning.embeddings.shape[0]
+            rows.append(count)
+            inputs.append(scheduler.scale_model_input(torch.cat([latent] * count), timestep))
+            embeddings.append(conditioning.embeddings)
+            added.append(conditioning.added)
+        for _ in range(recipes[0].batch - len(recipes)):
+            inputs.append(inputs[-1])
+            embeddings.append(embeddings[-1])
+            added.append(added[-1])
+        extra = None
+        if added[0] is not None:
+            extra = {key: torch.cat([a[key] for a in added]) for key in added[0]}
+        output = self.model.unet(
+            torch.cat(inputs).to(self.model.dtype),
+            timestep,
+            encoder_hidden_states=torch.cat(embeddings),
+            added_cond_kwargs=extra,
+        ).sample.to(torch.float32)
+        results = []
+        offset = 0
+        for latent, recipe, count in zip(latents, recipes, rows, strict=True):
+            part = output[offset : offset + count]
+            offset += count
+            if count > 1:
+                unconditional, conditional = part.chunk(2)
+                part = unconditional + recipe.guidance * (conditional - unconditional)
+            results.append((part, _x0_from_output(latent, part, level, prediction)))
+        return results
+
+    def run_batch(
+        self, recipes: list[Recipe], cancel: threading.Event | None = None
+    ) -> Iterator[tuple[int, Step]]:
+        """Run recipes from noise as one UNet batch; yields (position in ``recipes``, Step),
+        every recipe's step k before any step k+1.
+
+        The recipes share steps, sampler, size and whether they are guided, and each
+        one's ``batch`` is the batch size used (at least ``len(recipes)``; the rest is
+        padding). Their trajectories are those ``run`` gives each recipe alone, bit for
+        bit, and so are resumes from their checkpoints: the recipe records the batch."""
+        model = self.model
+        if not recipes:
+            return
+        lead = recipes[0]
+        key = (lead.steps, lead.sampler, lead.width, lead.height, lead.batch, lead.guidance != 1.0)
+        for recipe in recipes:
+            recipe.validate(model.size_factor)
+            if (
+                recipe.steps,
+                recipe.sampler,
+                recipe.width,
+                recipe.height,
+                recipe.batch,
+                recipe.guidance != 1.0,
+            ) != key:
+                raise RecipeError("A batch's recipes share steps, sampler, size and batch size.")
+            if recipe.lineage:
+                raise RecipeError("A branch runs alone, from its parent's checkpoint.")
+        if len(recipes) > lead.batch:
+            raise RecipeError(f"A batch of {lead.batch} holds at most {lead.batch} recipes.")
+        shape = self.latent_shape(lead)
+        spec = schedulers.sampler_spec(lead.sampler)
+        runs = [
+            schedulers.build_scheduler(r.sampler, model.scheduler_config, r.steps, model.device)
+            for r in recipes
+        ]
+        levels = [schedulers.noise_levels(runs[0], lead.sampler, i) for i in range(lead.steps + 1)]
+        prediction = runs[0].config.get("prediction_type", "epsilon")
+        try:
+            with _stops_when(cancel, model.text_encoder, model.text_encoder_2):
+                conditionings = [self._conditioning(r) for r in recipes]
+        except _Cancelled:
+            return
+        latents = [
+            _start_latent(r, shape).to(model.device) * run.init_noise_sigma
+            for r, run in zip(recipes, runs, strict=True)
+        ]
+        for index in range(lead.steps):
+            if cancel is not None and cancel.is_set():
+                return
+            timestep = runs[0].timesteps[index]
+            try:
+                with _stops_when(cancel, model.unet):
+                    predicted = self._predict_batch(
+                        runs, latents, timestep, conditionings, recipes, levels[index], prediction
+                    )
+            except _Cancelled:
+                return
+            except RuntimeError as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+                _release_memory()
+                raise OutOfMemoryError(
+                    f"Out of memory at step {index + 1} of {lead.steps}. {OOM_ADVICE}", index
+                ) from exc
+            a, s = levels[index + 1]
+            for position, recipe in enumerate(recipes):
+                scheduler, (model_output, x0_pred) = runs[position], predicted[position]
+                kwargs: dict[str, Any] = {}
+                if spec.noise == "generator":
+                    kwargs["generator"] = noise.step_generator(recipe.seed, index)
+                elif spec.noise == "variance":
+                    variance = noise.step_noise(recipe.seed, index, shape)
+                    if recipe.temperature != 1.0:
+                        variance = variance * recipe.temperature
+                    kwargs["variance_noise"] = variance.to(model.device)
+                latent = scheduler.step(
+                    model_output, timestep, latents[position], **kwargs
+                ).prev_sample
+                if spec.noise == "generator" and recipe.temperature != 1.0:
+                    latent = _ancestral_temperature(latent, scheduler, recipe, index, shape)
+                if not bool(torch.isfinite(latent).all()):
+                    raise NonFiniteError(
+                        f"The image became invalid (NaN) at step {index + 1} of {lead.steps}; "
+                        "the steps before it are kept.",
+                        index,
+                    )
+                latents[position] = latent
+                checkpoint = Checkpoint(
+                    recipe, index, latent, x0_pred, schedulers.snapshot(scheduler)
+                )
+                yield (
+                    position,
+                    Step(
+                        index=index,
+                        total=lead.steps,
+                        timestep=float(timestep),
+                        sigma=s / a if a else float("inf"),
+                        latent=latent,
+                        x0_pred=x0_pred,
+                        preview_x0=preview_image(model, x0_pred),
+                        preview_xt=linear_preview(
+                            latent / (a * a + s * s) ** 0.5,
+                            model.preview_factors,
+                            model.preview_bias,
+                        ),
+                        checkpoint=checkpoint,
+                    ),
+                )
 
     def decode(
         self, latent: torch.Tensor, cancel: threading.Event | None = None
