@@ -172,9 +172,11 @@ class Recipe:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()[:10]
 
     def shared(self) -> Recipe:
-        """This recipe as image metadata carries it: models named, never local paths."""
+        """This recipe as image metadata carries it: models named, never local paths
+        (its lineage's recipes too)."""
         config = model_name(self.model_config) if self.model_config else ""
-        return replace(self, model=model_name(self.model), model_config=config)
+        lineage = tuple(BranchPoint(p.recipe.shared(), p.step_index) for p in self.lineage)
+        return replace(self, model=model_name(self.model), model_config=config, lineage=lineage)
 
     # ---- validation -------------------------------------------------------
 

@@ -57,3 +57,11 @@ def test_a_branch_recipe_renders_from_noise_as_its_resume_did(tiny_sampler):
     assert torch.equal(from_noise[-1].latent, resumed[-1].latent)
     assert torch.equal(list(tiny_sampler.run(nested))[-1].latent, nested_resumed[-1].latent)
     assert not torch.equal(resumed[-1].latent, list(tiny_sampler.run(change))[-1].latent)
+
+
+def test_shared_metadata_names_the_lineage_models_too():
+    root = _root().with_changes(model="/home/someone/models/sd15.safetensors")
+    branch = root.with_changes(prompt="a blue fox").branched_from(root, 2)
+    shared = branch.shared()
+    assert shared.model == "sd15" and shared.lineage[0].recipe.model == "sd15"
+    assert "/home/someone" not in shared.to_json()
