@@ -13,7 +13,8 @@ import argparse
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,35 +31,72 @@ SHEET_LABEL_WIDTH = 150
 SHEET_GAP = 2
 
 
-def _render_all(
-    recipes: Sequence[Any], device: str | None, model_config: str | None
-) -> Iterator[tuple[Any, Any, str]]:
-    """(recipe, image, model hash) for each recipe, on one loaded model, as ``render`` renders."""
+def _load_sampler(args: argparse.Namespace, base: Any) -> tuple[Any, Any]:
+    """The sampler for ``base``'s model, loaded as ``render`` loads it, and ``base`` at the
+    model's native size when no size was asked for (as ``render`` does)."""
     import torch
 
+    from studio.engine.memory_saving import MemorySaving
     from studio.engine.models import load_model, studio_torch_threads
     from studio.engine.sampler import Sampler
 
     torch.set_num_threads(studio_torch_threads())  # render's count: cells equal lone renders
-    models = {recipe.model for recipe in recipes}
-    if len(models) != 1:
-        raise CliError("Every recipe of a brood or grid uses one model.")
-    model = load_model(recipes[0].model, device=device, config_dir=model_config)
-    sampler = Sampler(model)
+    saving = (
+        MemorySaving.parse(args.memory_saving)
+        if args.memory_saving is not None
+        else MemorySaving.from_environment()
+    )
+    model = load_model(
+        base.model,
+        device=args.device,
+        config_dir=base.model_config or None,
+        memory_saving=saving,
+    )
+    if args.size is None and args.recipe is None:
+        base = base.with_changes(width=model.native_size, height=model.native_size)
+    return Sampler(model), base
+
+
+def _render_all(sampler: Any, recipes: Sequence[Any]) -> list[Any]:
+    """The decoded image of each recipe, in order. Recipes that share steps, sampler, size,
+    guidance-ness and a ``batch`` above 1 run together, ``batch`` at a time."""
     for recipe in recipes:
-        recipe.validate(model.size_factor)
-    start = 0
-    while start < len(recipes):
-        group = recipes[start : start + recipes[start].batch]
-        start += len(group)
-        if len(group) == 1:
-            latents = [list(sampler.run(group[0]))[-1].latent]
-        else:
-            latents = [None] * len(group)
-            for position, step in sampler.run_batch(group):
-                latents[position] = step.latent
-        for recipe, latent in zip(group, latents, strict=True):
-            yield recipe, sampler.decode(latent), model.model_hash
+        recipe.validate(sampler.model.size_factor)
+    images: list[Any] = [None] * len(recipes)
+    groups: dict[tuple, list[int]] = {}
+    for index, r in enumerate(recipes):
+        key = (r.steps, r.sampler, r.width, r.height, r.batch, r.guidance != 1.0)
+        groups.setdefault(key if r.batch > 1 else (index,), []).append(index)
+    for members in groups.values():
+        size = recipes[members[0]].batch
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            if len(chunk) == 1:
+                latents = [list(sampler.run(recipes[chunk[0]]))[-1].latent]
+            else:
+                latents = [None] * len(chunk)
+                for position, step in sampler.run_batch([recipes[i] for i in chunk]):
+                    latents[position] = step.latent
+            for index, latent in zip(chunk, latents, strict=True):
+                images[index] = sampler.decode(latent)
+    return images
+
+
+def _batched(recipes: Sequence[Any], batch: int) -> list[Any]:
+    """``recipes`` with each one's ``batch`` set: ``batch``, or the size of its group of
+    recipes that can share a UNet call when that is smaller."""
+    if not 1 <= batch <= 64:
+        raise CliError("--batch must be from 1 to 64.")
+    counts: dict[tuple, int] = {}
+    for r in recipes:
+        key = (r.steps, r.sampler, r.width, r.height, r.guidance != 1.0)
+        counts[key] = counts.get(key, 0) + 1
+    return [
+        r.with_changes(
+            batch=min(batch, counts[(r.steps, r.sampler, r.width, r.height, r.guidance != 1.0)])
+        )
+        for r in recipes
+    ]
 
 
 def _sha256(image: Any) -> str:
@@ -101,18 +139,13 @@ def run_brood(args: argparse.Namespace) -> dict[str, Any]:
     base = base_recipe(args)
     parents = base.parents or ((base.seed, 1.0),)
     brood_seed = args.brood_seed if args.brood_seed is not None else parents[0][0]
-    if not 1 <= args.batch <= 64:
-        raise CliError("--batch must be from 1 to 64.")
-    batch = min(args.batch, args.children)
-    children = [
-        child.with_changes(batch=batch)
-        for child in brood(base, parents, args.children, args.dose, brood_seed)
-    ]
+    sampler, base = _load_sampler(args, base)
+    children = _batched(brood(base, parents, args.children, args.dose, brood_seed), args.batch)
     written = []
-    rendered = _render_all(children, args.device, args.model_config)
-    for index, (recipe, image, model_hash) in enumerate(rendered, start=1):
+    images = _render_all(sampler, children)
+    for index, (recipe, image) in enumerate(zip(children, images, strict=True), start=1):
         path = args.out / f"child_{index:02d}.png"
-        _write_image(path, image, recipe, model_hash)
+        _write_image(path, image, recipe, sampler.model.model_hash)
         written.append({"file": str(path), "sha256": _sha256(image), "recipe": recipe.to_dict()})
     return {"seconds": round(time.perf_counter() - started, 3), "children": written}
 
@@ -149,6 +182,12 @@ def build_grid_parser() -> argparse.ArgumentParser:
         metavar="NAME=V1,V2,…",
         help=f"up to two axes (columns, then rows within a seed): {', '.join(AXES)}",
     )
+    add(
+        "--batch",
+        type=int,
+        default=8,
+        help="cells per UNet batch, among cells of one steps and sampler (recorded); default 8",
+    )
     add("--out", type=Path, required=True, help="the labelled grid image (PNG)")
     add("--json", action="store_true", help="print a one-line JSON summary with every cell")
     add("--debug", action="store_true", help="show tracebacks")
@@ -163,12 +202,15 @@ def run_grid(args: argparse.Namespace) -> dict[str, Any]:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         raise CliError(f"--seeds must be whole numbers like 1,2,3, not {args.seeds!r}.") from None
-    cells = grid_cells(base_recipe(args), seeds, [Axis.parse(a) for a in args.axis])
-    images = []
+    axes = [Axis.parse(a) for a in args.axis]
+    grid_cells(base_recipe(args), seeds, axes)  # refuse a bad grid before loading the model
+    sampler, base = _load_sampler(args, base_recipe(args))
+    cells = grid_cells(base, seeds, axes)
+    recipes = _batched([c.recipe for c in cells], args.batch)
+    cells = [replace(c, recipe=r) for c, r in zip(cells, recipes, strict=True)]
+    images = _render_all(sampler, recipes)
     listed = []
-    rendered = _render_all([c.recipe for c in cells], args.device, args.model_config)
-    for cell, (_, image, _hash) in zip(cells, rendered, strict=True):
-        images.append(image)
+    for cell, image in zip(cells, images, strict=True):
         listed.append(
             {
                 "row": cell.row,
