@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QMainWindow, QProgressBar, QStatusBar, QTabBar
@@ -72,8 +73,11 @@ def flash_tab(window: QMainWindow, title: str) -> list[tuple[QTabBar, int]]:
             if bar.tabText(index) == title and bar.currentIndex() != index:
                 before = bar.tabTextColor(index)
                 bar.setTabTextColor(index, QColor("#d9480f"))
-                QTimer.singleShot(
-                    FLASH_MS, lambda b=bar, i=index, c=before: b.setTabTextColor(i, c)
-                )
+                QTimer.singleShot(FLASH_MS, lambda b=bar, i=index, c=before: _unflash(b, i, c))
                 flashed.append((bar, index))
     return flashed
+
+
+def _unflash(bar: QTabBar, index: int, color: QColor) -> None:
+    if shiboken6.isValid(bar) and index < bar.count():  # the window may have closed since
+        bar.setTabTextColor(index, color)

@@ -84,3 +84,14 @@ def own_steps(win: MainWindow, version) -> list:
 
 def result_of(win: MainWindow, version):
     return win.session.tree.result(version.id)
+
+
+def drag_enter_event(x: int, y: int, *args):
+    """A QDragEnterEvent at (x, y): PySide6 takes a QPoint up to 6.11 and a QPointF since."""
+    from PySide6.QtCore import QPoint, QPointF
+    from PySide6.QtGui import QDragEnterEvent
+
+    try:
+        return QDragEnterEvent(QPointF(x, y), *args)
+    except TypeError:
+        return QDragEnterEvent(QPoint(x, y), *args)

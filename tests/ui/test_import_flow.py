@@ -46,9 +46,11 @@ def traffic(window, monkeypatch):
 
 
 def _png_with_recipe(path: Path, recipe: Recipe) -> Path:
+    """A PNG whose recipe is written as given, a local model path included: our own exports
+    name the model only, but an image from elsewhere may carry anything."""
     info = PngInfo()
-    for key, text in formats.metadata_texts(recipe).items():
-        info.add_itxt(key, text)
+    info.add_itxt(formats.PARAMETERS_KEY, recipe.to_parameters())
+    info.add_itxt(formats.RECIPE_KEY, recipe.to_json())
     Image.fromarray(np.full((16, 16, 3), 80, np.uint8)).save(path, pnginfo=info)
     return path
 

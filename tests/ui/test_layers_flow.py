@@ -9,13 +9,13 @@ import pytest
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication
 
 from studio.document.export import export_image
 from studio.engine.recipe import Recipe
 from studio.ui.project_menu import file_menu
-from tests.ui.conftest import generate_and_wait
+from tests.ui.conftest import drag_enter_event, generate_and_wait
 
 
 @pytest.fixture
@@ -194,8 +194,8 @@ def test_dropping_image_files_on_the_window_imports_them(
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in [*paths, tmp_path / "notes.txt"]])
     actions = Qt.DropAction.CopyAction
-    enter = QDragEnterEvent(
-        QPointF(50, 50), actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    enter = drag_enter_event(
+        50, 50, actions, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
     )
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()
@@ -212,8 +212,8 @@ def test_dropping_image_files_on_the_window_imports_them(
 
     text_only = QMimeData()
     text_only.setUrls([QUrl.fromLocalFile(str(tmp_path / "notes.txt"))])
-    ignored = QDragEnterEvent(
-        QPointF(5, 5), actions, text_only, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    ignored = drag_enter_event(
+        5, 5, actions, text_only, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
     )
     ignored.ignore()
     QApplication.sendEvent(window, ignored)

@@ -18,7 +18,7 @@ import pytest
 from studio.document.store import ProjectStore
 from studio.ui.main_window import MainWindow
 from studio.ui.project_menu import Choice, ProjectSession
-from tests.ui.conftest import generate_and_wait, open_window, own_steps, result_of
+from tests.ui.conftest import drag_enter_event, generate_and_wait, open_window, own_steps, result_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -315,7 +315,7 @@ def test_a_full_disk_offers_save_as_and_the_work_carries_on_there(
 
 def test_dropping_a_project_file_on_the_window_opens_it(qtbot, window, session, tmp_path):
     from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtGui import QDropEvent
     from PySide6.QtWidgets import QApplication
 
     with ProjectStore.create(tmp_path / "dropped.studio") as store:
@@ -330,7 +330,7 @@ def test_dropping_a_project_file_on_the_window_opens_it(qtbot, window, session, 
         Qt.MouseButton.LeftButton,
         Qt.KeyboardModifier.NoModifier,
     )
-    enter = QDragEnterEvent(QPointF(40, 40), *args)
+    enter = drag_enter_event(40, 40, *args)
     QApplication.sendEvent(window, enter)
     assert enter.isAccepted()
     QApplication.sendEvent(window, QDropEvent(QPointF(40, 40), *args))
