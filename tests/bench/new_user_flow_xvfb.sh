@@ -45,13 +45,13 @@ xdotool key ctrl+Return
 wait_versions 2
 shot 3-branched
 
-at 1030 114; xdotool click 1         # v1 in the Versions panel, then v2 with Ctrl
-at 1070 152; xdotool keydown ctrl click 1 keyup ctrl
+at 1094 114; xdotool click 1         # v1 in the Versions panel, then v2 with Ctrl
+at 1094 152; xdotool keydown ctrl click 1 keyup ctrl
 at 1083 526; xdotool click 1         # Compare
 sleep 1
 at 620 370; xdotool click 1          # the picture area, then scrub both panes together
-xdotool key Home Right Right Right Right Right Right
-shot 4-compared-at-step-7
+xdotool key Home Right Right Right Right Right Right End Left Left
+shot 4-compared-at-step-18
 
 xdotool key space                    # A/B: flip to the other version
 shot 5-ab-flipped
