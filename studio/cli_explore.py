@@ -136,6 +136,8 @@ def run_brood(args: argparse.Namespace) -> dict[str, Any]:
     from studio.engine.breeding import brood
 
     started = time.perf_counter()
+    if not 0.0 < args.dose <= 1.0:
+        raise CliError("--dose must be above 0 (or every child is the same) and at most 1.")
     base = base_recipe(args)
     parents = base.parents or ((base.seed, 1.0),)
     brood_seed = args.brood_seed if args.brood_seed is not None else parents[0][0]

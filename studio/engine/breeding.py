@@ -5,6 +5,8 @@ A child's noise genome is a list of (seed, weight) pairs over plain seeded noise
 into those base seeds first, so parents that share ancestry share seeds, and
 merging the shared seeds is the covariance-normalised mix with the covariance
 known exactly: the child stays N(0, I) however its parents are related.
+
+Numbers only (no torch): the window's session plans its broods here too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from studio.engine import noise
+from studio.engine import seeds
 from studio.engine.recipe import Recipe, RecipeError
 
 MAX_CHILDREN = 64
@@ -25,7 +27,7 @@ def genome(recipe: Recipe) -> tuple[tuple[int, float], ...]:
     the angle between two actual noises) is taken at the right angle that independent
     noises nearly make."""
     if recipe.parents:
-        merged = noise.merged_parents(recipe.parents)
+        merged = seeds.merged_parents(recipe.parents)
         norm = math.sqrt(sum(w * w for _, w in merged))
         weights = [(seed, w / norm) for seed, w in merged]
     else:
@@ -38,7 +40,7 @@ def genome(recipe: Recipe) -> tuple[tuple[int, float], ...]:
         keep = math.sqrt(1.0 - recipe.mutation_dose**2)
         weights = [(s, w * keep) for s, w in weights]
         weights.append((recipe.mutation_seed, recipe.mutation_dose))
-    return tuple((s, w) for s, w in noise.merged_parents(weights) if w > 0.0)
+    return tuple((s, w) for s, w in seeds.merged_parents(weights) if w > 0.0)
 
 
 def cross(parents: Sequence[tuple[Recipe, float]]) -> tuple[tuple[int, float], ...]:
@@ -48,7 +50,7 @@ def cross(parents: Sequence[tuple[Recipe, float]]) -> tuple[tuple[int, float], .
     mixed: list[tuple[int, float]] = []
     for recipe, weight in parents:
         mixed += [(seed, weight * w) for seed, w in genome(recipe)]
-    return tuple((s, w) for s, w in noise.merged_parents(mixed) if w > 0.0)
+    return tuple((s, w) for s, w in seeds.merged_parents(mixed) if w > 0.0)
 
 
 def brood(
@@ -67,18 +69,35 @@ def brood(
         raise RecipeError(f"A brood has from 1 to {MAX_CHILDREN} children.")
     if not parents:
         raise RecipeError("A brood needs at least one parent.")
-    if not 0.0 < dose <= 1.0:
-        raise RecipeError(
-            "A brood's dose must be above 0 (or every child is the same) and at most 1."
-        )
+    if not 0.0 <= dose <= 1.0:
+        raise RecipeError("A brood's dose must be from 0 (every child the cross itself) to 1.")
     genome_pairs = tuple((int(s), float(w)) for s, w in parents)
     return [
         base.with_changes(
             parents=genome_pairs,
             seed=genome_pairs[0][0],
-            mutation_seed=noise.mutation_seed(brood_seed, index),
+            mutation_seed=seeds.mutation_seed(brood_seed, index),
             mutation_dose=dose,
             lineage=(),
         )
         for index in range(children)
     ]
+
+
+def brood_of(
+    parents: Sequence[Recipe], children: int, dose: float, brood_seed: int
+) -> list[Recipe]:
+    """A brood of bred versions: the equal-weight :func:`cross` of ``parents``' genomes,
+    with the first parent's other settings (its lineage, variation and branch noise are
+    folded into the genome or dropped, and the children run one at a time)."""
+    if not parents:
+        raise RecipeError("A brood needs at least one parent.")
+    base = parents[0].with_changes(
+        lineage=(),
+        variation_seed=None,
+        variation_strength=0.0,
+        renoise_seed=None,
+        renoise_strength=0.0,
+        batch=1,
+    )
+    return brood(base, cross([(p, 1.0) for p in parents]), children, dose, brood_seed)

@@ -11,12 +11,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
-_STEP_NOISE = 1
-_RENOISE = 2
-_MUTATION = 3
+# Re-exported: callers draw noise and derive its seeds through this module.
+from studio.engine.seeds import RENOISE, STEP_NOISE, derived_seed, merged_parents, mutation_seed
+
+__all__ = [
+    "derived_seed",
+    "genome_mix",
+    "merged_parents",
+    "mutate",
+    "mutation_seed",
+    "renoise_noise",
+    "seeded_noise",
+    "slerp",
+    "start_noise",
+    "step_generator",
+    "step_noise",
+]
 
 
 def seeded_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -25,17 +37,9 @@ def seeded_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(shape, generator=generator, dtype=torch.float32)
 
 
-def derived_seed(seed: int, purpose: int, index: int) -> int:
-    """A 64-bit seed that depends only on (seed, purpose, index)."""
-    words = np.random.SeedSequence(entropy=int(seed), spawn_key=(purpose, index)).generate_state(
-        2, np.uint32
-    )
-    return int(words[0]) | (int(words[1]) << 32)
-
-
 def step_generator(seed: int, index: int) -> torch.Generator:
     """A fresh CPU generator for the noise an ancestral sampler draws at step ``index``."""
-    return torch.Generator(device="cpu").manual_seed(derived_seed(seed, _STEP_NOISE, index))
+    return torch.Generator(device="cpu").manual_seed(derived_seed(seed, STEP_NOISE, index))
 
 
 def step_noise(seed: int, index: int, shape: tuple[int, ...]) -> torch.Tensor:
@@ -45,7 +49,7 @@ def step_noise(seed: int, index: int, shape: tuple[int, ...]) -> torch.Tensor:
 
 def renoise_noise(seed: int, index: int, shape: tuple[int, ...]) -> torch.Tensor:
     """Fresh noise used when a branch re-noises its start latent at step ``index``."""
-    return seeded_noise(derived_seed(seed, _RENOISE, index), shape)
+    return seeded_noise(derived_seed(seed, RENOISE, index), shape)
 
 
 def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -67,22 +71,6 @@ def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tenso
             torch.sin(strength * omega) / so
         ).unsqueeze(1) * high_flat
     return mixed.reshape(low.shape).to(low.dtype)
-
-
-def mutation_seed(brood_seed: int, child: int) -> int:
-    """The mutation seed of child ``child`` of a brood: a function of (brood seed, index) only."""
-    return derived_seed(brood_seed, _MUTATION, child)
-
-
-def merged_parents(parents: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
-    """The parents with one entry per seed (weights of a repeated seed summed), in first-seen order.
-
-    A repeated seed is shared ancestry: its noises are the same, not independent, and
-    summing their weights is the covariance-normalised mix with C known exactly."""
-    merged: dict[int, float] = {}
-    for seed, weight in parents:
-        merged[int(seed)] = merged.get(int(seed), 0.0) + float(weight)
-    return list(merged.items())
 
 
 def genome_mix(parents: Sequence[tuple[int, float]], shape: tuple[int, ...]) -> torch.Tensor:
