@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +25,17 @@ import torch
 
 from studio.engine.errors import ModelError
 from studio.engine.memory_saving import MemorySaving
+from studio.engine.model_refs import (  # noqa: F401  (re-exported: the engine's one place)
+    BUNDLED_NAME,
+    BUNDLED_PATH,
+    RESOURCES,
+    _hf_cache_root,
+    _hf_cache_snapshot,
+    find_config_folder,
+    list_models,
+    resolve,
+)
 from studio.engine.recipe import BUNDLED_MODEL, model_name
-
-# Package data (studio/resources/, listed in pyproject.toml): inside a checkout, an editable
-# install and an installed wheel alike. A real folder on disk: diffusers reads it by path.
-RESOURCES = Path(str(files("studio") / "resources"))
-BUNDLED_NAME = "noise-world"
-BUNDLED_PATH = RESOURCES / "models" / BUNDLED_NAME
 
 # Published linear latent→RGB maps (RGB in [-1, 1]) for families without a fitted one.
 _PREVIEW_FACTORS: dict[str, tuple[list[list[float]], list[float]]] = {
@@ -196,18 +199,6 @@ class LoadedModel:
         return self._hash
 
 
-def resolve(ref: str) -> Path:
-    """Turn a model reference ("bundled", a folder, a file, "hf:org/name") into a local path."""
-    if ref in ("", BUNDLED_MODEL, BUNDLED_NAME):
-        return BUNDLED_PATH
-    if ref.startswith("hf:"):
-        return _hf_cache_snapshot(ref[3:])
-    path = Path(ref).expanduser()
-    if not path.exists():
-        raise ModelError(f"The model {ref!r} was not found.")
-    return path
-
-
 def load_model(
     ref: str = BUNDLED_MODEL,
     device: str | None = None,
@@ -236,51 +227,6 @@ def load_model(
     if not (path / "preview.json").is_file() and model.family not in _PREVIEW_FACTORS:
         model.preview_factors, model.preview_bias = fit_linear_map(model.vae, model.latent_channels)
     return model
-
-
-def list_models(extra_dirs: list[Path] | tuple[Path, ...] = ()) -> list[tuple[str, str]]:
-    """(label, ref) pairs: the bundled model, diffusers folders and single files in
-    ``extra_dirs``, and diffusers snapshots in the local Hugging Face cache."""
-    found: list[tuple[str, str]] = [(f"{BUNDLED_NAME} (bundled)", BUNDLED_MODEL)]
-    for folder in extra_dirs:
-        folder = Path(folder).expanduser()
-        if not folder.is_dir():
-            continue
-        if (folder / "model_index.json").is_file():
-            found.append((folder.name, str(folder)))
-            continue
-        for child in sorted(folder.iterdir()):
-            if (child / "model_index.json").is_file() or child.suffix.lower() == ".safetensors":
-                found.append((child.name, str(child)))
-    hub = _hf_cache_root()
-    if hub.is_dir():
-        for repo in sorted(hub.glob("models--*")):
-            name = repo.name.removeprefix("models--").replace("--", "/")
-            if any((s / "model_index.json").is_file() for s in (repo / "snapshots").glob("*")):
-                found.append((f"{name} (HF cache)", f"hf:{name}"))
-    return found
-
-
-def find_config_folder(weights: Path, folders: list[Path] | tuple[Path, ...]) -> Path | None:
-    """A config folder for the single file ``weights`` among the models in ``folders`` and
-    the Hugging Face cache: the first diffusers folder that passes the config checks and
-    whose family (XL or not) and UNet shapes fit the file's headers; None if none does."""
-    from studio.engine.model_files import check_config_folder, check_single_file
-
-    for _label, ref in list_models(folders):
-        if ref == BUNDLED_MODEL:
-            continue
-        try:
-            candidate = resolve(ref)
-            if not candidate.is_dir():
-                continue
-            check_config_folder(candidate)
-            family = check_single_file(weights, candidate)
-        except (ModelError, OSError):
-            continue
-        if (family == "sdxl") == (candidate / "text_encoder_2").is_dir():
-            return candidate
-    return None
 
 
 # ---- loading -----------------------------------------------------------------
@@ -657,29 +603,6 @@ def _preview_map(folder: Path, family: str, channels: int) -> tuple[torch.Tensor
     for i in range(min(3, channels)):
         eye[i, i] = 0.5
     return eye, torch.zeros(3)
-
-
-def _hf_cache_root() -> Path:
-    home = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface")),
-        "hub",
-    )
-    return Path(home)
-
-
-def _hf_cache_snapshot(repo: str) -> Path:
-    folder = _hf_cache_root() / ("models--" + repo.replace("/", "--"))
-    ref_file = folder / "refs" / "main"
-    if ref_file.is_file():
-        snapshot = folder / "snapshots" / ref_file.read_text().strip()
-        if snapshot.is_dir():
-            return snapshot
-    snapshots = sorted((folder / "snapshots").glob("*")) if folder.is_dir() else []
-    if not snapshots:
-        raise ModelError(
-            f"{repo} is not in the local Hugging Face cache ({folder}); nothing is downloaded."
-        )
-    return snapshots[-1]
 
 
 def _first_line(exc: BaseException) -> str:

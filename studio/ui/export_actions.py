@@ -449,7 +449,7 @@ def _model_hash(recipe: object) -> str | None:
     """The short hash of the recipe's model when the worker has cached it (never reads weights)."""
     from studio.engine.errors import ModelError
     from studio.engine.model_hash import cached_model_hash
-    from studio.engine.models import resolve
+    from studio.engine.model_refs import resolve
 
     try:
         return cached_model_hash(resolve(recipe.model)) if recipe is not None else None

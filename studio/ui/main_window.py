@@ -27,6 +27,7 @@ from studio.engine.recipe import BUNDLED_MODEL, RecipeError
 from studio.protocol import ModelFailed, ModelList, ModelLoaded, PromptInfo
 from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
+from studio.ui.brood_actions import BroodActions
 from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
@@ -93,6 +94,8 @@ class MainWindow(QMainWindow):
         self.version_actions = VersionActions(
             session, self.panel, self.versions, self.prompt_dock, self.versions_dock, self
         )
+        self.broods = BroodActions(session, self.pages, self.versions, self)
+        self.broods.place_in(self.menus["generate"])
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)
@@ -126,7 +129,7 @@ class MainWindow(QMainWindow):
         prompt_layout.addWidget(self.panel.button_row)
         right = Qt.DockWidgetArea.RightDockWidgetArea
         self.prompt_dock = self._dock("Prompt", prompt_page, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.versions = VersionsPanel(session.tree)
+        self.versions = VersionsPanel(session.tree, session.origins)
         self.versions_dock = self._dock("Versions", self.versions, right)
         self.layers_dock = self._dock("Layers", QLabel("Layers will appear here."), right)
         self.tabifyDockWidget(self.versions_dock, self.layers_dock)
@@ -272,7 +275,7 @@ class MainWindow(QMainWindow):
     def _config_for(self, ref: str) -> str | None:
         from studio.engine.errors import ModelError
         from studio.engine.model_files import check_config_folder, check_single_file
-        from studio.engine.models import find_config_folder
+        from studio.engine.model_refs import find_config_folder
 
         pairs = self.settings.value(MODEL_CONFIGS_KEY, {}) or {}
         pairs = dict(pairs) if isinstance(pairs, dict) else {}

@@ -72,14 +72,37 @@ def test_the_protocol_imports_neither_torch_nor_qt():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+TORCH_FREE_ENGINE = (
+    "studio.engine.recipe",
+    "studio.engine.schedulers",
+    "studio.engine.memory",
+    "studio.engine.model_refs",
+    "studio.engine.model_files",
+    "studio.engine.model_hash",
+    "studio.engine.errors",
+)
+
+
+def test_the_engine_modules_the_ui_may_use_load_no_torch():
+    code = (
+        "import sys\n"
+        + "".join(f"import {name}\n" for name in TORCH_FREE_ENGINE)
+        + "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
+        + "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_worker_clients_and_the_session_keep_to_their_rooms():
     local = _imports_of(ROOT / "studio" / "workers" / "local.py")
     assert not [m for m in local if m.split(".")[0] in QT_MODULES], "the worker thread is Qt-free"
     session = _imports_of(ROOT / "studio" / "session.py")
     assert not [m for m in session if "QtWidgets" in m or m.startswith("studio.ui")]
-    # The recipe and the sampler names are the vocabulary the panel edits; the rest of
-    # the engine is reached only through the session and the protocol.
-    vocabulary = ("studio.engine.recipe", "studio.engine.schedulers")
+    # The UI may use the engine's torch-free modules (the recipe and sampler names the panel
+    # edits, size budgets, where models are and their file checks); the rest of the engine
+    # is reached only through the session and the protocol.
+    vocabulary = TORCH_FREE_ENGINE
     for path in (ROOT / "studio" / "ui").glob("*.py"):
         imports = _imports_of(path)
         assert not [
