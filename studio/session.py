@@ -24,18 +24,22 @@ step is stored in the tree.
 from __future__ import annotations
 
 import itertools
+import secrets
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
+from studio.brood import DEFAULT_CHILDREN, DEFAULT_DOSE, BroodOrigin, BroodOrigins
 from studio.document.commands import AddVersionCommand, DeleteVersionCommand, RenameVersionCommand
 from studio.document.layers import LayerStack
 from studio.document.project import Project
 from studio.document.versions import StepRef, Version, VersionTree
+from studio.engine.breeding import brood_of
 from studio.engine.memory import SizeBudget
 from studio.engine.recipe import BUNDLED_MODEL, Recipe
 from studio.protocol import (
@@ -199,6 +203,7 @@ class Session(QObject):
     ) -> None:
         super().__init__(parent)
         self.tree = VersionTree(self)
+        self.origins = BroodOrigins(self)
         self.layers = LayerStack(parent=self)
         self.undo_stack = QUndoStack(self)
         self.project: Project | None = None
@@ -280,6 +285,33 @@ class Session(QObject):
         self.jobs[job.job_id] = job
         self.client.send(request)
         return job.job_id
+
+    def breed(
+        self,
+        parent_ids: Sequence[str],
+        children: int = DEFAULT_CHILDREN,
+        dose: float = DEFAULT_DOSE,
+        brood_seed: int | None = None,
+    ) -> list[str]:
+        """Send one job per child of ``parent_ids`` (crossed with equal weights, each child
+        mutated by ``dose`` of noise whose seed derives from ``brood_seed`` and its index,
+        see ``breeding.brood_of``); returns the children's version ids, in order.
+
+        Each child's origin is recorded in :attr:`origins` before its version appears.
+        Raises RecipeError (nothing sent) when the children's recipe cannot run."""
+        parents = [self.tree.get(version_id) for version_id in parent_ids]
+        seed = secrets.randbits(64) if brood_seed is None else brood_seed
+        recipes = brood_of([p.recipe for p in parents], children, dose, seed)
+        for recipe in recipes:
+            recipe.validate(self.model.size_factor)
+        generation = 1 + max(self.origins.generation(p.id) for p in parents)
+        origin = BroodOrigin(tuple(p.id for p in parents), generation)
+        version_ids = []
+        for recipe in recipes:
+            job = self.jobs[self.generate(recipe)]
+            self.origins.record(job.version_id, origin)
+            version_ids.append(job.version_id)
+        return version_ids
 
     def cancel(self, job_id: int | None = None) -> None:
         self.client.send(Cancel(job_id))

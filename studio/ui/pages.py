@@ -1,4 +1,4 @@
-"""The window's centre: the version view, the compare view or the layered canvas, above the timeline.
+"""The window's centre: the version view, the compare view, the canvas or a brood, above the timeline.
 
 Which page is up is view state (``session.view``: the compare pair, the
 canvas toggle); the timeline follows the view's position and reports the
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.session import Session
+from studio.ui.brood_view import BroodView
 from studio.ui.compare_view import CompareView
 from studio.ui.timeline import Timeline
 from studio.ui.version_view import VersionView
@@ -36,6 +37,7 @@ class Pages(QWidget):
         self.version_view = VersionView(session)
         self.compare = CompareView()
         self.canvas_page: QWidget | None = None
+        self.brood_page: BroodView | None = None
         self.stack = QStackedWidget()
         self.stack.addWidget(self.version_view)
         self.stack.addWidget(self.compare)
@@ -66,9 +68,17 @@ class Pages(QWidget):
         self.canvas_page = page
         self.stack.addWidget(page)
 
+    def add_brood_page(self, page: BroodView) -> None:
+        self.brood_page = page
+        self.stack.addWidget(page)
+
     def scrub_key(self, key: int) -> bool:
-        """Left/Right step, Home/End jump, Space flips A/B (or plays); False if not ours."""
+        """Left/Right step, Home/End jump, Space flips A/B (or plays); False if not ours.
+        A brood on view takes the arrows, Return and Space for its cells."""
         timeline = self.timeline
+        page = self.stack.currentWidget()
+        if page is not None and page is self.brood_page and page.handle_key(key):
+            return True
         if key == Qt.Key.Key_Left:
             self.step_by(-1)
         elif key == Qt.Key.Key_Right:
@@ -123,7 +133,14 @@ class Pages(QWidget):
             self.stack.setCurrentWidget(self.version_view)
 
 
-_SCRUB_KEYS = {Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_Space}
+_SCRUB_KEYS = {
+    Qt.Key.Key_Left,
+    Qt.Key.Key_Right,
+    Qt.Key.Key_Home,
+    Qt.Key.Key_End,
+    Qt.Key.Key_Space,
+    *(Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Return, Qt.Key.Key_Enter),  # a brood's cells
+}
 _TEXT_INPUTS = (QLineEdit, QPlainTextEdit, QTextEdit, QAbstractSpinBox)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QSize, Qt, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.brood import BroodOrigins
 from studio.document.versions import Version, VersionTree
 from studio.ui.qimage import to_thumbnail
 
@@ -38,10 +39,17 @@ class VersionsPanel(QWidget):
     add_to_canvas_requested = Signal(str)
     use_settings_requested = Signal(str)
     resume_requested = Signal(str)
+    breed_requested = Signal(list)
 
-    def __init__(self, tree: VersionTree, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        tree: VersionTree,
+        origins: BroodOrigins | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self._tree = tree
+        self._origins = origins
         self._items: dict[str, QTreeWidgetItem] = {}
 
         self.view = QTreeWidget()
@@ -76,6 +84,8 @@ class VersionsPanel(QWidget):
         tree.version_finished.connect(self._refresh)
         tree.result_changed.connect(self._refresh)
         tree.step_appended.connect(self._on_step)
+        if origins is not None:
+            origins.changed.connect(self._refresh)
         self.view.itemClicked.connect(self._on_clicked)
         self.view.itemDoubleClicked.connect(
             lambda item, _column: self.use_settings_requested.emit(item.data(0, _ID_ROLE))
@@ -179,6 +189,10 @@ class VersionsPanel(QWidget):
 
     def _origin(self, version: Version) -> str:
         parts = []
+        bred = self._origins.get(version.id) if self._origins is not None else None
+        if bred is not None:
+            names = (self._tree.get(p).name if p in self._tree else "?" for p in bred.parent_ids)
+            parts.append(f"× {', '.join(names)} · gen {bred.generation}")
         if version.parent_id is not None and version.branch_step is not None:
             parent = self._tree.get(version.parent_id) if version.parent_id in self._tree else None
             name = parent.name if parent else "?"
@@ -238,6 +252,10 @@ class VersionsPanel(QWidget):
             resume = menu.addAction("Resume")
         rename = menu.addAction("Rename")
         add_to_canvas = menu.addAction("Add to canvas")
+        selected = self.selected_ids()
+        breed_ids = selected if version_id in selected else [version_id]
+        breed = menu.addAction(f"Breed from {'selected' if len(breed_ids) > 1 else 'this'}")
+        breed.setShortcut(QKeySequence("Ctrl+Shift+B"))
         compare = None
         if len(self.selected_ids()) == 2:
             compare = menu.addAction("Compare selected")
@@ -256,6 +274,8 @@ class VersionsPanel(QWidget):
             self.view.editItem(item, 0)
         elif chosen is add_to_canvas:
             self.add_to_canvas_requested.emit(version_id)
+        elif chosen is breed:
+            self.breed_requested.emit(breed_ids)
         elif compare is not None and chosen is compare:
             self._compare_selected()
         elif chosen is delete:
