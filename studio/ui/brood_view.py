@@ -33,6 +33,7 @@ DOSE_TICKS = 100
 CAPTION_HEIGHT = 18
 PICK_COLOUR = QColor(255, 170, 0)
 CURSOR_COLOUR = QColor(80, 160, 255)
+EMPTY_RGB = (40, 40, 40)
 
 
 class BroodCell(QWidget):
@@ -70,23 +71,22 @@ class BroodCell(QWidget):
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         area = self.rect().adjusted(4, 4, -4, -4 - CAPTION_HEIGHT)
-        painter.fillRect(area, QColor(40, 40, 40))
+        side = max(1, min(area.width(), area.height()))
+        square = QRect(0, 0, side, side)  # the children are square; no letterbox bars
+        square.moveCenter(area.center())
+        painter.fillRect(square, QColor(*EMPTY_RGB))
         image = self._tree.best_image(self.version_id) if self.version_id in self._tree else None
         if image is not None:
-            picture = to_qimage(image)
-            side = min(area.width(), area.height())
-            target = QRect(0, 0, side, side)
-            target.moveCenter(area.center())
-            painter.drawImage(target, picture)
+            painter.drawImage(square, to_qimage(image))
         if self.pick_number or self.cursor:
             colour = PICK_COLOUR if self.pick_number else CURSOR_COLOUR
             painter.setPen(QPen(colour, 4 if self.pick_number else 2))
-            painter.drawRect(self.rect().adjusted(2, 2, -2, -2 - CAPTION_HEIGHT + 2))
+            painter.drawRect(square.adjusted(-2, -2, 1, 1))
         text = self.caption()
         if self.pick_number:
             text = f"#{self.pick_number} · {text}"
         painter.setPen(self.palette().color(self.foregroundRole()))
-        caption_box = QRect(0, self.height() - CAPTION_HEIGHT, self.width(), CAPTION_HEIGHT)
+        caption_box = QRect(0, square.bottom() + 4, self.width(), CAPTION_HEIGHT)
         painter.drawText(caption_box, Qt.AlignmentFlag.AlignCenter, text)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:

@@ -8,9 +8,10 @@ from PySide6.QtCore import Qt
 
 from studio.engine import noise
 from studio.engine.breeding import cross
+from studio.ui.brood_view import EMPTY_RGB
 from tests.ui.conftest import GENERATION_TIMEOUT_MS, generate_and_wait
 
-EMPTY_CELL = (40, 40, 40)
+EMPTY_CELL = EMPTY_RGB
 
 
 def _two_versions(qtbot, window):
@@ -46,9 +47,7 @@ def _render(sampler, recipe) -> np.ndarray:
     return sampler.decode(list(sampler.run(recipe))[-1].latent)
 
 
-def test_breeding_two_versions_makes_reproducible_distinct_children(
-    qtbot, window, tiny_sampler
-):
+def test_breeding_two_versions_makes_reproducible_distinct_children(qtbot, window, tiny_sampler):
     first, second = _two_versions(qtbot, window)
     window.broods.state.set_dose(0.3)
     children = _breed_selected(qtbot, window, [first, second], size=4)
