@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ class PreviewDecoder:
 
     model: Any
     folder: Path
+    # The decoder's forward with its full-resolution tail folded into a sub-pixel conv
+    # (``fast_decoder_forward``), or None to run the module as it is.
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, latent: torch.Tensor) -> np.ndarray:
         return tiny_preview(self, latent)
@@ -66,8 +69,9 @@ def tiny_preview(decoder: PreviewDecoder, latent: torch.Tensor) -> np.ndarray:
     """uint8 H×W×3 at image resolution from a (1, C, h, w) latent in the UNet's space."""
     config = decoder.model.config
     scaled = latent.detach().float() / config.scaling_factor + config.shift_factor
+    forward = decoder.forward or decoder.model.decoder
     with torch.inference_mode():
-        image = decoder.model.decoder(scaled.to(decoder.model.device))
+        image = forward(scaled.to(decoder.model.device))
     pixels = ((image[0].permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
     return torch.nan_to_num(pixels).to(torch.uint8).cpu().numpy()
 
@@ -190,7 +194,156 @@ def load_preview_decoder(
     if not all(bool(torch.isfinite(p).all()) for p in model.decoder.parameters()):
         raise ModelError(f"The preview decoder in {folder} has non-finite weights.")
     model = model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
-    return PreviewDecoder(model=model, folder=folder)
+    return PreviewDecoder(model=model, folder=folder, forward=fast_decoder_forward(model.decoder))
+
+
+def fast_decoder_forward(decoder: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The same function as ``decoder`` (a diffusers ``DecoderTiny``), with less work at full size.
+
+    A TAESD-style decoder ends in nearest 2× upsampling, a 3×3 conv without bias and a
+    3×3 conv to RGB, with no activation between: most of its cost, spent at full
+    resolution. That tail is linear, so it is folded here into one 3×3 conv at half
+    resolution giving the four sub-pixel phases of each RGB pixel (pixel shuffle). The
+    only difference from the module is at the one-pixel border, where the last conv
+    zero-pads its input; that is subtracted exactly from thin strips. Returns None for a
+    decoder that does not end this way (it then runs as it is).
+    """
+    from torch import nn
+    from torch.nn import functional as F
+
+    layers = list(getattr(decoder, "layers", ()))
+    if len(layers) < 4:
+        return None
+    up, conv_a, conv_b = layers[-3:]
+    if not (
+        isinstance(up, nn.Upsample)
+        and up.mode == "nearest"
+        and up.scale_factor in (2, 2.0)
+        and isinstance(conv_a, nn.Conv2d)
+        and isinstance(conv_b, nn.Conv2d)
+        and conv_a.bias is None
+        and conv_a.out_channels == conv_b.in_channels
+        and all(
+            c.kernel_size == (3, 3)
+            and c.padding == (1, 1)
+            and c.stride == (1, 1)
+            and c.dilation == (1, 1)
+            and c.groups == 1
+            and c.padding_mode == "zeros"
+            for c in (conv_a, conv_b)
+        )
+    ):
+        return None
+    head = _functional_head(layers[:-3])
+    if head is None:
+        return None
+    with torch.no_grad():
+        wa, wb = conv_a.weight.double().cpu(), conv_b.weight.double().cpu()
+        out, cin = wb.shape[0], wa.shape[1]
+        # conv_b ∘ conv_a as one 5×5 kernel on the upsampled features ...
+        kernel = torch.zeros(out, cin, 5, 5, dtype=torch.float64)
+        for p in range(3):
+            for p2 in range(3):
+                for q in range(3):
+                    for q2 in range(3):
+                        kernel[:, :, p + q, p2 + q2] += wb[:, :, p, p2] @ wa[:, :, q, q2]
+        # ... read at half resolution: sub-pixel phase (a, b) of each output pixel.
+        phases = torch.zeros(out, 2, 2, cin, 3, 3, dtype=torch.float64)
+        for a in range(2):
+            for u in range(5):
+                for b in range(2):
+                    for v in range(5):
+                        phases[:, a, b, :, (a + u) // 2, (b + v) // 2] += kernel[:, :, u, v]
+        device = conv_a.weight.device
+        phases = phases.reshape(out * 4, cin, 3, 3).float().to(device)
+        bias = conv_b.bias if conv_b.bias is not None else torch.zeros(out, device=device)
+        bias4 = bias.detach().float().repeat_interleave(4)
+        # Border terms: conv_a's outputs just outside the image (rows -1 and H, columns -1
+        # and W) through conv_b, as 1×5 / 5×1 kernels on the upsampled first and last
+        # rows and columns; the four corner terms are in both and are added back once.
+        sides = torch.zeros(4, out, cin, 5, dtype=torch.float64)
+        for d in range(3):
+            for q in range(3):
+                sides[0, :, :, d + q] += wb[:, :, 0, d] @ wa[:, :, 2, q]  # top
+                sides[1, :, :, d + q] += wb[:, :, 2, d] @ wa[:, :, 0, q]  # bottom
+                sides[2, :, :, d + q] += wb[:, :, d, 0] @ wa[:, :, q, 2]  # left
+                sides[3, :, :, d + q] += wb[:, :, d, 2] @ wa[:, :, q, 0]  # right
+        k_rows = sides[:2].reshape(2 * out, cin, 1, 5).float().to(device)
+        k_cols = sides[2:].reshape(2 * out, cin, 5, 1).float().to(device)
+        corners = torch.stack(
+            [wb[:, :, i, j] @ wa[:, :, 2 - i, 2 - j] for i, j in ((0, 0), (0, 2), (2, 0), (2, 2))]
+        )
+        corners = corners.float().to(device)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        low = head(torch.tanh(x / 3) * 3)
+        image = F.pixel_shuffle(F.conv2d(low, phases, bias4, padding=1), 2)
+        # The folded kernel sees conv_a's values just outside the image, where conv_b
+        # sees zeros; their contribution is taken off the border pixels.
+        rows = F.conv2d(F.pad(low[:, :, (0, -1)].repeat_interleave(2, dim=3), (2, 2)), k_rows)
+        image[:, :, 0] -= rows[:, :out, 0]
+        image[:, :, -1] -= rows[:, out:, 1]
+        cols = F.conv2d(F.pad(low[..., (0, -1)].repeat_interleave(2, dim=2), (0, 0, 2, 2)), k_cols)
+        image[..., 0] -= cols[:, :out, :, 0]
+        image[..., -1] -= cols[:, out:, :, 1]
+        ends = (0, 0, -1, -1), (0, -1, 0, -1)
+        image[:, :, ends[0], ends[1]] += torch.einsum(
+            "kom,nmk->nok", corners, low[:, :, ends[0], ends[1]]
+        )
+        return image.mul(2).sub(1)
+
+    return forward
+
+
+def _functional_head(layers: list[Any]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """``nn.Sequential(*layers)`` as plain functional calls (a tiny decoder's modules cost
+    more to call than to run), or None for a layer this does not know."""
+    from diffusers.models.autoencoders.vae import AutoencoderTinyBlock
+    from torch import nn
+    from torch.nn import functional as F
+
+    def conv(m: Any) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]] | None:
+        plain = (
+            isinstance(m, nn.Conv2d)
+            and m.stride == (1, 1)
+            and m.dilation == (1, 1)
+            and m.groups == 1
+            and m.padding_mode == "zeros"
+            and isinstance(m.padding, tuple)
+        )
+        return (m.weight, m.bias, m.padding) if plain else None
+
+    steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    for layer in layers:
+        if isinstance(layer, nn.Conv2d) and (c := conv(layer)) is not None:
+            steps.append(lambda x, c=c: F.conv2d(x, c[0], c[1], padding=c[2]))
+        elif isinstance(layer, nn.ReLU):
+            steps.append(torch.relu)
+        elif isinstance(layer, nn.Upsample) and layer.mode == "nearest" and layer.size is None:
+            steps.append(lambda x, f=layer.scale_factor: F.interpolate(x, scale_factor=f))
+        elif isinstance(layer, AutoencoderTinyBlock):
+            body = list(layer.conv)
+            convs = [conv(m) for m in body[::2]]
+            relu = all(isinstance(m, nn.ReLU) for m in (*body[1::2], layer.fuse))
+            if not (len(body) == 5 and relu and all(convs) and isinstance(layer.skip, nn.Identity)):
+                return None
+
+            def block(x: torch.Tensor, convs: list[Any] = convs) -> torch.Tensor:
+                (w0, b0, p0), (w1, b1, p1), (w2, b2, p2) = convs
+                h = F.conv2d(x, w0, b0, padding=p0).relu_()
+                h = F.conv2d(h, w1, b1, padding=p1).relu_()
+                return F.conv2d(h, w2, b2, padding=p2).add_(x).relu_()
+
+            steps.append(block)
+        else:
+            return None
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return run
 
 
 def _checked_config(

@@ -71,6 +71,52 @@ def test_preview_decoder_loads_and_previews_at_image_resolution(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("blocks", "latent"),
+    [((1, 0), (2, 4, 6, 5)), ((2, 1, 0), (1, 4, 7, 4)), ((3, 0, 0), (1, 4, 16, 16))],
+)
+def test_the_folded_full_resolution_tail_computes_what_the_module_does(blocks, latent):
+    from diffusers import AutoencoderTiny
+
+    from studio.engine.preview import fast_decoder_forward
+
+    torch.manual_seed(1)
+    stages = len(blocks)
+    model = AutoencoderTiny(
+        encoder_block_out_channels=(4,) * stages,
+        decoder_block_out_channels=(8,) * stages,
+        num_encoder_blocks=(0,) * stages,
+        num_decoder_blocks=blocks,
+    ).eval()
+    decoder = model.decoder
+    with torch.no_grad():  # a random last conv is scaled up so that its border terms count
+        decoder.layers[-1].weight.mul_(10)
+    forward = fast_decoder_forward(decoder)
+    assert forward is not None
+    latent = torch.randn(*latent) * 2
+    with torch.inference_mode():
+        torch.testing.assert_close(forward(latent), decoder(latent), atol=1e-4, rtol=1e-4)
+
+
+def test_a_loaded_preview_decoder_runs_the_folded_tail(tmp_path):
+    from studio.engine.preview import load_preview_decoder
+
+    decoder = load_preview_decoder(build_tiny_preview_decoder(tmp_path / "pd"), 4, 2)
+    assert decoder.forward is not None
+    latent = torch.randn(1, 4, 6, 5)
+    with torch.inference_mode():
+        torch.testing.assert_close(decoder.forward(latent), decoder.model.decoder(latent))
+
+
+@pytest.mark.parametrize("overrides", [{"act_fn": "silu"}, {"upsample_fn": "bilinear"}])
+def test_a_decoder_the_fold_does_not_know_runs_as_it_is(tmp_path, overrides):
+    from studio.engine.preview import load_preview_decoder
+
+    decoder = load_preview_decoder(build_tiny_preview_decoder(tmp_path / "pd", **overrides), 4, 2)
+    assert decoder.forward is None
+    assert decoder(torch.randn(1, 4, 6, 5)).shape == (12, 10, 3)
+
+
+@pytest.mark.parametrize(
     ("overrides", "message"),
     [
         ({"_class_name": "AutoencoderKL"}, "not an AutoencoderTiny"),
