@@ -8,13 +8,10 @@ with the session's signals.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from PySide6.QtCore import QSettings, QSize, Qt, QTimer
+from PySide6.QtCore import QSettings, QSize, Qt
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QScrollArea,
@@ -23,8 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.recipe import BUNDLED_MODEL, RecipeError
-from studio.protocol import ModelFailed, ModelList, ModelLoaded, PromptInfo
+from studio.engine.recipe import BUNDLED_MODEL
 from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
 from studio.ui.brood_actions import BroodActions
@@ -33,6 +29,7 @@ from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
 from studio.ui.image_drop import ImageImporter
 from studio.ui.pages import Pages
+from studio.ui.panel_binding import PanelBinding
 from studio.ui.project_menu import ProjectSession
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_view import QueueView
@@ -41,10 +38,6 @@ from studio.ui.version_actions import VersionActions
 from studio.ui.versions_panel import VersionsPanel
 from studio.ui.window_actions import WindowActions
 
-VALIDATE_MS = 150
-TOKENS_MS = 300
-MODEL_FOLDERS_KEY = "models/folders"
-MODEL_CONFIGS_KEY = "models/configs"
 """QSettings: {single-file path: the config folder the user paired it with}."""
 GEOMETRY_KEY = "window/geometry"
 DOCKS_KEY = "window/docks"
@@ -94,6 +87,8 @@ class MainWindow(QMainWindow):
         self.version_actions = VersionActions(
             session, self.panel, self.versions, self.prompt_dock, self.versions_dock, self
         )
+        self.binding = PanelBinding(session, self.panel, self.prompt_dock, self.settings, self)
+        self.importer.recipe_offered.connect(self.binding.offer_recipe)
         self.broods = BroodActions(session, self.pages, self.versions, self)
         self.broods.place_in(self.menus["generate"])
         self._connect()
@@ -147,8 +142,6 @@ class MainWindow(QMainWindow):
 
         self.status_widgets = StatusWidgets(session, self.statusBar())
         self.model_label = self.status_widgets.model_label
-        self._validate_timer = QTimer(self, singleShot=True, interval=VALIDATE_MS)
-        self._tokens_timer = QTimer(self, singleShot=True, interval=TOKENS_MS)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -207,22 +200,13 @@ class MainWindow(QMainWindow):
         for canvas in (self.canvas, self.compare.left, self.compare.right):
             a.crisp.toggled.connect(canvas.set_crisp)
         view.static_changed.connect(a.static.setChecked)
-        a.add_models.triggered.connect(self._add_model_folder)
+        a.add_models.triggered.connect(self.binding.add_model_folder)
         a.quit.triggered.connect(self.close)
         delete = QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.versions.view)
         delete.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         delete.activated.connect(va.delete_selected)
 
-        panel.generate_requested.connect(self.generate)
         panel.cancel_requested.connect(lambda: session.cancel())
-        panel.recipe_edited.connect(self._validate_timer.start)
-        panel.recipe_edited.connect(self._tokens_timer.start)
-        panel.model_changed.connect(self._choose_model)
-        panel.model.activated.connect(self._offer_native_size_next)
-        panel.add_model_folder_requested.connect(self._add_model_folder)
-        self._validate_timer.timeout.connect(self._validate)
-        self._tokens_timer.timeout.connect(self._request_tokens)
-        self.importer.recipe_offered.connect(self._offer_recipe)
 
         self.timeline.branch_requested.connect(self.branch_from_position)
         view.version_changed.connect(self.versions.select)
@@ -236,134 +220,23 @@ class MainWindow(QMainWindow):
         session.cancelling.connect(self.queue.mark_cancelling)
 
         session.message_handled.connect(self._on_message)
-        session.error.connect(panel.show_error)
 
     # ---- start-up and models -----------------------------------------------------------
 
     def start_worker(self) -> None:
         """Start the worker thread and load the chosen model in the background."""
         self.model_label.setText("loading model…")
-        self.session.start(self._model_folders())
-
-    def _model_folders(self) -> tuple[str, ...]:
-        value = self.settings.value(MODEL_FOLDERS_KEY, [])
-        return tuple(str(v) for v in ([value] if isinstance(value, str) else value or []))
-
-    def _add_model_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of models")
-        if folder:
-            folders = list(dict.fromkeys([*self._model_folders(), folder]))
-            self.settings.setValue(MODEL_FOLDERS_KEY, folders)
-            self.session.list_models(tuple(folders))
-
-    def _choose_model(self, ref: str) -> None:
-        """Load the picked model; a single file with the config folder paired with it
-        (remembered, recognised among the model folders, or asked for once)."""
-        if not ref.lower().endswith(".safetensors"):
-            self.session.load_model(ref)
-            return
-        config = self._config_for(ref)
-        if config is None:
-            self.panel.select_model(self.session.model.ref)
-            self.panel.show_error(
-                f"{Path(ref).name} is a single-file model and needs a config folder "
-                "(a diffusers folder of the same family) to load."
-            )
-            return
-        self.session.load_model(ref, config)
-
-    def _config_for(self, ref: str) -> str | None:
-        from studio.engine.errors import ModelError
-        from studio.engine.model_files import check_config_folder, check_single_file
-        from studio.engine.model_refs import find_config_folder
-
-        pairs = self.settings.value(MODEL_CONFIGS_KEY, {}) or {}
-        pairs = dict(pairs) if isinstance(pairs, dict) else {}
-        config = pairs.get(ref)
-        if not (isinstance(config, str) and Path(config).is_dir()):
-            found = find_config_folder(Path(ref), [Path(f) for f in self._model_folders()])
-            config = str(found) if found is not None else None
-        if config is None:
-            config = QFileDialog.getExistingDirectory(
-                self, f"Choose the config folder for {Path(ref).name} (a diffusers folder)"
-            )
-            if not config:
-                return None
-            try:
-                check_config_folder(config)
-                check_single_file(ref, config)
-            except ModelError as exc:
-                self.panel.show_error(str(exc))
-                return None
-        pairs[ref] = config
-        self.settings.setValue(MODEL_CONFIGS_KEY, pairs)
-        return config
-
-    def _offer_native_size_next(self, _index: int) -> None:
-        self._offer_native_size = True  # the user picked a model: its native size follows
-
-    def _on_message(self, message: object) -> None:
-        """What the widgets show of the worker's messages; the session already acted on them."""
-        match message:
-            case QueueChangedMessage():
-                self.queue.set_jobs(message.jobs)
-            case ModelLoaded():
-                if getattr(self, "_offer_native_size", False) and message.native_size > 0:
-                    self._offer_native_size = False
-                    self.panel.width_box.setValue(message.native_size)
-                    self.panel.height_box.setValue(message.native_size)
-                self.panel.set_size_factor(message.size_factor, self.session.model.budget)
-                self._request_tokens()
-                self._validate()
-            case ModelFailed() if self.session.model.held is not None:
-                self.panel.select_model(self.session.model.ref)  # the one the worker holds
-                self._validate_timer.stop()  # a valid recipe would clear the error just shown
-            case PromptInfo():
-                self.panel.set_token_info(
-                    message.text, message.used, message.limit, message.dropped, message.unknown
-                )
-            case ModelList():
-                self.panel.set_models(list(message.models))
+        self.session.start(self.binding.model_folders())
 
     # ---- generation --------------------------------------------------------------------
 
     def generate(self) -> int | None:
         """Send a job from the panel (a branch in branch mode); returns the job id."""
-        panel = self.panel
-        if panel.branch_target() is None:
-            panel.prepare_for_generation()
-        try:
-            recipe = panel.recipe()
-            recipe.validate(self.session.model.size_factor)
-        except RecipeError as exc:
-            panel.show_error(str(exc))
-            return None
-        if recipe.model == self.session.model.ref:  # a single file records its config folder
-            recipe = recipe.with_changes(model_config=self.session.model.config)
-        panel.show_error(None)
-        target = panel.branch_target()
-        if target is not None and target.version_id not in self.session.tree:
-            panel.leave_branch_mode()
-            panel.show_error("The version to branch from was deleted; generating from noise.")
-            target = None
-        return self.session.generate(recipe, target)
+        return self.binding.generate()
 
-    def _validate(self) -> None:
-        try:
-            self.panel.recipe().validate(self.session.model.size_factor)
-        except RecipeError as exc:
-            self.panel.show_error(str(exc))
-        else:
-            self.panel.show_error(None)
-
-    def _request_tokens(self) -> None:
-        self.session.request_tokens(
-            self.panel.prompt.toPlainText(), self.panel.negative.toPlainText()
-        )
-
-    def _offer_recipe(self, recipe) -> None:
-        self.panel.set_imported_recipe(recipe)  # never loads the model it names
-        self.prompt_dock.show()
+    def _on_message(self, message: object) -> None:
+        if isinstance(message, QueueChangedMessage):
+            self.queue.set_jobs(message.jobs)
 
     # ---- the view ----------------------------------------------------------------------
 

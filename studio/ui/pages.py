@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QLineEdit,
     QPlainTextEdit,
+    QSizePolicy,
     QStackedWidget,
     QTextEdit,
     QVBoxLayout,
@@ -70,6 +71,10 @@ class Pages(QWidget):
 
     def add_brood_page(self, page: BroodView) -> None:
         self.brood_page = page
+        # its header is wide; it may be cut rather than widen the window past 1024
+        policy = page.sizePolicy()
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        page.setSizePolicy(policy)
         self.stack.addWidget(page)
 
     def scrub_key(self, key: int) -> bool:
