@@ -143,12 +143,12 @@ class LocalWorker(WorkerClient):
         # Touched only on the worker thread:
         self._model: Any = None
         self._model_ref: str | None = None
+        self._model_config = ""
         self._sampler: Any = None
 
     # ---- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        self._model_config = ""
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._loop, name="noise-studio-worker", daemon=True
@@ -287,12 +287,12 @@ class LocalWorker(WorkerClient):
             self.post(ModelFailed(ref, _one_sentence(exc)))
             return False
         self._model, self._model_ref, self._sampler = model, ref, sampler
+        self._model_config = config
         from studio.engine.preview import describe_preview
 
         description = f"{model.describe()} · preview: {describe_preview(model)}"
         budget = self._budget()
         self.post(
-        self._model_config = config
             ModelLoaded(
                 ref,
                 description,
@@ -303,14 +303,14 @@ class LocalWorker(WorkerClient):
                 budget.device_bytes,
             )
         )
+        # Fill the hash cache once, so exports name the weights without reading them.
+        with contextlib.suppress(OSError):
+            getattr(model, "model_hash", None)
         return True
 
     def _budget(self) -> Any:
         """The loaded model's SizeBudget; an unknown one (all zeros) for a model without one."""
         from studio.engine.memory import SizeBudget, budget_for
-        # Fill the hash cache once, so exports name the weights without reading them.
-        with contextlib.suppress(OSError):
-            getattr(model, "model_hash", None)
 
         try:
             return budget_for(self._model)
