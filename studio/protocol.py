@@ -124,6 +124,14 @@ class CancelAll:
 
 
 @dataclass(frozen=True)
+class FrameShown:
+    """The UI drew the newest step: the next step may spend a tiny-decoder preview.
+
+    Latest wins: until this arrives (and at most ``FRAME_RATE`` times a second) steps keep
+    the cheap linear preview, so the preview's cost follows what the screen can show."""
+
+
+@dataclass(frozen=True)
 class Score:
     """Score candidates for fidelity to ``prompt`` and for novelty (:mod:`studio.engine.scoring`).
 
@@ -149,7 +157,16 @@ class Score:
 
 
 Request = (
-    LoadModel | ListModels | Generate | Resume | Decode | TokenInfo | Cancel | CancelAll | Score
+    LoadModel
+    | ListModels
+    | Generate
+    | Resume
+    | Decode
+    | TokenInfo
+    | Cancel
+    | CancelAll
+    | Score
+    | FrameShown
 )
 JobRequest = Generate | Resume | Score
 

@@ -48,6 +48,7 @@ from studio.protocol import (
     Decode,
     Decoded,
     DecodeKey,
+    FrameShown,
     Generate,
     JobCancelled,
     JobFailed,
@@ -221,7 +222,7 @@ class Session(QObject):
         self._shown_key: DecodeKey | None = None
         self._closing = False
         self._frame_timer = QTimer(self, singleShot=True, interval=0)
-        self._frame_timer.timeout.connect(self.frame_changed)
+        self._frame_timer.timeout.connect(self._draw_newest_step)
 
         self.view.position_changed.connect(self._frame_now)
         self.view.static_changed.connect(self._on_static_changed)
@@ -608,6 +609,12 @@ class Session(QObject):
         if version.id in self.interrupted_ids and version.step_indices:
             return f"stopped at step {version.step_indices[-1] + 1} of {version.recipe.steps}"
         return "cancelled"
+
+    def _draw_newest_step(self) -> None:
+        """A step arrived on view: draw it, then tell the worker a new frame may come."""
+        self.frame_changed.emit()
+        if any(job.started for job in self.jobs.values()):
+            self.client.send(FrameShown())
 
     def _frame_now(self, *_args: object) -> None:
         self._frame_timer.stop()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +91,17 @@ class Sampler:
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
         self._conditioning_cache: dict[tuple[str, str, bool, int, int], _Conditioning] = {}
+        self.frame_gate: Callable[[], bool] | None = None
+        """Latest wins for the costly preview: when set, a step's x0-hat gets the tiny
+        decoder only if ``frame_gate()`` says a frame is wanted (the last step always
+        does); other steps keep the linear map. None: every step gets the best preview."""
+
+    def _preview_x0(self, x0_pred: torch.Tensor, last: bool) -> np.ndarray:
+        model = self.model
+        gate = self.frame_gate
+        if gate is None or last or getattr(model, "preview_decoder", None) is None or gate():
+            return preview_image(model, x0_pred)
+        return linear_preview(x0_pred, model.preview_factors, model.preview_bias)
 
     # ---- prompts ----------------------------------------------------------
 
@@ -282,7 +293,7 @@ class Sampler:
                 sigma=s / a if a else float("inf"),
                 latent=latent,
                 x0_pred=x0_pred,
-                preview_x0=preview_image(model, x0_pred),
+                preview_x0=self._preview_x0(x0_pred, last=index == recipe.steps - 1),
                 preview_xt=linear_preview(
                     latent / (a * a + s * s) ** 0.5, model.preview_factors, model.preview_bias
                 ),

@@ -39,6 +39,7 @@ from studio.protocol import (
     Decode,
     Decoded,
     DecodeFailed,
+    FrameShown,
     Generate,
     JobCancelled,
     JobFailed,
@@ -63,6 +64,9 @@ from studio.protocol import (
     job_label,
 )
 from studio.workers.client import WorkerClient
+
+FRAME_RATE = 30
+"""Tiny-decoder previews a second at most, the screen's pace; other steps keep the linear map."""
 
 
 @dataclass
@@ -145,6 +149,19 @@ class LocalWorker(WorkerClient):
         self._model_ref: str | None = None
         self._model_config = ""
         self._sampler: Any = None
+        self._frame_shown = threading.Event()
+        self._frame_shown.set()  # the first step of a run is always drawn
+        self._last_frame = 0.0
+
+    def _frame_wanted(self) -> bool:
+        """The sampler's gate (worker thread): a tiny-decoder preview for this step only if
+        the UI has shown the last one and a frame interval has passed (latest wins)."""
+        now = time.perf_counter()
+        if not self._frame_shown.is_set() or now - self._last_frame < 1.0 / FRAME_RATE:
+            return False
+        self._frame_shown.clear()
+        self._last_frame = now
+        return True
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -186,6 +203,8 @@ class LocalWorker(WorkerClient):
                 self._cancel(request.job_id)
             case CancelAll():
                 self._cancel_all()
+            case FrameShown():
+                self._frame_shown.set()
             case LoadModel():
                 self._set_request("_model_request", (request.ref, request.config))
             case Decode():
@@ -287,6 +306,8 @@ class LocalWorker(WorkerClient):
             self.post(ModelFailed(ref, _one_sentence(exc)))
             return False
         self._model, self._model_ref, self._sampler = model, ref, sampler
+        if hasattr(sampler, "frame_gate"):
+            sampler.frame_gate = self._frame_wanted
         self._model_config = config
         from studio.engine.preview import describe_preview
 

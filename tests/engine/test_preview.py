@@ -227,3 +227,22 @@ def test_taesd_in_the_local_hugging_face_cache_is_found(tmp_path, monkeypatch):
     assert found is not None and found.folder == snapshot
     assert found.describe() == "tiny decoder (madebyollin/taesd)"
     assert find_preview_decoder(model, "sdxl", 4, 2) is None  # taesdxl is not there
+
+
+@pytest.mark.bundled
+def test_a_frame_gate_spends_the_tiny_decoder_only_on_frames_that_are_shown():
+    """Latest wins: with a gate, steps nobody will see keep the linear preview; the last
+    step always gets the tiny decoder's, and without a gate every step does."""
+    from studio.engine.models import load_model
+    from studio.engine.recipe import Recipe
+    from studio.engine.sampler import Sampler
+
+    sampler = Sampler(load_model("bundled", device="cpu"))
+    recipe = Recipe("a red car on a mountain road at sunset", seed=3, steps=6)
+    full = [s.preview_x0.shape[:2] for s in sampler.run(recipe)]
+    assert full == [(64, 64)] * 6
+    asked: list[int] = []
+    sampler.frame_gate = lambda: asked.append(1) or len(asked) == 2
+    gated = [s.preview_x0.shape[:2] for s in sampler.run(recipe)]
+    assert gated == [(16, 16), (64, 64), (16, 16), (16, 16), (16, 16), (64, 64)]
+    assert len(asked) == 5, "the last step is drawn without asking"
