@@ -33,7 +33,9 @@ from studio.document.store import (
 from studio.document.store.connections import connect_read_only
 from studio.document.store.errors import project_error
 from studio.document.store.files import backup, remove_sidecars, unlink_quietly
+from studio.document.store.lock import lock as _lock
 from studio.document.store.lock import lock_path
+from studio.document.store.lock import unlock as _unlock
 
 RECOVERY_DIR_ENV = "NOISE_STUDIO_RECOVERY_DIR"
 
@@ -224,35 +226,6 @@ def _try_lock(project: Path) -> RecoveryLock | None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return RecoveryLock(project, fd)
-
-
-if os.name == "nt":
-    import msvcrt
-
-    def _lock(fd: int) -> bool:
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        with contextlib.suppress(OSError):
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _remove_project_files(project: Path) -> None:
