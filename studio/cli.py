@@ -226,30 +226,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"--checkpoint-at K must be a step from 1 to {recipe.steps}, not {k!r}.")
         checkpoints[int(k) - 1] = Path(file)
 
-    import torch
-
-    from studio.engine.models import load_model, studio_torch_threads
-    from studio.engine.sampler import Sampler
-
-    torch.set_num_threads(studio_torch_threads())  # the window's count: resumes stay exact
-
-    from studio.engine.memory_saving import MemorySaving
-
-    saving = (
-        MemorySaving.parse(args.memory_saving)
-        if args.memory_saving is not None
-        else MemorySaving.from_environment()
-    )
-    model = load_model(
-        recipe.model,
-        device=args.device,
-        config_dir=recipe.model_config or None,
-        memory_saving=saving,
-    )
     sized = args.size is not None or args.resume is not None or getattr(args, "recipe", None)
-    if not sized:  # as diffusers' pipelines: the UNet's sample size × the VAE factor
-        recipe = recipe.with_changes(width=model.native_size, height=model.native_size)
-    sampler = Sampler(model)
+    sampler, recipe = load_sampler(args, recipe, keep_size=bool(sized))
+    model = sampler.model
     recipe.validate(model.size_factor)
     info = sampler.prompt_info(recipe.prompt)
     if args.every_step is not None:
@@ -482,3 +461,30 @@ def _reporting_errors(work: Callable[[], Any], debug: bool) -> tuple[int, Any]:
         print("error: interrupted.", file=sys.stderr)
         return 130, None
     return EXIT_ERROR, None
+
+
+def load_sampler(args: argparse.Namespace, recipe: Any, keep_size: bool) -> tuple[Any, Any]:
+    """The sampler for ``recipe``'s model, loaded as the window's worker loads it (its thread
+    count, so resumes stay exact), and ``recipe`` at the model's native size unless
+    ``keep_size`` (as diffusers' pipelines: the UNet's sample size × the VAE factor)."""
+    import torch
+
+    from studio.engine.memory_saving import MemorySaving
+    from studio.engine.models import load_model, studio_torch_threads
+    from studio.engine.sampler import Sampler
+
+    torch.set_num_threads(studio_torch_threads())
+    saving = (
+        MemorySaving.parse(args.memory_saving)
+        if args.memory_saving is not None
+        else MemorySaving.from_environment()
+    )
+    model = load_model(
+        recipe.model,
+        device=args.device,
+        config_dir=recipe.model_config or None,
+        memory_saving=saving,
+    )
+    if not keep_size:
+        recipe = recipe.with_changes(width=model.native_size, height=model.native_size)
+    return Sampler(model), recipe

@@ -24,6 +24,7 @@ from studio.cli import (
     _write_image,
     add_recipe_options,
     base_recipe,
+    load_sampler,
 )
 
 SHEET_LABEL_HEIGHT = 16
@@ -32,29 +33,8 @@ SHEET_GAP = 2
 
 
 def _load_sampler(args: argparse.Namespace, base: Any) -> tuple[Any, Any]:
-    """The sampler for ``base``'s model, loaded as ``render`` loads it, and ``base`` at the
-    model's native size when no size was asked for (as ``render`` does)."""
-    import torch
-
-    from studio.engine.memory_saving import MemorySaving
-    from studio.engine.models import load_model, studio_torch_threads
-    from studio.engine.sampler import Sampler
-
-    torch.set_num_threads(studio_torch_threads())  # render's count: cells equal lone renders
-    saving = (
-        MemorySaving.parse(args.memory_saving)
-        if args.memory_saving is not None
-        else MemorySaving.from_environment()
-    )
-    model = load_model(
-        base.model,
-        device=args.device,
-        config_dir=base.model_config or None,
-        memory_saving=saving,
-    )
-    if args.size is None and args.recipe is None:
-        base = base.with_changes(width=model.native_size, height=model.native_size)
-    return Sampler(model), base
+    """The sampler for ``base``'s model, loaded as ``render`` loads it (cells equal lone renders)."""
+    return load_sampler(args, base, keep_size=args.size is not None or args.recipe is not None)
 
 
 def _render_all(sampler: Any, recipes: Sequence[Any]) -> list[Any]:

@@ -84,8 +84,7 @@ def load_part(
             f"(e.g. {missing[0]}), so the model is refused rather than filled with random values."
         )
     state = {
-        key: value.to(dtype) if value.is_floating_point() else value
-        for key, value in state.items()
+        key: value.to(dtype) if value.is_floating_point() else value for key, value in state.items()
     }
     model.load_state_dict(state, strict=False, assign=True)
     del state
