@@ -60,6 +60,8 @@ class OpenedDocument:
     versions: list[Version]
     layers: list[Layer]
     unreadable_thumbnails: int = 0
+    cut_prompts: int = 0
+    """Recipes whose prompt was over the cap and was cut on the way in."""
 
 
 class Project(QObject):
@@ -129,6 +131,7 @@ class Project(QObject):
         snapshot = store.snapshot()
         versions: list[Version] = []
         unreadable = 0
+        cut = 0
         for record in snapshot.versions:
             preview = snapshot.last_previews.get(record.id)
             if preview is None and record.has_result:
@@ -138,9 +141,12 @@ class Project(QObject):
                 image = _decode_or_none(preview)
                 unreadable += image is None
                 thumbnail = _placeholder() if image is None else thumbnail_of(image)
+            notes: list[str] = []
+            recipe = record.recipe(notes)
+            cut += bool(notes)
             versions.append(
                 Version(
-                    recipe=record.recipe(),
+                    recipe=recipe,
                     name=record.name,
                     id=record.id,
                     parent_id=record.parent_id,
@@ -166,7 +172,7 @@ class Project(QObject):
             )
             for layer in snapshot.layers
         ]
-        return OpenedDocument(versions, layers, unreadable)
+        return OpenedDocument(versions, layers, unreadable, cut)
 
     @classmethod
     def load(

@@ -67,6 +67,7 @@ from studio.document.store import (
     check_project_file,
 )
 from studio.document.store.files import set_journal_aside
+from studio.engine.recipe import MAX_PROMPT_CHARS
 from studio.session import Session
 
 APP_TITLE = "Noise Studio"
@@ -548,6 +549,12 @@ class ProjectSession(QObject):
         self._update_title()
         self._mark_open()
         self.project_changed.emit()
+        if document is not None and document.cut_prompts:
+            self.session.status.emit(
+                f"{_count(document.cut_prompts, 'recipe')} had a prompt over "
+                f"{MAX_PROMPT_CHARS:,} characters; it was cut to that length.",
+                15000,
+            )
         if document is not None and document.unreadable_thumbnails:
             self._on_image_unreadable(
                 f"{_count(document.unreadable_thumbnails, 'stored image')} could not be read;"

@@ -537,3 +537,23 @@ def test_ctrl_s_saves_untitled_work_as_and_confirms_a_named_project(
     session.save_action.trigger()
     assert "saved" in window.statusBar().currentMessage()
     assert session.project.path == tmp_path / "kept.studio"
+
+
+def test_a_project_recipe_with_a_huge_prompt_opens_cut_with_a_warning(
+    qtbot, window, tmp_path, answers
+):
+    import json
+
+    from studio.engine.recipe import MAX_PROMPT_CHARS, Recipe
+
+    path = tmp_path / "huge.studio"
+    with ProjectStore.create(path) as store:
+        recipe = json.loads(Recipe("x", seed=1, width=32, height=32).to_json())
+        recipe["prompt"] = "q" * 5_000_000
+        store.add_version(recipe_json=json.dumps(recipe), name="v1").result()
+    session = attach_session(window, tmp_path / "recovery", answers)
+    session.start()
+    assert session.open_project(path), answers.errors
+    (version,) = window.session.tree.versions()
+    assert len(version.recipe.prompt) == MAX_PROMPT_CHARS
+    assert "cut" in window.statusBar().currentMessage()

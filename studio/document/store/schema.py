@@ -105,8 +105,9 @@ class VersionRecord:
     partial: bool = False
     has_result: bool = False
 
-    def recipe(self) -> Recipe:
-        return Recipe.from_json(self.recipe_json)
+    def recipe(self, notes: list[str] | None = None) -> Recipe:
+        """The version's recipe; a prompt over the cap is cut, with a sentence in ``notes``."""
+        return Recipe.from_json(self.recipe_json, notes)
 
 
 @dataclass(frozen=True)
