@@ -92,6 +92,21 @@ class BroodState(QObject):
         self.large_changed.emit(None)
         self.cursor_changed.emit(0)
 
+    def reorder(self, children: Sequence[str]) -> None:
+        """The same children in another order (by score, say); picks stay, the cursor
+        stays on its child."""
+        children = tuple(children)
+        if sorted(children) != sorted(self.children):
+            raise ValueError("A brood can only be reordered with its own children.")
+        if children == self.children:
+            return
+        under_cursor = self.children[self.cursor] if self.children else None
+        self.children = children
+        self.brood_changed.emit()
+        if under_cursor is not None:
+            self.cursor = children.index(under_cursor)
+            self.cursor_changed.emit(self.cursor)
+
     def set_cursor(self, index: int) -> None:
         index = max(0, min(len(self.children) - 1, index))
         if index != self.cursor:

@@ -61,11 +61,15 @@ from studio.protocol import (
     ModelLoaded,
     ModelLoading,
     Resume,
+    Score,
+    Scored,
+    ScoreProgress,
     StepMade,
     StepRecord,
     TokenInfo,
     job_label,
 )
+from studio.scores import VersionScore, score_groups
 from studio.workers.client import WorkerClient
 from studio.workers.qt import MessageChannel
 
@@ -90,6 +94,15 @@ class Job:
     branch: BranchTarget | None = None
     started: bool = False
     failed: bool = False
+
+
+@dataclass
+class ScoreJob:
+    """A Score job in flight: the versions it scores and how many are done."""
+
+    job_id: int
+    version_ids: tuple[str, ...]
+    done: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,9 @@ class Session(QObject):
     - ``progress_changed(Progress | None)``, ``status(text, ms)``, ``error(text | None)``.
     - ``cancelling(job_id | None)``: a cancel was asked (None: the running job), before
       the worker confirms it, so views can say so at once.
+    - ``scores_changed()``: :attr:`scores` (version id → VersionScore) has new entries;
+      ``score_progress((done, total) | None)``: items scored of the Score jobs in
+      flight (None: none left).
     """
 
     message_handled = Signal(object)
@@ -195,6 +211,8 @@ class Session(QObject):
     status = Signal(str, int)
     error = Signal(object)
     cancelling = Signal(object)
+    scores_changed = Signal()
+    score_progress = Signal(object)
 
     def __init__(
         self,
@@ -216,6 +234,8 @@ class Session(QObject):
         self.jobs: dict[int, Job] = {}
         self.failed_ids: set[str] = set()
         self.interrupted_ids: set[str] = set()
+        self.scores: dict[str, VersionScore] = {}
+        self.score_jobs: dict[int, ScoreJob] = {}
         self._job_ids = itertools.count(1)
         self._trajectory: list[StepRef] = []
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
@@ -314,6 +334,34 @@ class Session(QObject):
             version_ids.append(job.version_id)
         return version_ids
 
+    def score(self, version_ids: Sequence[str], timesteps: int = 8, noises: int = 2) -> list[int]:
+        """Send Score jobs for ``version_ids`` (one per prompt and model, usually one),
+        keyed by version id; returns the job ids (none when nothing can be scored).
+
+        A run costs about ``timesteps × noises × 2`` UNet evaluations per version. Results
+        land in :attr:`scores` when each job's ``Scored`` arrives."""
+        job_ids = []
+        for group in score_groups(self.tree, version_ids):
+            job = ScoreJob(next(self._job_ids), group.version_ids)
+            count = len(group.items)
+            label = f"score {count} version{'s' if count != 1 else ''}"
+            request = Score(
+                job.job_id,
+                group.prompt,
+                group.items,
+                group.version_ids,
+                model=group.model,
+                timesteps=timesteps,
+                noises=noises,
+                label=label,
+            )
+            self.score_jobs[job.job_id] = job
+            self.client.send(request)
+            job_ids.append(job.job_id)
+        if job_ids:
+            self._emit_score_progress()
+        return job_ids
+
     def cancel(self, job_id: int | None = None) -> None:
         self.client.send(Cancel(job_id))
         if self.jobs and (job_id is None or job_id in self.jobs):
@@ -365,6 +413,14 @@ class Session(QObject):
         if self._closing:
             return
         match message:
+            case JobCancelled() | JobFailed() if message.job_id in self.score_jobs:
+                self._end_score_job(message)
+            case ScoreProgress():
+                if message.job_id in self.score_jobs:
+                    self.score_jobs[message.job_id].done = message.done
+                    self._emit_score_progress()
+            case Scored():
+                self._on_scored(message)
             case StepMade():
                 self._on_step(message)
             case JobStarted():
@@ -476,6 +532,37 @@ class Session(QObject):
                 self._frame_now()
         else:
             self.tree.remove(version.id)
+
+    def _on_scored(self, message: Scored) -> None:
+        job = self.score_jobs.pop(message.job_id, None)
+        if job is None:
+            return
+        scored = {}
+        for row, context in zip(message.rows, message.context_novelty, strict=True):
+            if row.key in self.tree:
+                scored[row.key] = VersionScore(row.fidelity, row.novelty, context, message.setting)
+        self.scores.update(scored)
+        self._emit_score_progress()
+        self.status.emit(
+            f"Scored {len(message.rows)} in {message.elapsed:.1f} s "
+            f"({message.evaluations} UNet evaluations).",
+            8000,
+        )
+        self.scores_changed.emit()
+
+    def _end_score_job(self, message: JobCancelled | JobFailed) -> None:
+        self.score_jobs.pop(message.job_id, None)
+        self._emit_score_progress()
+        if isinstance(message, JobFailed):
+            self.error.emit(message.error)
+            self.status.emit(f"Scoring failed: {message.error}", 8000)
+        else:
+            self.status.emit("Scoring cancelled.", 8000)
+
+    def _emit_score_progress(self) -> None:
+        jobs = self.score_jobs.values()
+        total = sum(len(job.version_ids) for job in jobs)
+        self.score_progress.emit((sum(job.done for job in jobs), total) if total else None)
 
     def _progress_if_idle(self) -> None:
         if not any(job.started for job in self.jobs.values()):

@@ -1,0 +1,132 @@
+"""Scores of versions in the window, without widgets: what was scored, and how they are ranked.
+
+:class:`VersionScore` is one version's fidelity, novelty and novelty in context,
+with the :class:`~studio.protocol.ScoreSetting` that produced it. The session
+keeps them (``Session.scores``) and fills them from the worker's ``Scored``
+messages. :class:`TasteState` is what the scores view shows: the set of versions
+on view, the explore ↔ exploit mix and the sort key; setting a field emits its
+signal only on a change, and the view follows. Ordering goes through
+:mod:`studio.taste`, so the window and the tests rank by the same rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from studio import taste
+from studio.document.versions import VersionTree
+from studio.protocol import ScoreSetting
+
+SORT_KEYS = ("combined", "fidelity", "novelty")
+DEFAULT_EXPLORE = 0.5
+
+
+@dataclass(frozen=True)
+class VersionScore:
+    """One version's scores (see :class:`~studio.protocol.ScoreRow` and ``Scored``).
+
+    ``context_novelty`` is relative to the set it was scored with (its leave-one-out
+    Vendi contribution), so it changes meaning when that set changes."""
+
+    fidelity: float
+    novelty: float
+    context_novelty: float
+    setting: ScoreSetting
+
+
+@dataclass(frozen=True)
+class ScoreGroup:
+    """Versions that one Score job scores together: same prompt, same model."""
+
+    prompt: str
+    model: str
+    version_ids: tuple[str, ...]
+    items: tuple[np.ndarray | bytes, ...]
+
+
+def score_groups(tree: VersionTree, version_ids: Sequence[str]) -> list[ScoreGroup]:
+    """What to send for ``version_ids``: each version's result image, or its last step's
+    checkpoint bytes when it has none (a partial version's x0-hat is scored), grouped by
+    prompt and model, since fidelity is measured against the version's own prompt.
+    Versions with no step yet are left out."""
+    groups: dict[tuple[str, str], list[tuple[str, np.ndarray | bytes]]] = {}
+    for version_id in dict.fromkeys(version_ids):
+        if version_id not in tree:
+            continue
+        version = tree.get(version_id)
+        result = tree.result(version_id)
+        if result is not None:
+            item: np.ndarray | bytes = result
+        else:
+            last = tree.last_step(version_id)
+            if last is None:
+                continue
+            item = last.checkpoint
+        key = (version.recipe.prompt, version.recipe.model)
+        groups.setdefault(key, []).append((version_id, item))
+    return [
+        ScoreGroup(prompt, model, tuple(v for v, _ in members), tuple(i for _, i in members))
+        for (prompt, model), members in groups.items()
+    ]
+
+
+def ordered(
+    scores: Mapping[str, VersionScore], version_ids: Sequence[str], key: str, explore: float
+) -> list[str]:
+    """The scored ones of ``version_ids``, best first: by fidelity, by novelty, or by the
+    combined score at the ``explore`` mix (:func:`studio.taste.ranking`)."""
+    scored = [vid for vid in version_ids if vid in scores]
+    fidelity = [scores[vid].fidelity for vid in scored]
+    novelty = [scores[vid].novelty for vid in scored]
+    if key == "fidelity":
+        order = sorted(range(len(scored)), key=lambda i: -fidelity[i])
+    elif key == "novelty":
+        order = sorted(range(len(scored)), key=lambda i: -novelty[i])
+    elif key == "combined":
+        order = taste.ranking(fidelity, novelty, explore)
+    else:
+        raise ValueError(f"Sort by one of {', '.join(SORT_KEYS)}, not {key!r}.")
+    return [scored[i] for i in order]
+
+
+class TasteState(QObject):
+    """What the scores view shows (see the module docstring): ``version_ids`` on view
+    (the last set asked to be scored), ``explore`` from 0 (exploit: most faithful first)
+    to 1 (explore: most novel first) and ``sort_key``, one of :data:`SORT_KEYS`."""
+
+    versions_changed = Signal()
+    explore_changed = Signal(float)
+    sort_key_changed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.version_ids: tuple[str, ...] = ()
+        self.explore = DEFAULT_EXPLORE
+        self.sort_key = "combined"
+
+    def set_versions(self, version_ids: Sequence[str]) -> None:
+        version_ids = tuple(dict.fromkeys(version_ids))
+        if version_ids != self.version_ids:
+            self.version_ids = version_ids
+            self.versions_changed.emit()
+
+    def forget(self, version_id: str) -> None:
+        if version_id in self.version_ids:
+            self.set_versions([v for v in self.version_ids if v != version_id])
+
+    def set_explore(self, explore: float) -> None:
+        explore = max(0.0, min(1.0, float(explore)))
+        if explore != self.explore:
+            self.explore = explore
+            self.explore_changed.emit(explore)
+
+    def set_sort_key(self, key: str) -> None:
+        if key not in SORT_KEYS:
+            raise ValueError(f"Sort by one of {', '.join(SORT_KEYS)}, not {key!r}.")
+        if key != self.sort_key:
+            self.sort_key = key
+            self.sort_key_changed.emit(key)
