@@ -33,6 +33,7 @@ from studio.ui.panel_binding import PanelBinding
 from studio.ui.project_menu import ProjectSession
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_view import QueueView
+from studio.ui.score_actions import ScoreActions
 from studio.ui.status_bar import StatusWidgets, flash_tab
 from studio.ui.version_actions import VersionActions
 from studio.ui.versions_panel import VersionsPanel
@@ -91,6 +92,8 @@ class MainWindow(QMainWindow):
         self.importer.recipe_offered.connect(self.binding.offer_recipe)
         self.broods = BroodActions(session, self.pages, self.versions, self)
         self.broods.place_in(self.menus["generate"])
+        self.scores = ScoreActions(session, self, self.versions, self.versions_dock, self.broods)
+        self.scores.place_in(self.menus["generate"], self.menus["view"])
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)

@@ -1,0 +1,107 @@
+"""Scoring in the window: the Score action, the Scores dock and ordering the brood by score.
+
+Receives the session and the widgets it acts through (the versions panel, the
+brood actions), never the window's attributes. Scoring goes through
+:meth:`Session.score`; what the dock shows is a :class:`~studio.scores.TasteState`.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
+
+from studio.scores import TasteState, ordered
+from studio.session import Session
+from studio.ui.brood_actions import BroodActions
+from studio.ui.scores_view import ScoresView
+from studio.ui.versions_panel import VersionsPanel
+
+SCORE_SHORTCUT = "Ctrl+Shift+F"
+
+
+class ScoreActions(QObject):
+    """The "Score these" action (the brood on view, else the selected versions, else the one on view),
+    the Scores dock beside the Versions panel, and "Order brood by score"."""
+
+    def __init__(
+        self,
+        session: Session,
+        window: QMainWindow,
+        versions: VersionsPanel,
+        versions_dock: QDockWidget,
+        broods: BroodActions,
+    ) -> None:
+        super().__init__(window)
+        self._session, self._versions, self._broods = session, versions, broods
+        self.state = TasteState(self)
+        self.view = ScoresView(
+            session.tree, session.scores, self.state, lambda: session.view.version_id
+        )
+        self.dock = QDockWidget("Scores", window)
+        self.dock.setObjectName("scores_dock")
+        self.dock.setWidget(self.view)
+        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        window.tabifyDockWidget(versions_dock, self.dock)
+        versions_dock.raise_()
+        self.score_action = QAction("Score these", window)
+        self.score_action.setShortcut(QKeySequence(SCORE_SHORTCUT))
+        self.score_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.score_action.setToolTip(self.view.score_button.toolTip())
+        window.addAction(self.score_action)
+
+        self.score_action.triggered.connect(self.score_these)
+        self.view.score_requested.connect(self.score_these)
+        self.view.version_clicked.connect(self.show_version)
+        self.view.order_brood_requested.connect(self.order_brood)
+        session.scores_changed.connect(self.view.refresh)
+        session.score_progress.connect(self.view.set_progress)
+        session.view.version_changed.connect(lambda _vid: self.view.plot.update())
+        session.tree.version_removed.connect(self.state.forget)
+        broods.state.shown_changed.connect(lambda _shown: self._enable_order())
+        broods.state.brood_changed.connect(self._enable_order)
+        self._enable_order()
+
+    def place_in(self, menu: QMenu, view_menu: QMenu) -> None:
+        menu.addAction(self.score_action)
+        view_menu.addAction(self.dock.toggleViewAction())
+
+    def targets(self) -> list[str]:
+        """What "Score these" scores: the brood on view, else the selection, else the version on view."""
+        brood = self._broods.state
+        if brood.shown and brood.children:
+            return list(brood.children)
+        current = self._session.view.version_id
+        return self._versions.selected_ids() or ([current] if current else [])
+
+    def score_these(self) -> list[int]:
+        """Score :meth:`targets` and show them in the dock; returns the job ids."""
+        session = self._session
+        targets = [vid for vid in self.targets() if vid in session.tree]
+        job_ids = session.score(targets)
+        if not job_ids:
+            session.status.emit("Nothing to score: select versions with at least one step.", 5000)
+            return []
+        self.state.set_versions(targets)
+        self.dock.show()
+        self.dock.raise_()
+        count = len(targets)
+        session.status.emit(f"Scoring {count} version{'s' if count != 1 else ''}…", 5000)
+        return job_ids
+
+    def show_version(self, version_id: str) -> None:
+        """Select a version; a brood on view stays up, its cursor on the version."""
+        brood = self._broods.state
+        if version_id in brood.children:
+            brood.set_cursor(brood.children.index(version_id))
+        self._session.show_version(version_id)
+
+    def order_brood(self) -> None:
+        """The brood's cells in the order of the combined score; unscored children last."""
+        brood = self._broods.state
+        best = ordered(self._session.scores, brood.children, "combined", self.state.explore)
+        brood.reorder([*best, *(vid for vid in brood.children if vid not in best)])
+
+    def _enable_order(self) -> None:
+        brood = self._broods.state
+        self.view.order_brood_button.setEnabled(brood.shown and bool(brood.children))
