@@ -81,6 +81,7 @@ class Project(QObject):
     stored = Signal(str, int)
     image_unreadable = Signal(str)
     _written = Signal(str, int, bool)  # emitted on the writer thread; queued to this object's
+    _failed = Signal(str, str)  # the same: write_failed is then emitted on this object's thread
 
     RESULT = -1
 
@@ -102,6 +103,7 @@ class Project(QObject):
         # step only when the newest write of it has committed.
         self._in_flight: dict[tuple[str, int], int] = {}
         self._written.connect(self._on_written, Qt.ConnectionType.QueuedConnection)
+        self._failed.connect(self.write_failed, Qt.ConnectionType.QueuedConnection)
         self._connections: list[tuple[SignalInstance, Callable[..., None]]] = [
             (tree.version_added, self._on_version_added),
             (tree.version_removed, self._on_version_removed),
@@ -368,9 +370,9 @@ class Project(QObject):
             if error is None:
                 return
             if isinstance(error, ProjectError):
-                self.write_failed.emit(str(error), error.reason.value)
+                self._failed.emit(str(error), error.reason.value)
             else:
-                self.write_failed.emit(f"The project could not be saved ({error}).", "io")
+                self._failed.emit(f"The project could not be saved ({error}).", "io")
 
         future.add_done_callback(done)
 
