@@ -1,9 +1,9 @@
 """Broods in the window, without widgets: where bred versions came from, and the brood on view.
 
-:class:`BroodOrigins` is the session's record of each bred version's parents and
-generation. The version tree has no multi-parent links yet and the project file
-stores none, so the record lives in memory: a reopened project shows its bred
-versions as roots (their recipes still reproduce them).
+:class:`BroodOrigins` answers where a bred version came from: its parents and
+generation. The document holds them (``Version.bred_from`` and
+``Version.generation``, stored in the project file); the origins only bridge the
+time between sending a child's job and its version appearing in the tree.
 
 :class:`BroodState` is what the brood view shows: the children, the generation,
 the cell under the keyboard cursor, the picks, the dose, the version shown
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
+from studio.document.versions import VersionTree
 from studio.engine.breeding import MAX_CHILDREN
 
 DEFAULT_CHILDREN = 8
@@ -34,24 +35,48 @@ class BroodOrigin:
 
 
 class BroodOrigins(QObject):
-    """Bred version id → :class:`BroodOrigin`; ``changed(version_id)`` after each record."""
+    """Bred version id → :class:`BroodOrigin`, read from ``tree``; ``changed(version_id)``
+    when one is recorded for a job or a bred version enters the tree.
+
+    :meth:`record` notes a child whose job is sent but whose version is not in the
+    tree yet (:meth:`pending` gives the session what to put on that version)."""
 
     changed = Signal(str)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, tree: VersionTree, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._origins: dict[str, BroodOrigin] = {}
+        self._tree = tree
+        self._pending: dict[str, tuple[tuple[str, float], ...]] = {}
+        tree.version_added.connect(self._on_version_added)
 
-    def record(self, version_id: str, origin: BroodOrigin) -> None:
-        self._origins[version_id] = origin
+    def record(self, version_id: str, bred_from: Sequence[tuple[str, float]]) -> None:
+        self._pending[version_id] = tuple((p, float(w)) for p, w in bred_from)
         self.changed.emit(version_id)
 
+    def pending(self, version_id: str) -> tuple[tuple[str, float], ...]:
+        """The parents recorded for a job's version that is not in the tree yet (or ())."""
+        return self._pending.get(version_id, ())
+
     def get(self, version_id: str) -> BroodOrigin | None:
-        return self._origins.get(version_id)
+        if version_id in self._tree:
+            version = self._tree.get(version_id)
+            if not version.bred_from:
+                return None
+            return BroodOrigin(version.bred_parent_ids, version.generation)
+        bred_from = self._pending.get(version_id)
+        if not bred_from:
+            return None
+        parent_ids = tuple(p for p, _ in bred_from)
+        return BroodOrigin(parent_ids, self._tree.generation_after(parent_ids))
 
     def generation(self, version_id: str) -> int:
-        origin = self._origins.get(version_id)
+        origin = self.get(version_id)
         return origin.generation if origin else 0
+
+    def _on_version_added(self, version_id: str) -> None:
+        self._pending.pop(version_id, None)
+        if self._tree.get(version_id).bred_from:
+            self.changed.emit(version_id)
 
 
 class BroodState(QObject):

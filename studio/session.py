@@ -34,7 +34,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
-from studio.brood import DEFAULT_CHILDREN, DEFAULT_DOSE, BroodOrigin, BroodOrigins
+from studio.brood import DEFAULT_CHILDREN, DEFAULT_DOSE, BroodOrigins
 from studio.document.commands import AddVersionCommand, DeleteVersionCommand, RenameVersionCommand
 from studio.document.layers import LayerStack
 from studio.document.project import Project
@@ -222,7 +222,7 @@ class Session(QObject):
     ) -> None:
         super().__init__(parent)
         self.tree = VersionTree(self)
-        self.origins = BroodOrigins(self)
+        self.origins = BroodOrigins(self.tree, self)
         self.layers = LayerStack(parent=self)
         self.undo_stack = QUndoStack(self)
         self.project: Project | None = None
@@ -318,19 +318,19 @@ class Session(QObject):
         mutated by ``dose`` of noise whose seed derives from ``brood_seed`` and its index,
         see ``breeding.brood_of``); returns the children's version ids, in order.
 
-        Each child's origin is recorded in :attr:`origins` before its version appears.
+        Each child's parents (equal weights) are recorded in :attr:`origins` before its
+        version appears, and the version carries them (``Version.bred_from``).
         Raises RecipeError (nothing sent) when the children's recipe cannot run."""
         parents = [self.tree.get(version_id) for version_id in parent_ids]
         seed = secrets.randbits(64) if brood_seed is None else brood_seed
         recipes = brood_of([p.recipe for p in parents], children, dose, seed)
         for recipe in recipes:
             recipe.validate(self.model.size_factor)
-        generation = 1 + max(self.origins.generation(p.id) for p in parents)
-        origin = BroodOrigin(tuple(p.id for p in parents), generation)
+        bred_from = tuple((p.id, 1.0) for p in parents)
         version_ids = []
         for recipe in recipes:
             job = self.jobs[self.generate(recipe)]
-            self.origins.record(job.version_id, origin)
+            self.origins.record(job.version_id, bred_from)
             version_ids.append(job.version_id)
         return version_ids
 
@@ -473,7 +473,11 @@ class Session(QObject):
         if job.branch is not None and job.branch.version_id in self.tree:
             parent_id, branch_step = job.branch.version_id, job.branch.step_index
         version = self.tree.new_version(
-            message.recipe, parent_id, branch_step, version_id=job.version_id
+            message.recipe,
+            parent_id,
+            branch_step,
+            version_id=job.version_id,
+            bred_from=self.origins.pending(job.version_id),
         )
         self.tree.add(version)
         self.progress_changed.emit(Progress(message.first_step, message.total_steps, 0.0, 0.0))

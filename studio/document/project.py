@@ -43,6 +43,7 @@ from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
 
 from studio.document.imageio import decode_png
 from studio.document.layers import BlendMode, Layer, LayerStack
+from studio.document.scores import VersionScores
 from studio.document.store import ProjectError, ProjectStore
 from studio.document.store.checks import png_within_cap
 from studio.document.store.project_store import LayerValue
@@ -111,6 +112,7 @@ class Project(QObject):
             (tree.step_appended, self._on_step_appended),
             (tree.version_finished, self._on_result),
             (tree.result_changed, self._on_result),
+            (tree.scores_changed, self._on_scores_changed),
             (self.layers.layer_inserted, self._on_layer_inserted),
             (self.layers.layer_removed, self._on_layer_removed),
             (self.layers.layer_moved, self._on_layer_moved),
@@ -146,6 +148,11 @@ class Project(QObject):
             notes: list[str] = []
             recipe = record.recipe(notes)
             cut += bool(notes)
+            stored_scores = snapshot.scores.get(record.id)
+            try:
+                scores = None if stored_scores is None else VersionScores.from_record(stored_scores)
+            except ValueError:
+                scores = None  # unreadable scores are only lost work: they can be recomputed
             versions.append(
                 Version(
                     recipe=recipe,
@@ -159,6 +166,9 @@ class Project(QObject):
                     created=record.created,
                     partial=record.partial,
                     finished=record.finished,
+                    bred_from=record.bred_from,
+                    generation=record.generation,
+                    scores=scores,
                 )
             )
         layers = [
@@ -269,8 +279,13 @@ class Project(QObject):
                 parent_id=version.parent_id,
                 branch_step=version.branch_step,
                 created=version.created,
+                # a parent of another project (or one not written) cannot be linked to
+                bred_from=[(p, w) for p, w in version.bred_from if p in self._known_versions],
+                generation=version.generation,
             )
         )
+        if version.scores is not None:
+            self._watch(self.store.set_scores(version_id, version.scores.to_record(version_id)))
         for index in version.step_indices:
             self._write_step(version_id, index)
         if version.finished:
@@ -281,6 +296,11 @@ class Project(QObject):
 
     def _on_version_renamed(self, version_id: str, name: str) -> None:
         self._watch(self.store.rename_version(version_id, name))
+
+    def _on_scores_changed(self, version_id: str) -> None:
+        scores = self.tree.get(version_id).scores
+        record = None if scores is None else scores.to_record(version_id)
+        self._watch(self.store.set_scores(version_id, record))
 
     def _on_step_appended(self, version_id: str, index: int) -> None:
         self._write_step(version_id, index)

@@ -1,8 +1,9 @@
 """The version tree: every generation the user made, with every step it went through.
 
 A :class:`Version` is one run of the sampler: its recipe, where it branched from
-(a parent version and the step index it resumed after), the steps it produced,
-and its result image. Branching from step ``k`` of a parent resumes from that
+(a parent version and the step index it resumed after) or what it was bred from
+(two or more parents with their weights, and its generation), the steps it
+produced, its result image and its taste scores. Branching from step ``k`` of a parent resumes from that
 step's checkpoint, so a child stores only its own steps ``k+1 .. N-1``;
 :meth:`VersionTree.trajectory` joins the inherited steps and its own.
 
@@ -24,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from studio.document.scores import VersionScores
 from studio.engine.recipe import Recipe
 from studio.protocol import StepRecord
 
@@ -136,10 +138,21 @@ class Version:
     created: float = field(default_factory=time.time)
     partial: bool = False
     finished: bool = False
+    bred_from: tuple[tuple[str, float], ...] = ()
+    generation: int = 0
+    scores: VersionScores | None = None
 
     @property
     def is_branch(self) -> bool:
         return self.parent_id is not None
+
+    @property
+    def is_bred(self) -> bool:
+        return bool(self.bred_from)
+
+    @property
+    def bred_parent_ids(self) -> tuple[str, ...]:
+        return tuple(parent_id for parent_id, _ in self.bred_from)
 
 
 class VersionError(KeyError):
@@ -156,6 +169,7 @@ class VersionTree(QObject):
     - ``step_appended(id, step_index)``: a step was stored on a version
     - ``version_finished(id)``: the run ended; ``result``/``partial`` are final
     - ``result_changed(id)``: the result image was replaced
+    - ``scores_changed(id)``: the version's scores were set or cleared
     """
 
     version_added = Signal(str)
@@ -164,6 +178,7 @@ class VersionTree(QObject):
     step_appended = Signal(str, int)
     version_finished = Signal(str)
     result_changed = Signal(str)
+    scores_changed = Signal(str)
 
     def __init__(self, parent: QObject | None = None, steps: StepStore | None = None) -> None:
         super().__init__(parent)
@@ -287,9 +302,11 @@ class VersionTree(QObject):
         branch_step: int | None = None,
         name: str | None = None,
         version_id: str | None = None,
+        bred_from: tuple[tuple[str, float], ...] = (),
     ) -> Version:
         """Make (but do not add) a version with the next default name (and ``version_id``,
-        when a job already named the version it feeds)."""
+        when a job already named the version it feeds). A bred version (``bred_from``)
+        gets its generation from its parents in the tree."""
         if (parent_id is None) != (branch_step is None):
             raise VersionError("A branch needs both a parent and a branch step.")
         if parent_id is not None:
@@ -301,7 +318,15 @@ class VersionTree(QObject):
             name=name or f"v{self._created_count}",
             parent_id=parent_id,
             branch_step=branch_step,
+            bred_from=tuple((p, float(w)) for p, w in bred_from),
+            generation=self.generation_after([p for p, _ in bred_from]),
         )
+
+    def generation_after(self, parent_ids: list[str] | tuple[str, ...]) -> int:
+        """The generation of a version bred from ``parent_ids`` (0 when there are none)."""
+        if not parent_ids:
+            return 0
+        return 1 + max((self._versions[p].generation for p in parent_ids if p in self), default=0)
 
     # ---- editing (commands call these; they emit) ------------------------------
 
@@ -354,6 +379,17 @@ class VersionTree(QObject):
         version.partial = partial
         version.finished = True
         self.version_finished.emit(version_id)
+
+    def set_scores(self, version_id: str, scores: VersionScores | None) -> None:
+        """Put a version's scores (or None: forget them); the project stores them."""
+        version = self.get(version_id)
+        if version.scores is None and scores is None:
+            return
+        version.scores = scores
+        self.scores_changed.emit(version_id)
+
+    def scores(self, version_id: str) -> VersionScores | None:
+        return self.get(version_id).scores
 
     def _store_result(self, version: Version, image: np.ndarray | None) -> None:
         self.steps.put_result(version.id, image)

@@ -23,9 +23,9 @@ from studio.document.store.connections import connect_probe
 from studio.document.store.errors import ProjectError, ProjectErrorReason, project_error
 from studio.document.store.files import journal_exists
 from studio.document.store.lock import holder
+from studio.document.store.migration import SCHEMAS, TABLES_V1
 from studio.document.store.schema import (
     APPLICATION_ID,
-    SCHEMA,
     SCHEMA_VERSION,
     TABLES,
     ProjectSummary,
@@ -181,17 +181,17 @@ def _check_contents(label: str, conn: sqlite3.Connection, size: int) -> int:
             "update the app to open it.",
             R.NEWER_SCHEMA,
         )
-    if schema < 1:
+    if schema not in SCHEMAS:
         raise ProjectError(f"{label} is damaged: it has no file format version.", R.CORRUPT)
     problems = quick_check(conn, size)
     if problems != ["ok"]:
         raise ProjectError(f"{label} is damaged ({problems[0]}).", R.CORRUPT)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    if not TABLES.issubset(tables):
+    if not (TABLES if schema == SCHEMA_VERSION else TABLES_V1).issubset(tables):
         raise ProjectError(f"{label} is damaged: tables are missing.", R.CORRUPT)
-    _check_schema(label, conn)
-    _check_counts(label, conn)
-    _check_graph(label, conn)
+    _check_schema(label, conn, schema)
+    _check_counts(label, conn, schema)
+    _check_graph(label, conn, schema)
     _check_images(label, conn)
     return schema
 
@@ -201,11 +201,11 @@ def _normal_sql(sql: str | None) -> str | None:
 
 
 @functools.cache
-def expected_schema() -> frozenset[tuple[str, str, str, str | None]]:
-    """Every SQL object a project of this schema version has: (type, name, table, sql)."""
+def expected_schema(version: int = SCHEMA_VERSION) -> frozenset[tuple[str, str, str, str | None]]:
+    """Every SQL object a project of schema ``version`` has: (type, name, table, sql)."""
     conn = sqlite3.connect(":memory:")
     try:
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMAS[version])
         return _schema_objects(conn)
     finally:
         conn.close()
@@ -218,10 +218,11 @@ def _schema_objects(conn: sqlite3.Connection) -> frozenset[tuple[str, str, str, 
     )
 
 
-def _check_schema(label: str, conn: sqlite3.Connection) -> None:
+def _check_schema(label: str, conn: sqlite3.Connection, version: int) -> None:
     # Triggers fire inside our own writes and views stand in for tables: a file's own
-    # SQL could hang every save or drop what we write. Only our exact schema is opened.
-    expected = expected_schema()
+    # SQL could hang every save or drop what we write. Only our exact schema (of the
+    # version the file says it has: an older one is upgraded after this) is opened.
+    expected = expected_schema(version)
     actual = _schema_objects(conn)
     if actual == expected:
         return
@@ -242,7 +243,7 @@ def _check_schema(label: str, conn: sqlite3.Connection) -> None:
     )
 
 
-def _check_counts(label: str, conn: sqlite3.Connection) -> None:
+def _check_counts(label: str, conn: sqlite3.Connection, version: int) -> None:
     versions = conn.execute("SELECT count(*) FROM versions").fetchone()[0]
     layers = conn.execute("SELECT count(*) FROM layers").fetchone()[0]
     (steps,) = conn.execute(
@@ -267,13 +268,25 @@ def _check_counts(label: str, conn: sqlite3.Connection) -> None:
         "  OR typeof(checkpoint) != 'blob')"
         " + (SELECT count(*) FROM layers WHERE typeof(id) != 'text' OR typeof(pixels) != 'blob')"
     ).fetchone()[0]
+    if version >= 2:
+        bad += conn.execute(
+            "SELECT (SELECT count(*) FROM versions WHERE typeof(generation) != 'integer'"
+            "  OR generation < 0)"
+            " + (SELECT count(*) FROM version_parents WHERE typeof(version_id) != 'text'"
+            "  OR typeof(parent_id) != 'text' OR typeof(weight) NOT IN ('real', 'integer')"
+            "  OR typeof(position) != 'integer')"
+            " + (SELECT count(*) FROM scores WHERE typeof(setting_json) != 'text'"
+            "  OR typeof(features) != 'blob' OR length(features) % 4 != 0"
+            "  OR typeof(fidelity) NOT IN ('real', 'integer')"
+            "  OR typeof(novelty) NOT IN ('real', 'integer'))"
+        ).fetchone()[0]
     if bad:
         raise ProjectError(
             f"{label} is damaged: {bad} rows hold values of the wrong kind.", R.INVALID
         )
 
 
-def _check_graph(label: str, conn: sqlite3.Connection) -> None:
+def _check_graph(label: str, conn: sqlite3.Connection, version: int) -> None:
     parent: dict[str, str | None] = {}
     deleted: dict[str, bool] = {}
     for version_id, parent_id, gone in conn.execute("SELECT id, parent_id, deleted FROM versions"):
@@ -288,21 +301,44 @@ def _check_graph(label: str, conn: sqlite3.Connection) -> None:
             raise ProjectError(f"{label} is damaged: a version's parent is missing.", R.INVALID)
         if deleted[parent_id] and not deleted[version_id]:
             raise ProjectError(f"{label} is damaged: a version's parent was deleted.", R.INVALID)
-    rooted: set[str] = set()
-    for start in parent:
-        path: list[str] = []
-        on_path: set[str] = set()
-        node: str | None = start
-        while node is not None and node not in rooted:
-            if node in on_path:
+    # Every edge: the branch parent and, for a bred version, each of its parents. A bred
+    # version may outlive a deleted parent (the edge goes when the parent is purged).
+    edges: dict[str, list[str]] = {v: ([] if p is None else [p]) for v, p in parent.items()}
+    if version >= 2:
+        for version_id, parent_id in conn.execute(
+            "SELECT version_id, parent_id FROM version_parents"
+        ):
+            if version_id not in parent or parent_id not in parent:
+                raise ProjectError(
+                    f"{label} is damaged: a bred version's parent is missing.", R.INVALID
+                )
+            if parent_id == version_id:
+                raise ProjectError(f"{label} is damaged: a version is its own parent.", R.INVALID)
+            edges[version_id].append(parent_id)
+    # Iterative depth-first search (a lineage may be thousands deep): grey = on the path.
+    done: set[str] = set()
+    for start in edges:
+        if start in done:
+            continue
+        on_path: set[str] = {start}
+        stack: list[tuple[str, int]] = [(start, 0)]
+        while stack:
+            node, next_edge = stack[-1]
+            if next_edge == len(edges[node]):
+                stack.pop()
+                on_path.discard(node)
+                done.add(node)
+                continue
+            stack[-1] = (node, next_edge + 1)
+            up = edges[node][next_edge]
+            if up in on_path:
                 raise ProjectError(
                     f"{label} is damaged: its versions descend from each other in a loop.",
                     R.INVALID,
                 )
-            on_path.add(node)
-            path.append(node)
-            node = parent[node]
-        rooted.update(path)
+            if up not in done:
+                on_path.add(up)
+                stack.append((up, 0))
     if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
         raise ProjectError(f"{label} is damaged: some rows point at missing rows.", R.INVALID)
 

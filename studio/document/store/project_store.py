@@ -29,6 +29,12 @@ One writer per file
     :meth:`ProjectStore.start_writing`: whoever opens a file can build its
     document first and write nothing if that fails.
 
+Older files
+    A file of an older schema version is read as it is until the store starts
+    writing; then, before any other write, a backup copy is written next to it
+    and it is upgraded (:mod:`~studio.document.store.migration`);
+    :attr:`ProjectStore.backup_before_upgrade` names the copy.
+
 Checkpoints are stored as the engine serialises them (opaque safetensors
 bytes): latents stay in their native dtype because resuming must be exact.
 """
@@ -51,7 +57,7 @@ from typing import TypeVar
 import numpy as np
 
 from studio.document.imageio import decode_png, encode_png
-from studio.document.store import files, rows
+from studio.document.store import files, migration, rows
 from studio.document.store.checks import check_project_file
 from studio.document.store.connections import connect_probe, connect_read_only
 from studio.document.store.errors import (
@@ -64,9 +70,11 @@ from studio.document.store.errors import (
 from studio.document.store.lock import ProjectLock, holder, try_lock_project
 from studio.document.store.schema import (
     LAYER_FIELDS,
+    SCHEMA_VERSION,
     SUFFIX,
     LayerRecord,
     ProjectSnapshot,
+    ScoreRecord,
     VersionRecord,
     create_schema,
 )
@@ -97,6 +105,9 @@ class ProjectStore:
         self._read_lock = threading.Lock()
         self._reader: sqlite3.Connection | None = None
         self._writer: Writer | None = None
+        self._schema = SCHEMA_VERSION
+        self.backup_before_upgrade: Path | None = None
+        """Where the copy of the file was written before it was upgraded, if it was."""
         _open_stores.add(self)
 
     # ---- opening ------------------------------------------------------------
@@ -124,12 +135,15 @@ class ProjectStore:
         False nothing is written until :meth:`start_writing`.
         """
         path = Path(path)
-        check_project_file(path)
-        return cls._open_checked(path, _lock(path), writing=writing)
+        schema = check_project_file(path)
+        return cls._open_checked(path, _lock(path), writing=writing, schema=schema)
 
     @classmethod
-    def _open_checked(cls, path: Path, lock: ProjectLock, *, writing: bool) -> ProjectStore:
+    def _open_checked(
+        cls, path: Path, lock: ProjectLock, *, writing: bool, schema: int = SCHEMA_VERSION
+    ) -> ProjectStore:
         store = cls(path, lock, _token=_CONSTRUCT)
+        store._schema = schema
         try:
             # Until it writes, the store reads as the checks did: creating nothing beside the file.
             store._reader = connect_read_only(path) if writing else connect_probe(path)
@@ -141,7 +155,8 @@ class ProjectStore:
         return store
 
     def start_writing(self) -> None:
-        """Open the writer (read-write, WAL) and purge rows no undo stack can restore any more."""
+        """Open the writer (read-write, WAL), upgrade an older file (after a backup copy
+        next to it) and purge rows no undo stack can restore any more."""
         if self._writer is not None:
             return
         if self._closed:
@@ -149,6 +164,13 @@ class ProjectStore:
         writer = Writer(self._path)
         try:
             writer.started.result()
+            if self._schema < SCHEMA_VERSION:
+                self.backup_before_upgrade = writer.put(
+                    lambda conn: migration.migrate(conn, self._path),
+                    "upgrade the file",
+                    transaction=False,
+                ).result()
+                self._schema = SCHEMA_VERSION
         except BaseException:
             writer.stop()
             raise
@@ -158,6 +180,11 @@ class ProjectStore:
         if old_reader is not None:
             old_reader.close()
         self.submit(rows.purge_deleted)
+
+    @property
+    def schema_version(self) -> int:
+        """The file's schema version: older than :data:`SCHEMA_VERSION` only until it writes."""
+        return self._schema
 
     @property
     def writing(self) -> bool:
@@ -208,16 +235,27 @@ class ProjectStore:
         parent_id: str | None = None,
         branch_step: int | None = None,
         created: float | None = None,
+        bred_from: Sequence[tuple[str, float]] = (),
+        generation: int = 0,
     ) -> Future[str]:
-        """Add a version (no steps yet); resolves to its id."""
+        """Add a version (no steps yet); resolves to its id.
+
+        ``bred_from``: a bred version's parents (version id, weight), in order;
+        ``generation``: how many crosses lie above it."""
         version_id = id or uuid.uuid4().hex
         created = time.time() if created is None else created
+        parents = [(p, float(w)) for p, w in bred_from]
 
         def write(conn: sqlite3.Connection) -> str:
             conn.execute(
-                "INSERT INTO versions(id, parent_id, branch_step, name, recipe_json, created)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (version_id, parent_id, branch_step, name, recipe_json, created),
+                "INSERT INTO versions(id, parent_id, branch_step, name, recipe_json, created,"
+                " generation) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (version_id, parent_id, branch_step, name, recipe_json, created, int(generation)),
+            )
+            conn.executemany(
+                "INSERT INTO version_parents(version_id, parent_id, weight, position)"
+                " VALUES (?, ?, ?, ?)",
+                [(version_id, p, w, i) for i, (p, w) in enumerate(parents)],
             )
             return version_id
 
@@ -311,6 +349,36 @@ class ProjectStore:
             )
 
         return self.submit(write, "store result")
+
+    def set_scores(self, version_id: str, scores: ScoreRecord | None) -> Future[None]:
+        """Store a version's scores with what produced them (replacing any), or with None
+        forget them."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM scores WHERE version_id = ?", (version_id,))
+            if scores is None:
+                return
+            conn.execute(
+                "INSERT INTO scores(version_id, setting_json, fidelity, novelty,"
+                " novelty_unconditional, context_novelty, features)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    version_id,
+                    scores.setting_json,
+                    float(scores.fidelity),
+                    float(scores.novelty),
+                    scores.novelty_unconditional,
+                    scores.context_novelty,
+                    bytes(scores.features),
+                ),
+            )
+
+        return self.submit(write, "store scores")
+
+    def scores(self) -> dict[str, ScoreRecord]:
+        """Every live version's stored scores, by version id."""
+        with self._reading() as conn:
+            return rows.read_scores(conn) if rows.has_lineage(conn) else {}
 
     # ---- layers ---------------------------------------------------------------
 

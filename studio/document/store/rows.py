@@ -12,20 +12,55 @@ import sqlite3
 from collections.abc import Iterable
 
 from studio.document.store.errors import not_found
-from studio.document.store.schema import LayerRecord, ProjectSnapshot, VersionRecord
+from studio.document.store.schema import (
+    LayerRecord,
+    ProjectSnapshot,
+    ScoreRecord,
+    VersionRecord,
+)
 
 STEP_COLUMNS = "total, timestep, sigma, preview_x0, preview_xt, checkpoint"
 
 
+def has_lineage(conn: sqlite3.Connection) -> bool:
+    """Whether the file has version 2's tables (a version-1 file read before its upgrade has not)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0]) >= 2
+
+
 def read_versions(conn: sqlite3.Connection) -> list[VersionRecord]:
-    """Live versions, parents before their children, each level oldest first."""
+    """Live versions, branch parents before their children, each level oldest first.
+
+    A bred version's parents (``bred_from``) are the live ones, in their order."""
+    lineage = has_lineage(conn)
+    generation = "generation" if lineage else "0"
     # typeof() reads only the record header; "result_png IS NOT NULL" would load every result.
     rows = conn.execute(
         "SELECT id, parent_id, branch_step, name, recipe_json, created, finished, partial,"
-        " typeof(result_png) != 'null' FROM versions WHERE deleted = 0 ORDER BY created, rowid"
+        f" typeof(result_png) != 'null', {generation} FROM versions WHERE deleted = 0"
+        " ORDER BY created, rowid"
     ).fetchall()
+    bred: dict[str, list[tuple[str, float]]] = {}
+    if lineage:
+        for version_id, parent_id, weight in conn.execute(
+            "SELECT e.version_id, e.parent_id, e.weight FROM version_parents e"
+            " JOIN versions p ON p.id = e.parent_id AND p.deleted = 0"
+            " ORDER BY e.version_id, e.position"
+        ):
+            bred.setdefault(version_id, []).append((parent_id, float(weight)))
     records = [
-        VersionRecord(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), bool(r[7]), bool(r[8]))
+        VersionRecord(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            bool(r[6]),
+            bool(r[7]),
+            bool(r[8]),
+            tuple(bred.get(r[0], ())),
+            int(r[9]),
+        )
         for r in rows
     ]
     by_id = {r.id: r for r in records}
@@ -74,9 +109,22 @@ def read_snapshot(conn: sqlite3.Connection) -> ProjectSnapshot:
             if version_id in indices
         }
         layers = read_layers(conn)
+        scores = read_scores(conn) if has_lineage(conn) else {}
     finally:
         conn.execute("COMMIT")
-    return ProjectSnapshot(versions, indices, previews, layers)
+    return ProjectSnapshot(versions, indices, previews, layers, scores)
+
+
+def read_scores(conn: sqlite3.Connection) -> dict[str, ScoreRecord]:
+    """The stored scores of live versions, by version id."""
+    return {
+        r[0]: ScoreRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+        for r in conn.execute(
+            "SELECT s.version_id, s.setting_json, s.fidelity, s.novelty,"
+            " s.novelty_unconditional, s.context_novelty, s.features"
+            " FROM scores s JOIN versions v ON v.id = s.version_id AND v.deleted = 0"
+        )
+    }
 
 
 def read_layers(conn: sqlite3.Connection) -> list[LayerRecord]:

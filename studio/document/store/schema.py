@@ -1,7 +1,10 @@
 """The layout of a ``.studio`` file: its tables, its version, and the records read from it.
 
-The schema has a version (``PRAGMA user_version``). There is only version 1 so
-far, so there is nothing to migrate yet: a newer file is refused by
+The schema has a version (``PRAGMA user_version``). Version 2 added the
+lineage of bred versions (``version_parents``: every parent with its weight, and
+``versions.generation``) and stored scores (``scores``). A version-1 file is
+upgraded by :mod:`~studio.document.store.migration` after a backup copy is
+written next to it; a newer file is refused by
 :func:`~studio.document.store.checks.check_project_file` without being touched.
 """
 
@@ -13,11 +16,11 @@ from dataclasses import dataclass, field
 
 from studio.engine.recipe import Recipe
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x4E535444  # "NSTD": marks the file as ours in the SQLite header
 APP_NAME = "noise-studio"
 SUFFIX = ".studio"
-TABLES = frozenset({"meta", "versions", "steps", "layers"})
+TABLES = frozenset({"meta", "versions", "steps", "layers", "version_parents", "scores"})
 
 SCHEMA = f"""
 CREATE TABLE meta (
@@ -36,9 +39,31 @@ CREATE TABLE versions (
     partial INTEGER NOT NULL DEFAULT 0,
     deleted INTEGER NOT NULL DEFAULT 0,
     result_png BLOB,
+    generation INTEGER NOT NULL DEFAULT 0,
     CHECK ((parent_id IS NULL) = (branch_step IS NULL))
 );
 CREATE INDEX versions_by_parent ON versions(parent_id);
+
+-- A rowid table: SQLite 3.40's quick_check reports NULLs in a WITHOUT ROWID table
+-- whose key is not its first columns, which would refuse every bred project.
+CREATE TABLE version_parents (
+    version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    parent_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    weight REAL NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (version_id, position)
+);
+CREATE INDEX version_parents_by_parent ON version_parents(parent_id);
+
+CREATE TABLE scores (
+    version_id TEXT PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
+    setting_json TEXT NOT NULL,
+    fidelity REAL NOT NULL,
+    novelty REAL NOT NULL,
+    novelty_unconditional REAL,
+    context_novelty REAL,
+    features BLOB NOT NULL
+);
 
 CREATE TABLE steps (
     version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
@@ -69,6 +94,9 @@ CREATE TABLE layers (
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {SCHEMA_VERSION};
 """
+# ``generation`` sits after ``result_png`` because that is where SQLite's ALTER TABLE
+# ADD COLUMN puts it when a version-1 file is upgraded: a migrated file and a new one
+# have the same schema text, which the open checks compare exactly.
 # Column order matters: small columns first, blobs last, and the big checkpoint
 # after the small previews, so that listing steps or fetching a preview never
 # walks a checkpoint's overflow pages.
@@ -104,6 +132,9 @@ class VersionRecord:
     finished: bool = False
     partial: bool = False
     has_result: bool = False
+    bred_from: tuple[tuple[str, float], ...] = ()
+    """A bred version's parents (version id, weight), in order; the first gave the settings."""
+    generation: int = 0
 
     def recipe(self, notes: list[str] | None = None) -> Recipe:
         """The version's recipe; a prompt over the cap is cut, with a sentence in ``notes``."""
@@ -126,6 +157,20 @@ class LayerRecord:
     pixels: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, eq=False)
+class ScoreRecord:
+    """A version's stored scores and what produced them (``setting_json``, a
+    :class:`~studio.protocol.ScoreSetting` as JSON); ``features`` is float32 bytes."""
+
+    version_id: str
+    setting_json: str
+    fidelity: float
+    novelty: float
+    novelty_unconditional: float | None
+    context_novelty: float | None
+    features: bytes = field(repr=False)
+
+
 @dataclass(frozen=True)
 class ProjectSnapshot:
     """What opening a document needs, read in one consistent transaction.
@@ -139,6 +184,7 @@ class ProjectSnapshot:
     step_indices: dict[str, list[int]]
     last_previews: dict[str, bytes]
     layers: list[LayerRecord]
+    scores: dict[str, ScoreRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
