@@ -198,6 +198,7 @@ class BroodView(QWidget):
         state = self._state
         for cell in self.cells.values():
             self.grid.removeWidget(cell)
+            cell.hide()  # deleteLater waits for the event loop; until then it would still paint
             cell.deleteLater()
         self.cells = {}
         columns = state.columns

@@ -156,8 +156,8 @@ class ScatterPlot(QWidget):
             return
         (x0, x1), (y0, y1) = self._ranges(shown)
         align_top = Qt.AlignmentFlag.AlignTop
-        painter.drawText(bottom, align_top | Qt.AlignmentFlag.AlignLeft, f"{x0:.3g}")
-        painter.drawText(bottom, align_top | Qt.AlignmentFlag.AlignRight, f"{x1:.3g}")
+        painter.drawText(bottom, align_top | Qt.AlignmentFlag.AlignLeft, f"{x0:.3f}")
+        painter.drawText(bottom, align_top | Qt.AlignmentFlag.AlignRight, f"{x1:.3f}")
         painter.drawText(
             bottom,
             Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter,
@@ -165,9 +165,9 @@ class ScatterPlot(QWidget):
         )
         left = QRectF(0, frame.top(), MARGIN_LEFT - 4, frame.height())
         right_top = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop
-        painter.drawText(left, right_top, f"{y1:.3g}")
+        painter.drawText(left, right_top, f"{y1:.3f}")
         painter.drawText(
-            left, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, f"{y0:.3g}"
+            left, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, f"{y0:.3f}"
         )
         painter.save()
         painter.translate(12, frame.center().y())
@@ -338,9 +338,13 @@ class ScoresView(QWidget):
         front = set(self.plot.front_ids())
         for rank, vid in enumerate(self.sorted_ids(), 1):
             version = self._tree.get(vid)
-            text = f"{rank}. {score_text(version.name, self._scores[vid])}"
-            text += f" · mix {combined[vid]:.2f}" + (" · front" if vid in front else "")
-            item = QListWidgetItem(text)
+            score = self._scores[vid]
+            mark = " (front)" if vid in front else ""
+            item = QListWidgetItem(
+                f"{rank}. {version.name}{mark} · fidelity {score.fidelity:.3f} · "
+                f"novelty {score.novelty:.3f} · mix {combined[vid]:.2f}"
+            )
+            item.setToolTip(score_text(version.name, score))
             item.setData(_ID_ROLE, vid)
             image = self._tree.best_image(vid)
             if image is not None:

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 
 from studio import taste
 from studio.scores import SORT_KEYS
+from studio.ui.brood_view import BroodCell
 from studio.ui.scores_view import EXPLORE_TICKS
 from tests.ui.conftest import GENERATION_TIMEOUT_MS, generate_and_wait
 
@@ -117,3 +118,12 @@ def test_a_scored_brood_is_ordered_by_the_combined_score(qtbot, window):
     grid = window.broods.view.grid
     placed = [grid.itemAt(i).widget().version_id for i in range(grid.count())]
     assert placed == expected
+    current = set(window.broods.view.cells.values())
+    stale = [c for c in window.broods.view.grid_page.findChildren(BroodCell) if c not in current]
+    assert stale and all(c.isHidden() for c in stale), "replaced cells must not paint on"
+
+    def only_the_new_cells_show():
+        cells = window.broods.view.grid_page.findChildren(BroodCell)
+        assert sorted(c.version_id for c in cells if c.isVisible()) == sorted(children)
+
+    qtbot.waitUntil(only_the_new_cells_show)
