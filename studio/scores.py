@@ -1,9 +1,9 @@
 """Scores of versions in the window, without widgets: what was scored, and how they are ranked.
 
-:class:`VersionScore` is one version's fidelity, novelty and novelty in context,
-with the :class:`~studio.protocol.ScoreSetting` that produced it. The session
-keeps them (``Session.scores``) and fills them from the worker's ``Scored``
-messages. :class:`TasteState` is what the scores view shows: the set of versions
+The tree keeps each version's scores with the setting that produced them
+(:class:`~studio.document.scores.VersionScores`, stored in the project);
+:class:`TreeScores` reads them as a mapping (``Session.scores``), which the session
+fills from the worker's ``Scored`` messages. :class:`TasteState` is what the scores view shows: the set of versions
 on view, the explore ↔ exploit mix and the sort key; setting a field emits its
 signal only on a change, and the view follows. Ordering goes through
 :mod:`studio.taste`, so the window and the tests rank by the same rule.
@@ -11,31 +11,38 @@ signal only on a change, and the view follows. Ordering goes through
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from studio import taste
+from studio.document.scores import VersionScores
 from studio.document.versions import VersionTree
-from studio.protocol import ScoreSetting
 
 SORT_KEYS = ("combined", "fidelity", "novelty")
 DEFAULT_EXPLORE = 0.5
 
 
-@dataclass(frozen=True)
-class VersionScore:
-    """One version's scores (see :class:`~studio.protocol.ScoreRow` and ``Scored``).
+class TreeScores(Mapping[str, VersionScores]):
+    """Version id → :class:`~studio.document.scores.VersionScores`, read live from the
+    tree (which stores them in the project): only versions that have scores."""
 
-    ``context_novelty`` is relative to the set it was scored with (its leave-one-out
-    Vendi contribution), so it changes meaning when that set changes."""
+    def __init__(self, tree: VersionTree) -> None:
+        self._tree = tree
 
-    fidelity: float
-    novelty: float
-    context_novelty: float
-    setting: ScoreSetting
+    def __getitem__(self, version_id: str) -> VersionScores:
+        scores = self._tree.scores(version_id) if version_id in self._tree else None
+        if scores is None:
+            raise KeyError(version_id)
+        return scores
+
+    def __iter__(self) -> Iterator[str]:
+        return (v.id for v in self._tree.versions() if v.scores is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def score_groups(tree: VersionTree, version_ids: Sequence[str]) -> list[ScoreGro
 
 
 def ordered(
-    scores: Mapping[str, VersionScore], version_ids: Sequence[str], key: str, explore: float
+    scores: Mapping[str, VersionScores], version_ids: Sequence[str], key: str, explore: float
 ) -> list[str]:
     """The scored ones of ``version_ids``, best first: by fidelity, by novelty, or by the
     combined score at the ``explore`` mix (:func:`studio.taste.ranking`)."""

@@ -38,6 +38,7 @@ from studio.brood import DEFAULT_CHILDREN, DEFAULT_DOSE, BroodOrigins
 from studio.document.commands import AddVersionCommand, DeleteVersionCommand, RenameVersionCommand
 from studio.document.layers import LayerStack
 from studio.document.project import Project
+from studio.document.scores import VersionScores
 from studio.document.versions import StepRef, Version, VersionTree
 from studio.engine.breeding import brood_of
 from studio.engine.memory import SizeBudget
@@ -69,7 +70,7 @@ from studio.protocol import (
     TokenInfo,
     job_label,
 )
-from studio.scores import VersionScore, score_groups
+from studio.scores import TreeScores, score_groups
 from studio.workers.client import WorkerClient
 from studio.workers.qt import MessageChannel
 
@@ -198,7 +199,8 @@ class Session(QObject):
     - ``progress_changed(Progress | None)``, ``status(text, ms)``, ``error(text | None)``.
     - ``cancelling(job_id | None)``: a cancel was asked (None: the running job), before
       the worker confirms it, so views can say so at once.
-    - ``scores_changed()``: :attr:`scores` (version id → VersionScore) has new entries;
+    - ``scores_changed()``: :attr:`scores` (version id → VersionScores, read from the
+      tree, which the project stores) has new entries;
       ``score_progress((done, total) | None)``: items scored of the Score jobs in
       flight (None: none left).
     """
@@ -234,7 +236,7 @@ class Session(QObject):
         self.jobs: dict[int, Job] = {}
         self.failed_ids: set[str] = set()
         self.interrupted_ids: set[str] = set()
-        self.scores: dict[str, VersionScore] = {}
+        self.scores = TreeScores(self.tree)
         self.score_jobs: dict[int, ScoreJob] = {}
         self._job_ids = itertools.count(1)
         self._trajectory: list[StepRef] = []
@@ -541,11 +543,11 @@ class Session(QObject):
         job = self.score_jobs.pop(message.job_id, None)
         if job is None:
             return
-        scored = {}
+        alone = len(message.rows) < 2  # novelty in context needs a context
         for row, context in zip(message.rows, message.context_novelty, strict=True):
             if row.key in self.tree:
-                scored[row.key] = VersionScore(row.fidelity, row.novelty, context, message.setting)
-        self.scores.update(scored)
+                scores = VersionScores.from_row(row, message.setting, None if alone else context)
+                self.tree.set_scores(row.key, scores)
         self._emit_score_progress()
         self.status.emit(
             f"Scored {len(message.rows)} in {message.elapsed:.1f} s "

@@ -55,6 +55,7 @@ class ScoreActions(QObject):
         self.view.version_clicked.connect(self.show_version)
         self.view.order_brood_requested.connect(self.order_brood)
         session.scores_changed.connect(self.view.refresh)
+        session.tree.scores_changed.connect(self.view.refresh)  # undo, reopening, other setters
         session.score_progress.connect(self.view.set_progress)
         session.view.version_changed.connect(lambda _vid: self.view.plot.update())
         session.tree.version_removed.connect(self.state.forget)

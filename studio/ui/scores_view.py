@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from studio import taste
+from studio.document.scores import VersionScores
 from studio.document.versions import VersionTree
-from studio.scores import SORT_KEYS, TasteState, VersionScore, ordered
+from studio.scores import SORT_KEYS, TasteState, ordered
 from studio.ui.qimage import to_qimage, to_thumbnail
 
 EXPLORE_TICKS = 100
@@ -44,11 +45,11 @@ SORT_LABELS = {"combined": "Combined (slider)", "fidelity": "Fidelity", "novelty
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
 
-def score_text(name: str, score: VersionScore) -> str:
-    return (
-        f"{name} · fidelity {score.fidelity:.3f} · novelty {score.novelty:.3f} · "
-        f"in context {score.context_novelty:.2f}"
-    )
+def score_text(name: str, score: VersionScores) -> str:
+    text = f"{name} · fidelity {score.fidelity:.3f} · novelty {score.novelty:.3f}"
+    if score.context_novelty is not None:
+        text += f" · novelty among those scored with it {score.context_novelty:+.2f}"
+    return text
 
 
 class ScatterPlot(QWidget):
@@ -61,7 +62,7 @@ class ScatterPlot(QWidget):
     def __init__(
         self,
         tree: VersionTree,
-        scores: Mapping[str, VersionScore],
+        scores: Mapping[str, VersionScores],
         state: TasteState,
         current: Callable[[], str | None],
         parent: QWidget | None = None,
@@ -247,7 +248,7 @@ class ScoresView(QWidget):
     def __init__(
         self,
         tree: VersionTree,
-        scores: Mapping[str, VersionScore],
+        scores: Mapping[str, VersionScores],
         state: TasteState,
         current: Callable[[], str | None],
         parent: QWidget | None = None,

@@ -47,14 +47,14 @@ def test_score_groups_send_results_or_the_last_checkpoint_grouped_by_prompt(qapp
 
 
 def test_ordered_sorts_by_each_key_and_refuses_an_unknown_one():
+    from studio.document.scores import VersionScores
     from studio.protocol import ScoreSetting
-    from studio.scores import VersionScore
 
     setting = ScoreSetting("m", "", 8, 2, 0)
     scores = {
-        "a": VersionScore(0.3, 1.0, 0.5, setting),
-        "b": VersionScore(0.1, 3.0, 0.5, setting),
-        "c": VersionScore(0.2, 2.0, 0.5, setting),
+        "a": VersionScores(setting, 0.3, 1.0),
+        "b": VersionScores(setting, 0.1, 3.0),
+        "c": VersionScores(setting, 0.2, 2.0),
     }
     assert ordered(scores, ["a", "b", "c", "gone"], "fidelity", 0.5) == ["a", "c", "b"]
     assert ordered(scores, ["a", "b", "c"], "novelty", 0.5) == ["b", "c", "a"]
@@ -94,11 +94,20 @@ def test_scoring_versions_fills_scores_with_progress_and_repeats_exactly(
         job_ids = session.score(ids, timesteps=2, noises=1)
     assert len(job_ids) == 1 and not session.score_jobs
     assert progress[0] == (0, 2) and progress[-1] is None and (2, 2) in progress
-    first = dict(session.scores)
+    first = {vid: (s.fidelity, s.novelty, s.context_novelty) for vid, s in session.scores.items()}
     assert set(first) == set(ids)
-    assert first[ids[0]].setting.timesteps == 2
-    assert first[ids[0]].fidelity != first[ids[1]].fidelity
+    assert session.tree.scores(ids[0]) is session.scores[ids[0]]
+    assert session.scores[ids[0]].setting.timesteps == 2
+    assert first[ids[0]][0] != first[ids[1]][0]
+    assert all(context is not None for _, _, context in first.values())
 
     with qtbot.waitSignal(session.scores_changed, timeout=60_000):
         session.score(ids, timesteps=2, noises=1)
-    assert session.scores == first
+    again = {vid: (s.fidelity, s.novelty, s.context_novelty) for vid, s in session.scores.items()}
+    assert again == first
+
+    with qtbot.waitSignal(session.scores_changed, timeout=60_000):
+        session.score(ids[:1], timesteps=2, noises=1)
+    alone = session.scores[ids[0]]
+    assert (alone.fidelity, alone.novelty) == first[ids[0]][:2]
+    assert alone.context_novelty is None
