@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QScrollArea
 
 from studio.scores import TasteState, ordered
 from studio.session import Session
@@ -40,7 +40,12 @@ class ScoreActions(QObject):
         )
         self.dock = QDockWidget("Scores", window)
         self.dock.setObjectName("scores_dock")
-        self.dock.setWidget(self.view)
+        # in a scroll area, so the tab it shares with Versions never widens the window
+        area = QScrollArea()
+        area.setWidget(self.view)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.dock.setWidget(area)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         window.tabifyDockWidget(versions_dock, self.dock)
         versions_dock.raise_()
