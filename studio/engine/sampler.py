@@ -138,25 +138,8 @@ class Sampler:
                 found[key] = None
         return tuple(found)
 
-    @torch.no_grad()
     def _encode_one(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        model = self.model
-
-        def tokens(tokenizer: Any) -> torch.Tensor:
-            return tokenizer(
-                text,
-                padding="max_length",
-                max_length=tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids.to(model.device)
-
-        if not model.is_xl:
-            return model.text_encoder(tokens(model.tokenizer)).last_hidden_state, None
-        first = model.text_encoder(tokens(model.tokenizer), output_hidden_states=True)
-        second = model.text_encoder_2(tokens(model.tokenizer_2), output_hidden_states=True)
-        hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
-        return hidden, second.text_embeds
+        return encode_text(self.model, text)
 
     def _conditioning(self, recipe: Recipe) -> _Conditioning:
         guided = recipe.guidance != 1.0
@@ -655,3 +638,25 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
 def _release_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+@torch.no_grad()
+def encode_text(model: LoadedModel, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One text's hidden states for the UNet (and SDXL's pooled embedding), padded and
+    truncated to the encoder's length; the one encoding the sampler and the scores share."""
+
+    def tokens(tokenizer: Any) -> torch.Tensor:
+        return tokenizer(
+            text,
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(model.device)
+
+    if not model.is_xl:
+        return model.text_encoder(tokens(model.tokenizer)).last_hidden_state, None
+    first = model.text_encoder(tokens(model.tokenizer), output_hidden_states=True)
+    second = model.text_encoder_2(tokens(model.tokenizer_2), output_hidden_states=True)
+    hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+    return hidden, second.text_embeds

@@ -43,6 +43,7 @@ import torch
 from studio.engine import noise
 from studio.engine.errors import EngineError
 from studio.engine.models import LoadedModel
+from studio.engine.sampler import encode_text
 from studio.taste import ContextNovelty, context_novelty, vendi_score
 
 __all__ = [
@@ -292,26 +293,9 @@ class Scorer:
         stacked_pooled = torch.cat(pooled) if pooled[0] is not None else None
         return torch.cat(hidden).to(self.model.dtype), stacked_pooled
 
-    @torch.no_grad()
     def _encode_text(self, text: str) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The prompt's hidden states (and SDXL's pooled embedding), as the Sampler encodes them."""
-        model = self.model
-
-        def tokens(tokenizer) -> torch.Tensor:
-            return tokenizer(
-                text,
-                padding="max_length",
-                max_length=tokenizer.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids.to(model.device)
-
-        if not model.is_xl:
-            return model.text_encoder(tokens(model.tokenizer)).last_hidden_state, None
-        first = model.text_encoder(tokens(model.tokenizer), output_hidden_states=True)
-        second = model.text_encoder_2(tokens(model.tokenizer_2), output_hidden_states=True)
-        hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
-        return hidden, second.text_embeds
+        return encode_text(self.model, text)
 
     def _added_conditioning(self, pooled: torch.Tensor, shape: tuple) -> dict[str, torch.Tensor]:
         factor = self.model.size_factor

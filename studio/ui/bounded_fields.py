@@ -14,7 +14,25 @@ _WIDE_INT = 2**31 - 1
 _WIDE_FLOAT = 1e9
 
 
-class BoundedSpinBox(QSpinBox):
+class _StepsInRange:
+    """The arrows and the wheel stay inside ``allowed``, whatever was typed."""
+
+    allowed: tuple[float, float]
+
+    def stepBy(self, steps: int) -> None:
+        low, high = self.allowed
+        self.setValue(min(high, max(low, self.value() + steps * self.singleStep())))
+
+    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        if self.value() < self.allowed[1]:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        if self.value() > self.allowed[0]:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        return flags
+
+
+class BoundedSpinBox(_StepsInRange, QSpinBox):
     """A whole-number field allowing ``minimum``…``maximum``; see the module docstring."""
 
     def __init__(self, name: str, minimum: int, maximum: int, parent: QWidget | None = None):
@@ -32,15 +50,8 @@ class BoundedSpinBox(QSpinBox):
             return None
         return f"{self.name} must be a whole number from {low} to {high}; {value} is out of range."
 
-    def stepBy(self, steps: int) -> None:
-        low, high = self.allowed
-        self.setValue(min(high, max(low, self.value() + steps * self.singleStep())))
 
-    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:
-        return _step_flags(self.value(), self.allowed)
-
-
-class BoundedDoubleSpinBox(QDoubleSpinBox):
+class BoundedDoubleSpinBox(_StepsInRange, QDoubleSpinBox):
     """A decimal field allowing ``minimum``…``maximum``; see the module docstring."""
 
     def __init__(
@@ -58,19 +69,3 @@ class BoundedDoubleSpinBox(QDoubleSpinBox):
         if low <= value <= high:
             return None
         return f"{self.name} must be a number from {low:g} to {high:g}; {value:g} is out of range."
-
-    def stepBy(self, steps: int) -> None:
-        low, high = self.allowed
-        self.setValue(min(high, max(low, self.value() + steps * self.singleStep())))
-
-    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:
-        return _step_flags(self.value(), self.allowed)
-
-
-def _step_flags(value: float, allowed: tuple[float, float]) -> QAbstractSpinBox.StepEnabledFlag:
-    flags = QAbstractSpinBox.StepEnabledFlag.StepNone
-    if value < allowed[1]:
-        flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
-    if value > allowed[0]:
-        flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
-    return flags
