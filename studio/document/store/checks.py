@@ -70,7 +70,7 @@ def check_project_file(path: str | os.PathLike[str], *, held_elsewhere_ok: bool 
             header = f.read(100)
     except OSError as exc:
         raise ProjectError(f"{label} cannot be read ({exc.strerror or exc}).", R.IO) from None
-    _check_header(label, header, st.st_size)
+    _check_header(label, header, st.st_size, journal=journal_exists(path))
     try:
         schema = _check_through(path, label, st.st_size, ignore_journal=False)
     except ProjectError as exc:
@@ -135,7 +135,14 @@ def peek(path: str | os.PathLike[str]) -> ProjectSummary:
     return ProjectSummary(schema, versions, layers)
 
 
-def _check_header(label: str, header: bytes, size: int) -> None:
+def _check_header(label: str, header: bytes, size: int, *, journal: bool) -> None:
+    """Check the header bytes against the file's size.
+
+    With a ``-wal`` beside it, a file may legitimately be shorter than its
+    header says: a checkpoint killed after writing page 1 but before the pages
+    that extend the file leaves exactly that, and the journal still holds them.
+    The page count is then left to SQLite's own checks.
+    """
     if not header:
         raise ProjectError(
             f"{label} is empty, so it is not a Noise Studio project.", R.NOT_A_PROJECT
@@ -155,7 +162,10 @@ def _check_header(label: str, header: bytes, size: int) -> None:
     change_counter = header[24:28]
     header_pages = int.from_bytes(header[28:32], "big")
     if size % page_size or (
-        header[92:96] == change_counter and header_pages and size < header_pages * page_size
+        not journal
+        and header[92:96] == change_counter
+        and header_pages
+        and size < header_pages * page_size
     ):
         raise ProjectError(
             f"{label} is truncated: it is shorter than its header says.", R.TRUNCATED
