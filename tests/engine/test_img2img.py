@@ -34,7 +34,14 @@ MASK = _mask()
 
 def recipe(sampler: str = "Euler a", **changes) -> Recipe:
     base = Recipe(
-        "a red car", "blurry", seed=11, steps=STEPS, guidance=5.0, sampler=sampler, width=W, height=H
+        "a red car",
+        "blurry",
+        seed=11,
+        steps=STEPS,
+        guidance=5.0,
+        sampler=sampler,
+        width=W,
+        height=H,
     )
     return base.with_changes(**changes)
 
