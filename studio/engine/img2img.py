@@ -25,29 +25,15 @@ saved by any program has the same hash. The caller hands the pixels to the sampl
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from studio.engine.recipe import Recipe, RecipeError
+from studio.engine.recipe import Recipe, RecipeError, image_hash
 
-
-def image_hash(pixels: np.ndarray) -> str:
-    """The content hash a recipe names an image (H×W×3) or mask (H×W) by."""
-    array = np.ascontiguousarray(pixels, dtype=np.uint8)
-    if array.ndim == 3 and array.shape[2] == 3:
-        kind = "RGB"
-    elif array.ndim == 2:
-        kind = "L"
-    else:
-        raise RecipeError(
-            "An init image is RGB (height×width×3) and a mask is grey (height×width)."
-        )
-    header = f"{kind} {array.shape[1]}x{array.shape[0]}\n".encode("ascii")
-    return hashlib.sha256(header + array.tobytes()).hexdigest()
+__all__ = ["image_hash"]  # re-exported: defined beside the recipe that names images by it
 
 
 def start_index(steps: int, strength: float) -> int:

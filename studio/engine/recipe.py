@@ -418,6 +418,23 @@ class Recipe:
         return cls(**_capped(_coerce(data), notes))
 
 
+def image_hash(pixels: Any) -> str:
+    """The content hash a recipe names an image (H×W×3) or mask (H×W) by."""
+    import numpy as np
+
+    array = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if array.ndim == 3 and array.shape[2] == 3:
+        kind = "RGB"
+    elif array.ndim == 2:
+        kind = "L"
+    else:
+        raise RecipeError(
+            "An init image is RGB (height×width×3) and a mask is grey (height×width)."
+        )
+    header = f"{kind} {array.shape[1]}x{array.shape[0]}\n".encode("ascii")
+    return hashlib.sha256(header + array.tobytes()).hexdigest()
+
+
 def model_name(ref: str) -> str:
     """The name a model reference is shown and shared by, never a local path.
 
