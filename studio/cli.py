@@ -131,13 +131,13 @@ DEFAULT_STRENGTH = 0.75
 def _init_images(args: argparse.Namespace, recipe: Any) -> tuple[Any, tuple[Any, ...]]:
     """``recipe`` starting from ``--init-image`` (and ``--mask``), with the pixels it names."""
     from studio.document.imageio import read_image
-    from studio.engine import img2img
+    from studio.engine import img2img, init_pixels
 
     if args.init_image is None:
         if args.mask is not None or args.strength is not None:
             raise CliError("--strength and --mask need an --init-image.")
         return recipe, ()
-    image = img2img.rgb_of(read_image(args.init_image).pixels)
+    image = init_pixels.rgb_of(read_image(args.init_image).pixels)
     changes: dict[str, Any] = {"init_image": img2img.image_hash(image), "mask": ""}
     if args.resume is None:
         changes["strength"] = DEFAULT_STRENGTH if args.strength is None else args.strength
@@ -145,7 +145,7 @@ def _init_images(args: argparse.Namespace, recipe: Any) -> tuple[Any, tuple[Any,
             changes["width"], changes["height"] = int(image.shape[1]), int(image.shape[0])
     images: tuple[Any, ...] = (image,)
     if args.mask is not None:
-        mask = img2img.mask_of(read_image(args.mask).pixels)
+        mask = init_pixels.mask_of(read_image(args.mask).pixels)
         if mask.shape != image.shape[:2]:
             raise CliError(
                 f"The mask is {mask.shape[1]}×{mask.shape[0]} pixels but the init image is "

@@ -404,7 +404,7 @@ class LocalWorker(WorkerClient):
             if start is not None:
                 first = int(start.step_index) + 1
             elif recipe.init_image:
-                from studio.engine.img2img import start_index  # torch loads on this thread
+                from studio.engine.init_pixels import start_index
 
                 first = start_index(recipe.steps, recipe.strength)
             else:
