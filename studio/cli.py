@@ -107,9 +107,53 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="continue from a saved checkpoint; options given override its recipe",
     )
+    add(
+        "--init-image",
+        type=Path,
+        metavar="FILE",
+        help="start from this image (PNG, JPEG or WebP); the size defaults to the image's",
+    )
+    add(
+        "--strength",
+        type=float,
+        help="with --init-image: how far the image is pushed into noise, 0-1; default 0.75",
+    )
+    add("--mask", type=Path, metavar="FILE", help="with --init-image: repaint where it is white")
     add("--json", action="store_true", help="print a one-line JSON summary")
     add("--debug", action="store_true", help="show tracebacks")
     return parser
+
+
+DEFAULT_STRENGTH = 0.75
+"""A1111's default denoising strength for image-to-image."""
+
+
+def _init_images(args: argparse.Namespace, recipe: Any) -> tuple[Any, tuple[Any, ...]]:
+    """``recipe`` starting from ``--init-image`` (and ``--mask``), with the pixels it names."""
+    from studio.document.imageio import read_image
+    from studio.engine import img2img, init_pixels
+
+    if args.init_image is None:
+        if args.mask is not None or args.strength is not None:
+            raise CliError("--strength and --mask need an --init-image.")
+        return recipe, ()
+    image = init_pixels.rgb_of(read_image(args.init_image).pixels)
+    changes: dict[str, Any] = {"init_image": img2img.image_hash(image), "mask": ""}
+    if args.resume is None:
+        changes["strength"] = DEFAULT_STRENGTH if args.strength is None else args.strength
+        if args.size is None and getattr(args, "recipe", None) is None:
+            changes["width"], changes["height"] = int(image.shape[1]), int(image.shape[0])
+    images: tuple[Any, ...] = (image,)
+    if args.mask is not None:
+        mask = init_pixels.mask_of(read_image(args.mask).pixels)
+        if mask.shape != image.shape[:2]:
+            raise CliError(
+                f"The mask is {mask.shape[1]}×{mask.shape[0]} pixels but the init image is "
+                f"{image.shape[1]}×{image.shape[0]}."
+            )
+        changes["mask"] = img2img.image_hash(mask)
+        images += (mask,)
+    return recipe.with_changes(**changes), images
 
 
 _RECIPE_OPTIONS = {
@@ -217,6 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         recipe = recipe.branched_from(start.recipe, start.step_index)
     else:
         recipe = base_recipe(args)
+    recipe, images = _init_images(args, recipe)
     recipe.validate(
         size_factor=1
     )  # before loading anything; the model's own factor is checked again below
@@ -226,7 +271,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise CliError(f"--checkpoint-at K must be a step from 1 to {recipe.steps}, not {k!r}.")
         checkpoints[int(k) - 1] = Path(file)
 
-    sized = args.size is not None or args.resume is not None or getattr(args, "recipe", None)
+    sized = (
+        args.size is not None
+        or args.resume is not None
+        or getattr(args, "recipe", None)
+        or args.init_image is not None
+    )
     sampler, recipe = load_sampler(args, recipe, keep_size=bool(sized))
     model = sampler.model
     recipe.validate(model.size_factor)
@@ -235,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.every_step.mkdir(parents=True, exist_ok=True)
     latent = start.latent if start is not None else None
     steps_run = 0
-    for step in sampler.run(recipe, start=start, cancel=threading.Event()):
+    for step in sampler.run(recipe, start=start, cancel=threading.Event(), images=images):
         steps_run += 1
         latent = step.latent
         if step.index in checkpoints:
@@ -243,9 +293,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.every_step is not None:
             preview = step.preview_x0 if args.preview == "x0" else step.preview_xt
             _write_preview(args.every_step / f"step_{step.index + 1:04d}.png", preview, recipe)
-    if latent is None:
+    if latent is None and not recipe.init_image:
         raise CliError("Nothing was rendered.")
-    image = sampler.decode(latent)
+    image = sampler.finish(recipe, latent, images)
     if args.out is not None:
         _write_image(args.out, image, recipe, model.model_hash)
     return {

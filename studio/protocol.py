@@ -71,12 +71,16 @@ class ListModels:
 
 @dataclass(frozen=True)
 class Generate:
-    """Run ``recipe`` from noise into version ``version_id``."""
+    """Run ``recipe`` from noise into version ``version_id``.
+
+    ``images``: the uint8 pixels the recipe names by hash (an init image, H×W×3, and
+    a mask, H×W), for image-to-image and inpainting; empty for text-to-image."""
 
     job_id: int
     version_id: str
     recipe: Recipe
     label: str = ""
+    images: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,8 @@ class Resume:
     recipe: Recipe
     checkpoint: bytes
     label: str = ""
+    images: tuple[np.ndarray, ...] = ()
+    """As Generate's: the pixels the recipe names, needed again at every step of an inpaint."""
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from studio.document.scores import VersionScores
 from studio.document.versions import StepRef, Version, VersionTree
 from studio.engine.breeding import brood_of
 from studio.engine.memory import SizeBudget
-from studio.engine.recipe import BUNDLED_MODEL, Recipe
+from studio.engine.recipe import BUNDLED_MODEL, Recipe, RecipeError
+from studio.init_images import InitImagePool
 from studio.protocol import (
     Cancel,
     CancelAll,
@@ -238,6 +239,7 @@ class Session(QObject):
         self.interrupted_ids: set[str] = set()
         self.scores = TreeScores(self.tree)
         self.score_jobs: dict[int, ScoreJob] = {}
+        self.init_images = InitImagePool(lambda: self.project.store if self.project else None)
         self._job_ids = itertools.count(1)
         self._trajectory: list[StepRef] = []
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
@@ -298,16 +300,36 @@ class Session(QObject):
         if branch is not None:
             parent = self.tree.get(branch.version_id).recipe
             recipe = recipe.branched_from(parent, branch.step_index)
+        images = self.init_images.for_recipe(recipe)
         job = Job(next(self._job_ids), uuid.uuid4().hex, recipe, branch)
         label = job_label(recipe)
         if branch is None:
-            request: Generate | Resume = Generate(job.job_id, job.version_id, recipe, label)
+            request: Generate | Resume = Generate(job.job_id, job.version_id, recipe, label, images)
         else:
             checkpoint = self.tree.step(branch.version_id, branch.step_index).checkpoint
-            request = Resume(job.job_id, job.version_id, recipe, checkpoint, label)
+            request = Resume(job.job_id, job.version_id, recipe, checkpoint, label, images)
         self.jobs[job.job_id] = job
         self.client.send(request)
         return job.job_id
+
+    def generate_from_layer(
+        self, layer_id: str, recipe: Recipe, strength: float, mask: np.ndarray | None = None
+    ) -> int:
+        """Image-to-image from a layer's pixels at ``strength`` (inpainting inside ``mask``,
+        255 repaints), at the layer's size, as a new root version; returns the job id.
+        Raises RecipeError (nothing sent) when the recipe cannot run."""
+        pixels = self.layers.layer(layer_id).pixels
+        height, width = pixels.shape[:2]
+        if mask is not None and mask.shape[:2] != (height, width):
+            raise RecipeError(
+                f"The mask is {mask.shape[1]}×{mask.shape[0]} pixels but the layer is "
+                f"{width}×{height}."
+            )
+        changes = {"init_image": self.init_images.keep(pixels, "image"), "strength": strength}
+        changes["mask"] = self.init_images.keep(mask, "mask") if mask is not None else ""
+        recipe = recipe.with_changes(width=width, height=height, lineage=(), **changes)
+        recipe.validate(self.model.size_factor)
+        return self.generate(recipe)
 
     def breed(
         self,

@@ -96,6 +96,13 @@ class Recipe:
     batch: int = 1
     model_config: str = ""
     """The local config folder a single-file ``model`` loads with ("" for folders)."""
+    init_image: str = ""
+    """Image-to-image: the init image's content hash (``img2img.image_hash``: sha256 of
+    its pixels); a project keeps the image under this hash in its ``images`` table."""
+    strength: float = 1.0
+    """How far the init image is pushed into noise, 0 to 1 (1: from noise alone)."""
+    mask: str = ""
+    """Inpainting: the mask's content hash (white repaints), stored like the init image."""
 
     # ---- JSON -------------------------------------------------------------
 
@@ -198,6 +205,7 @@ class Recipe:
             or not 1 <= self.steps <= MAX_STEPS
         ):
             raise RecipeError(f"Steps must be a whole number from 1 to {MAX_STEPS}.")
+        self._validate_init()
         if not _finite(self.guidance) or not 0.0 <= self.guidance <= 50.0:
             raise RecipeError("CFG scale must be a number from 0 to 50.")
         for name in ("variation_strength", "renoise_strength", "mutation_dose"):
@@ -233,6 +241,16 @@ class Recipe:
         ):
             raise RecipeError(f"The batch size must be a whole number from 1 to {MAX_BATCH}.")
         return self
+
+    def _validate_init(self) -> None:
+        if not _finite(self.strength) or not 0.0 <= self.strength <= 1.0:
+            raise RecipeError("The strength must be a number from 0 to 1.")
+        for name in ("init_image", "mask"):
+            value = getattr(self, name)
+            if value and not _SHA256.fullmatch(value):
+                raise RecipeError(f"The {name.replace('_', ' ')} must be named by a sha256 hash.")
+        if not self.init_image and (self.mask or self.strength != 1.0):
+            raise RecipeError("A strength below 1 or a mask needs an init image.")
 
     def _validate_genome(self) -> None:
         if not isinstance(self.parents, tuple) or len(self.parents) > MAX_PARENTS:
@@ -311,6 +329,12 @@ class Recipe:
             ]
         if self.temperature != 1.0:
             pairs.append(("Temperature", _number(self.temperature)))
+        if self.init_image:
+            pairs += [
+                ("Denoising strength", _number(self.strength)),
+                ("Init image hash", self.init_image),
+                ("Mask hash", self.mask or None),
+            ]
         parent = self.parent
         if parent is not None:
             pairs.append(("Branch", f"step {self.branch_step + 1} of {parent.short_hash()}"))
@@ -382,12 +406,33 @@ class Recipe:
             data["mutation_dose"] = params.get("Mutation dose", "0")
         if "Temperature" in params:
             data["temperature"] = params["Temperature"]
+        if "Init image hash" in params:
+            data["init_image"] = params["Init image hash"]
+            data["strength"] = params.get("Denoising strength", "1")
+            data["mask"] = params.get("Mask hash", "")
         if "Branch" in params and notes is not None:
             notes.append(
                 f"The image is a branch ({params['Branch']}); its parameters text alone does not "
                 "reproduce it, its Noise Studio recipe does."
             )
         return cls(**_capped(_coerce(data), notes))
+
+
+def image_hash(pixels: Any) -> str:
+    """The content hash a recipe names an image (H×W×3) or mask (H×W) by."""
+    import numpy as np
+
+    array = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if array.ndim == 3 and array.shape[2] == 3:
+        kind = "RGB"
+    elif array.ndim == 2:
+        kind = "L"
+    else:
+        raise RecipeError(
+            "An init image is RGB (height×width×3) and a mask is grey (height×width)."
+        )
+    header = f"{kind} {array.shape[1]}x{array.shape[0]}\n".encode("ascii")
+    return hashlib.sha256(header + array.tobytes()).hexdigest()
 
 
 def model_name(ref: str) -> str:
@@ -483,6 +528,7 @@ _FLOAT_FIELDS = {
     "renoise_strength",
     "mutation_dose",
     "temperature",
+    "strength",
 }
 _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "parents": (),
@@ -491,9 +537,21 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "temperature": 1.0,
     "lineage": (),
     "batch": 1,
+    "init_image": "",
+    "strength": 1.0,
+    "mask": "",
 }
 """Fields added after recipes were first written: left out of the JSON at these values."""
-_STR_FIELDS = {"prompt", "negative_prompt", "sampler", "model", "model_config"}
+_STR_FIELDS = {
+    "prompt",
+    "negative_prompt",
+    "sampler",
+    "model",
+    "model_config",
+    "init_image",
+    "mask",
+}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:

@@ -21,14 +21,14 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from studio.engine import noise, schedulers
+from studio.engine import img2img, noise, schedulers
 from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
 from studio.engine.memory_saving import tiling_when_short
@@ -185,8 +185,13 @@ class Sampler:
         recipe: Recipe,
         start: Checkpoint | None = None,
         cancel: threading.Event | None = None,
+        images: Sequence[np.ndarray] = (),
     ) -> Iterator[Step]:
-        """Yield one Step per denoising step; from ``start`` on if given (see the module docstring)."""
+        """Yield one Step per denoising step; from ``start`` on if given (see the module docstring).
+
+        ``images`` holds the pixels the recipe (and its lineage) names by hash: init
+        images and masks (see :mod:`studio.engine.img2img`). An image-to-image run
+        yields its steps from ``img2img.start_index`` on."""
         model = self.model
         recipe.validate(model.size_factor)
         shape = self.latent_shape(recipe)
@@ -211,13 +216,16 @@ class Sampler:
                 f"Out of memory while encoding the prompt. {OOM_ADVICE}"
             ) from exc
 
+        start_noise = _start_latent(recipe, shape)
+        init = img2img.init_latents(model, recipe, images, start_noise)
         if start is None and recipe.lineage:
-            start = self._lineage_start(recipe, cancel)
+            start = self._lineage_start(recipe, cancel, images)
             if start is None:
                 return
         if start is None:
-            first = 0
-            latent = _start_latent(recipe, shape).to(model.device) * scheduler.init_noise_sigma
+            first, latent = _first_latent(
+                recipe, scheduler, levels, start_noise, init, model.device
+            )
         else:
             _check_resumable(start, recipe, shape)
             first = start.step_index + 1
@@ -252,6 +260,9 @@ class Sampler:
                 latent = scheduler.step(model_output, timestep, latent, **kwargs).prev_sample
                 if spec.noise == "generator" and recipe.temperature != 1.0:
                     latent = _ancestral_temperature(latent, scheduler, recipe, index, shape)
+                if init is not None:
+                    latent = init.keep_known(latent, levels[index + 1])
+                    x0_pred = init.keep_known_x0(x0_pred)
             except _Cancelled:
                 return
             except RuntimeError as exc:
@@ -283,7 +294,9 @@ class Sampler:
                 checkpoint=checkpoint,
             )
 
-    def _lineage_start(self, recipe: Recipe, cancel: threading.Event | None) -> Checkpoint | None:
+    def _lineage_start(
+        self, recipe: Recipe, cancel: threading.Event | None, images: Sequence[np.ndarray] = ()
+    ) -> Checkpoint | None:
         """The checkpoint a branch recipe resumes from, made by replaying its lineage from noise.
 
         Each hand-over goes through the checkpoint's bytes, as the window's and the CLI's
@@ -292,7 +305,7 @@ class Sampler:
         checkpoint: Checkpoint | None = None
         for point in recipe.lineage:
             reached: Step | None = None
-            for step in self.run(point.recipe, start=checkpoint, cancel=cancel):
+            for step in self.run(point.recipe, start=checkpoint, cancel=cancel, images=images):
                 reached = step
                 if step.index == point.step_index:
                     break
@@ -380,7 +393,10 @@ class Sampler:
         return results
 
     def run_batch(
-        self, recipes: list[Recipe], cancel: threading.Event | None = None
+        self,
+        recipes: list[Recipe],
+        cancel: threading.Event | None = None,
+        images: Sequence[np.ndarray] = (),
     ) -> Iterator[tuple[int, Step]]:
         """Run recipes from noise as one UNet batch; yields (position in ``recipes``, Step),
         every recipe's step k before any step k+1.
@@ -393,18 +409,13 @@ class Sampler:
         if not recipes:
             return
         lead = recipes[0]
-        key = (lead.steps, lead.sampler, lead.width, lead.height, lead.batch, lead.guidance != 1.0)
+        key = _batch_key(lead)
         for recipe in recipes:
             recipe.validate(model.size_factor)
-            if (
-                recipe.steps,
-                recipe.sampler,
-                recipe.width,
-                recipe.height,
-                recipe.batch,
-                recipe.guidance != 1.0,
-            ) != key:
-                raise RecipeError("A batch's recipes share steps, sampler, size and batch size.")
+            if _batch_key(recipe) != key:
+                raise RecipeError(
+                    "A batch's recipes share steps, sampler, size, batch size and strength."
+                )
             if recipe.lineage:
                 raise RecipeError("A branch runs alone, from its parent's checkpoint.")
         if len(recipes) > lead.batch:
@@ -422,11 +433,17 @@ class Sampler:
                 conditionings = [self._conditioning(r) for r in recipes]
         except _Cancelled:
             return
-        latents = [
-            _start_latent(r, shape).to(model.device) * run.init_noise_sigma
-            for r, run in zip(recipes, runs, strict=True)
+        noises = [_start_latent(r, shape) for r in recipes]
+        inits = [
+            img2img.init_latents(model, r, images, n) for r, n in zip(recipes, noises, strict=True)
         ]
-        for index in range(lead.steps):
+        starts = [
+            _first_latent(r, run, levels, n, init, model.device)
+            for r, run, n, init in zip(recipes, runs, noises, inits, strict=True)
+        ]
+        first = starts[0][0]
+        latents = [latent for _, latent in starts]
+        for index in range(first, lead.steps):
             if cancel is not None and cancel.is_set():
                 return
             timestep = runs[0].timesteps[index]
@@ -460,6 +477,10 @@ class Sampler:
                 ).prev_sample
                 if spec.noise == "generator" and recipe.temperature != 1.0:
                     latent = _ancestral_temperature(latent, scheduler, recipe, index, shape)
+                init = inits[position]
+                if init is not None:
+                    latent = init.keep_known(latent, levels[index + 1])
+                    x0_pred = init.keep_known_x0(x0_pred)
                 if not bool(torch.isfinite(latent).all()):
                     raise NonFiniteError(
                         f"The image became invalid (NaN) at step {index + 1} of {lead.steps}; "
@@ -509,14 +530,40 @@ class Sampler:
             _release_memory()
             raise OutOfMemoryError(f"Out of memory while decoding the image. {OOM_ADVICE}") from exc
 
+    def finish(
+        self,
+        recipe: Recipe,
+        latent: torch.Tensor | None,
+        images: Sequence[np.ndarray] = (),
+        cancel: threading.Event | None = None,
+    ) -> np.ndarray | None:
+        """The result image of a run that ended with ``latent``: its decode, composited
+        with the init pixels outside an inpainting mask. ``latent`` None: a run that had
+        no step to take (strength 0), whose result is the init image through the VAE."""
+        init = img2img.init_latents(
+            self.model, recipe, images, _start_latent(recipe, self.latent_shape(recipe))
+        )
+        if latent is None:
+            if init is None:
+                raise RecipeError("A text-to-image run has no result before its first step.")
+            latent = init.latent
+        image = self.decode(latent, cancel)
+        if image is None or init is None:
+            return image
+        return init.finish(image)
+
     def render(
-        self, recipe: Recipe, cancel: threading.Event | None = None
+        self,
+        recipe: Recipe,
+        cancel: threading.Event | None = None,
+        images: Sequence[np.ndarray] = (),
     ) -> tuple[list[Step], np.ndarray | None]:
-        """Run a whole recipe; returns its steps and the decoded image (None if cancelled)."""
-        steps = list(self.run(recipe, cancel=cancel))
-        if len(steps) < recipe.steps:
+        """Run a whole recipe; returns its steps and the result image (None if cancelled)."""
+        steps = list(self.run(recipe, cancel=cancel, images=images))
+        first = img2img.start_index(recipe.steps, recipe.strength) if recipe.init_image else 0
+        if len(steps) < recipe.steps - first or (cancel is not None and cancel.is_set()):
             return steps, None
-        return steps, self.decode(steps[-1].latent, cancel)
+        return steps, self.finish(recipe, steps[-1].latent if steps else None, images, cancel)
 
 
 class _Cancelled(Exception):
@@ -580,6 +627,37 @@ def _start_latent(recipe: Recipe, shape: tuple[int, ...]) -> torch.Tensor:
         recipe.mutation_dose,
     )
     return latent * recipe.temperature if recipe.temperature != 1.0 else latent
+
+
+def _first_latent(
+    recipe: Recipe,
+    scheduler: Any,
+    levels: list[tuple[float, float]],
+    start_noise: torch.Tensor,
+    init: img2img.InitLatents | None,
+    device: torch.device,
+) -> tuple[int, torch.Tensor]:
+    """The first step a run from scratch takes, and the latent it takes it from: the start
+    noise, or (image-to-image below strength 1) the init latent noised to that step."""
+    first = 0 if init is None else img2img.start_index(recipe.steps, recipe.strength)
+    if first == 0:
+        return 0, start_noise.to(device) * scheduler.init_noise_sigma
+    if hasattr(scheduler, "set_begin_index"):  # as diffusers' img2img pipelines do
+        scheduler.set_begin_index(first)
+    return first, init.noised(levels[first])
+
+
+def _batch_key(recipe: Recipe) -> tuple[Any, ...]:
+    first = img2img.start_index(recipe.steps, recipe.strength) if recipe.init_image else 0
+    return (
+        recipe.steps,
+        recipe.sampler,
+        recipe.width,
+        recipe.height,
+        recipe.batch,
+        recipe.guidance != 1.0,
+        first,
+    )
 
 
 def _ancestral_temperature(

@@ -69,6 +69,8 @@ class LayersPanel(QWidget):
             | QAbstractItemView.EditTrigger.EditKeyPressed
         )
         self.list.setToolTip("Double-click to rename, drag to reorder, tick to show or hide.")
+        # Features add their actions on the current layer to the list: its context menu.
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
 
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setObjectName("layerOpacity")

@@ -24,6 +24,7 @@ from studio.engine.recipe import BUNDLED_MODEL
 from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
 from studio.ui.brood_actions import BroodActions
+from studio.ui.canvas_generation import CanvasGeneration
 from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
@@ -94,6 +95,8 @@ class MainWindow(QMainWindow):
         self.broods.place_in(self.menus["generate"])
         self.scores = ScoreActions(session, self, self.versions, self.versions_dock, self.broods)
         self.scores.place_in(self.menus["generate"], self.menus["view"])
+        self.canvas_generation = CanvasGeneration(session, self.panel, self.workspace.panel, self)
+        self.canvas_generation.place_in(self.menus["generate"])
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)

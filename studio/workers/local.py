@@ -400,15 +400,25 @@ class LocalWorker(WorkerClient):
             start = None
             if isinstance(request, Resume):
                 start = self._load_checkpoint_fn(request.checkpoint)
-            first = 0 if start is None else int(start.step_index) + 1
+            images = getattr(request, "images", ())
+            if start is not None:
+                first = int(start.step_index) + 1
+            elif recipe.init_image:
+                from studio.engine.init_pixels import start_index
+
+                first = start_index(recipe.steps, recipe.strength)
+            else:
+                first = 0
             self.post(JobStarted(job_id, version_id, recipe, first, recipe.steps))
             began = time.perf_counter()
-            if start is not None and first >= recipe.steps:  # branching from the last step
-                image = self._sampler.decode(start.latent)
+            if first >= recipe.steps:  # branching from the last step, or strength 0
+                latent = None if start is None else start.latent
+                image = self._result(recipe, latent, images, job.cancel)
                 self.post(JobFinished(job_id, version_id, image, time.perf_counter() - began))
                 return
             last = None
-            for step in self._sampler.run(recipe, start=start, cancel=job.cancel):
+            from_image = {"images": images} if recipe.init_image else {}
+            for step in self._sampler.run(recipe, start=start, cancel=job.cancel, **from_image):
                 steps_done += 1
                 last = step
                 record = StepRecord(
@@ -429,7 +439,7 @@ class LocalWorker(WorkerClient):
             if job.cancel.is_set() or not complete:
                 self.post(JobCancelled(job_id, version_id, steps_done))
                 return
-            image = self._sampler.decode(last.latent, cancel=job.cancel)
+            image = self._result(recipe, last.latent, images, job.cancel)
             if image is None:
                 self.post(JobCancelled(job_id, version_id, steps_done))
                 return
@@ -438,6 +448,12 @@ class LocalWorker(WorkerClient):
             if not _is_expected(exc):  # a bug: keep its traceback for the log
                 traceback.print_exc()
             self.post(JobFailed(job_id, version_id, _one_sentence(exc), steps_done))
+
+    def _result(self, recipe: Any, latent: Any, images: Any, cancel: Any) -> Any:
+        """The run's result image: composited with the init image when it started from one."""
+        if recipe.init_image:
+            return self._sampler.finish(recipe, latent, images, cancel=cancel)
+        return self._sampler.decode(latent, cancel=cancel)
 
     def _run_score(self, job: _Job) -> None:
         """A Score job (see :mod:`studio.workers.score_job`); failures end it as JobFailed."""

@@ -23,11 +23,10 @@ from studio.document.store.connections import connect_probe
 from studio.document.store.errors import ProjectError, ProjectErrorReason, project_error
 from studio.document.store.files import journal_exists
 from studio.document.store.lock import holder
-from studio.document.store.migration import SCHEMAS, TABLES_V1
+from studio.document.store.migration import SCHEMAS, TABLES_BY_VERSION
 from studio.document.store.schema import (
     APPLICATION_ID,
     SCHEMA_VERSION,
-    TABLES,
     ProjectSummary,
 )
 from studio.engine.recipe import MAX_STEPS
@@ -197,12 +196,12 @@ def _check_contents(label: str, conn: sqlite3.Connection, size: int) -> int:
     if problems != ["ok"]:
         raise ProjectError(f"{label} is damaged ({problems[0]}).", R.CORRUPT)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    if not (TABLES if schema == SCHEMA_VERSION else TABLES_V1).issubset(tables):
+    if not TABLES_BY_VERSION[schema].issubset(tables):
         raise ProjectError(f"{label} is damaged: tables are missing.", R.CORRUPT)
     _check_schema(label, conn, schema)
     _check_counts(label, conn, schema)
     _check_graph(label, conn, schema)
-    _check_images(label, conn)
+    _check_images(label, conn, schema)
     return schema
 
 
@@ -290,6 +289,10 @@ def _check_counts(label: str, conn: sqlite3.Connection, version: int) -> None:
             "  OR typeof(fidelity) NOT IN ('real', 'integer')"
             "  OR typeof(novelty) NOT IN ('real', 'integer'))"
         ).fetchone()[0]
+    if version >= 3:
+        bad += conn.execute(
+            "SELECT count(*) FROM images WHERE typeof(hash) != 'text' OR typeof(png) != 'blob'"
+        ).fetchone()[0]
     if bad:
         raise ProjectError(
             f"{label} is damaged: {bad} rows hold values of the wrong kind.", R.INVALID
@@ -365,13 +368,15 @@ def png_within_cap(head: bytes, max_pixels: int = MAX_IMPORT_PIXELS) -> bool:
     return size is not None and 0 < size[0] * size[1] <= max_pixels and min(size) > 0
 
 
-def _check_images(label: str, conn: sqlite3.Connection) -> None:
+def _check_images(label: str, conn: sqlite3.Connection, version: int) -> None:
     columns = (
         ("versions", "result_png", "typeof(result_png) = 'blob'", "a result image"),
         ("steps", "preview_x0", "1", "a step preview"),
         ("steps", "preview_xt", "1", "a step preview"),
         ("layers", "pixels", "1", "a layer"),
     )
+    if version >= 3:
+        columns += (("images", "png", "1", "an init image or mask"),)
     for table, column, where, what in columns:
         rowids = [r[0] for r in conn.execute(f"SELECT rowid FROM {table} WHERE {where}")]
         for rowid in rowids:

@@ -453,6 +453,27 @@ class ProjectStore:
 
         return self.submit(write, "change layer pixels")
 
+    # ---- init images and masks ------------------------------------------------
+
+    def put_image(self, digest: str, kind: str, pixels: Image) -> Future[None]:
+        """Keep an init image or a mask (``kind`` "image" or "mask") under the content hash
+        a recipe names it by; a hash already kept is left as it is (it names the same pixels)."""
+        png = encode_png(pixels)
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR IGNORE INTO images(hash, kind, png) VALUES (?, ?, ?)",
+                (digest, kind, png),
+            )
+
+        return self.submit(write, "keep an init image")
+
+    def image(self, digest: str) -> np.ndarray | None:
+        """The init image or mask kept under ``digest``, or None."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT png FROM images WHERE hash = ?", (digest,)).fetchone()
+        return None if row is None else decode_png(row[0])
+
     def move_layer(self, layer_id: str, position: int) -> Future[None]:
         """Move a live layer to ``position`` (0 = bottom)."""
 

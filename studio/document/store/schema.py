@@ -2,8 +2,11 @@
 
 The schema has a version (``PRAGMA user_version``). Version 2 added the
 lineage of bred versions (``version_parents``: every parent with its weight, and
-``versions.generation``) and stored scores (``scores``). A version-1 file is
-upgraded by :mod:`~studio.document.store.migration` after a backup copy is
+``versions.generation``) and stored scores (``scores``). Version 3 added
+``images``: init images and masks, PNG, keyed by the content hash a recipe names
+them by (``studio.engine.img2img.image_hash``, the sha256 of their pixels); the
+canvas's current mask is the one ``meta`` names under ``canvas_mask``. An older file
+is upgraded by :mod:`~studio.document.store.migration` after a backup copy is
 written next to it; a newer file is refused by
 :func:`~studio.document.store.checks.check_project_file` without being touched.
 """
@@ -16,11 +19,11 @@ from dataclasses import dataclass, field
 
 from studio.engine.recipe import Recipe
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x4E535444  # "NSTD": marks the file as ours in the SQLite header
 APP_NAME = "noise-studio"
 SUFFIX = ".studio"
-TABLES = frozenset({"meta", "versions", "steps", "layers", "version_parents", "scores"})
+TABLES = frozenset({"meta", "versions", "steps", "layers", "version_parents", "scores", "images"})
 
 SCHEMA = f"""
 CREATE TABLE meta (
@@ -89,6 +92,12 @@ CREATE TABLE layers (
     version_id TEXT REFERENCES versions(id) ON DELETE SET NULL,
     deleted INTEGER NOT NULL DEFAULT 0,
     pixels BLOB NOT NULL
+);
+
+CREATE TABLE images (
+    hash TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('image', 'mask')),
+    png BLOB NOT NULL
 );
 
 PRAGMA application_id = {APPLICATION_ID};
