@@ -34,6 +34,7 @@ from studio.ui.project_menu import ProjectSession
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_view import QueueView
 from studio.ui.score_actions import ScoreActions
+from studio.ui.search_actions import SearchActions
 from studio.ui.status_bar import StatusWidgets, flash_tab
 from studio.ui.version_actions import VersionActions
 from studio.ui.versions_panel import VersionsPanel
@@ -94,6 +95,11 @@ class MainWindow(QMainWindow):
         self.broods.place_in(self.menus["generate"])
         self.scores = ScoreActions(session, self, self.versions, self.versions_dock, self.broods)
         self.scores.place_in(self.menus["generate"], self.menus["view"])
+        self.searches = SearchActions(
+            session, self.binding, self.broods, self.versions, self.scores.state,
+            self.statusBar(), self,
+        )  # fmt: skip
+        self.searches.place_in(self.menus["generate"])
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)
