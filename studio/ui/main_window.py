@@ -27,6 +27,7 @@ from studio.ui.brood_actions import BroodActions
 from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
+from studio.ui.grid_actions import GridActions
 from studio.ui.image_drop import ImageImporter
 from studio.ui.pages import Pages
 from studio.ui.panel_binding import PanelBinding
@@ -100,6 +101,8 @@ class MainWindow(QMainWindow):
             self.statusBar(), self,
         )  # fmt: skip
         self.searches.place_in(self.menus["generate"])
+        self.grids = GridActions(session, self.binding, self.pages, self)
+        self.grids.place_in(self.menus["generate"], self.menus["view"])
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)
