@@ -29,6 +29,7 @@ from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
 from studio.ui.grid_actions import GridActions
 from studio.ui.image_drop import ImageImporter
+from studio.ui.lineage_actions import LineageActions
 from studio.ui.pages import Pages
 from studio.ui.panel_binding import PanelBinding
 from studio.ui.project_menu import ProjectSession
@@ -103,6 +104,8 @@ class MainWindow(QMainWindow):
         self.searches.place_in(self.menus["generate"])
         self.grids = GridActions(session, self.binding, self.pages, self)
         self.grids.place_in(self.menus["generate"], self.menus["view"])
+        self.lineage = LineageActions(session, self, self.versions_dock)
+        self.lineage.place_in(self.menus["view"])
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)
