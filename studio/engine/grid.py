@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from studio.engine import noise
 from studio.engine.recipe import Recipe, RecipeError
+from studio.engine.seeds import mutation_seed
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -65,7 +65,7 @@ class Axis:
             if self.name == "temperature":
                 return recipe.with_changes(temperature=float(value))
             if self.name == "dose":
-                seed = noise.mutation_seed(recipe.seed, 0)
+                seed = mutation_seed(recipe.seed, 0)
                 return recipe.with_changes(mutation_seed=seed, mutation_dose=float(value))
         except ValueError:
             raise RecipeError(

@@ -87,6 +87,11 @@ class VersionsPanel(QWidget):
         self.order = QComboBox()
         for key, label in ORDER_LABELS.items():
             self.order.addItem(label, key)
+        # the dock may be narrow: the box shrinks rather than widen it
+        self.order.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.order.setMinimumContentsLength(8)
         self.order.setToolTip(
             "Creation order shows the tree; a score lists every version best first "
             "(unscored ones last), the combined score at the Scores dock's explore mix"
