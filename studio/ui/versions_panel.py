@@ -140,7 +140,8 @@ class VersionsPanel(QWidget):
         item = self._items.get(version_id) if version_id else None
         if item is not None:
             item.setSelected(True)
-            self.view.setCurrentItem(item)
+            # NoUpdate: the selection must not depend on the keyboard modifiers held now
+            self.view.setCurrentItem(item, 0, QItemSelectionModel.SelectionFlag.NoUpdate)
             self.view.scrollToItem(item)
         self.view.blockSignals(False)
         self._on_selection()
