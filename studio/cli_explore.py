@@ -27,10 +27,6 @@ from studio.cli import (
     load_sampler,
 )
 
-SHEET_LABEL_HEIGHT = 16
-SHEET_LABEL_WIDTH = 150
-SHEET_GAP = 2
-
 
 def _load_sampler(args: argparse.Namespace, base: Any) -> tuple[Any, Any]:
     """The sampler for ``base``'s model, loaded as ``render`` loads it (cells equal lone renders)."""
@@ -212,33 +208,10 @@ def run_grid(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _write_sheet(path: Path, cells: Sequence[Any], images: Sequence[Any]) -> None:
-    """Cells at their own pixels (no resampling), column labels on top, row labels on the left."""
-    from PIL import Image, ImageDraw
-
     from studio.atomic_write import write_atomically
+    from studio.engine.grid import grid_sheet
 
-    rows = max(c.row for c in cells) + 1
-    columns = max(c.column for c in cells) + 1
-    cell_w = max(int(i.shape[1]) for i in images)
-    cell_h = max(int(i.shape[0]) for i in images)
-    step_w, step_h = cell_w + SHEET_GAP, cell_h + SHEET_GAP
-    sheet = Image.new(
-        "RGB",
-        (SHEET_LABEL_WIDTH + columns * step_w, SHEET_LABEL_HEIGHT + rows * step_h),
-        "white",
-    )
-    draw = ImageDraw.Draw(sheet)
-    for cell, image in zip(cells, images, strict=True):
-        x = SHEET_LABEL_WIDTH + cell.column * step_w
-        y = SHEET_LABEL_HEIGHT + cell.row * step_h
-        sheet.paste(Image.fromarray(image), (x, y))
-        if cell.row == 0 and cell.settings:
-            draw.text((x + 1, 2), cell.settings[-1][0] + "=" + cell.settings[-1][1], fill="black")
-        if cell.column == 0:
-            row_label = f"seed {cell.seed}"
-            if len(cell.settings) > 1:
-                row_label += f" · {cell.settings[0][0]}={cell.settings[0][1]}"
-            draw.text((4, y + cell_h // 2 - 5), row_label, fill="black")
+    sheet = grid_sheet(cells, images)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda temp: sheet.save(temp, format="PNG"))
 

@@ -22,6 +22,7 @@ from studio.document.scores import VersionScores
 from studio.document.versions import VersionTree
 
 SORT_KEYS = ("combined", "fidelity", "novelty")
+PANEL_ORDERS = ("created", *SORT_KEYS)
 DEFAULT_EXPLORE = 0.5
 
 
@@ -100,20 +101,37 @@ def ordered(
     return [scored[i] for i in order]
 
 
+def panel_order(
+    scores: Mapping[str, VersionScores], version_ids: Sequence[str], key: str, explore: float
+) -> list[str]:
+    """The Versions panel's rows for ``key`` (one of :data:`PANEL_ORDERS`): ``version_ids``
+    as given for "created", else the scored ones best first (:func:`ordered`, the combined
+    score ranked among every scored version) and the unscored after them, as given."""
+    if key == "created":
+        return list(version_ids)
+    best = ordered(scores, version_ids, key, explore)
+    ranked = set(best)
+    return [*best, *(vid for vid in version_ids if vid not in ranked)]
+
+
 class TasteState(QObject):
     """What the scores view shows (see the module docstring): ``version_ids`` on view
     (the last set asked to be scored), ``explore`` from 0 (exploit: most faithful first)
-    to 1 (explore: most novel first) and ``sort_key``, one of :data:`SORT_KEYS`."""
+    to 1 (explore: most novel first) and ``sort_key``, one of :data:`SORT_KEYS`; and
+    ``panel_key``, the Versions panel's order, one of :data:`PANEL_ORDERS` (creation
+    order by default), which ranks at the same ``explore`` mix."""
 
     versions_changed = Signal()
     explore_changed = Signal(float)
     sort_key_changed = Signal(str)
+    panel_key_changed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.version_ids: tuple[str, ...] = ()
         self.explore = DEFAULT_EXPLORE
         self.sort_key = "combined"
+        self.panel_key = "created"
 
     def set_versions(self, version_ids: Sequence[str]) -> None:
         version_ids = tuple(dict.fromkeys(version_ids))
@@ -137,3 +155,12 @@ class TasteState(QObject):
         if key != self.sort_key:
             self.sort_key = key
             self.sort_key_changed.emit(key)
+
+    def set_panel_key(self, key: str) -> None:
+        if key not in PANEL_ORDERS:
+            raise ValueError(
+                f"Order the versions by one of {', '.join(PANEL_ORDERS)}, not {key!r}."
+            )
+        if key != self.panel_key:
+            self.panel_key = key
+            self.panel_key_changed.emit(key)

@@ -39,10 +39,13 @@ class SearchReport:
 
 
 class PrunedSearch(QObject):
-    """One search in flight; ``finished(SearchReport)`` once the survivors have run."""
+    """One search in flight; ``finished(SearchReport)`` once the survivors have run,
+    ``failed(reason)`` when it cannot go on or was cancelled (:meth:`cancel`), and
+    ``progress(steps_run, steps_planned)`` after each denoising step it paid for."""
 
     finished = Signal(object)
     failed = Signal(str)
+    progress = Signal(int, int)
 
     def __init__(
         self,
@@ -75,11 +78,37 @@ class PrunedSearch(QObject):
         self._ended: set[int] = set()
         self._survivor_jobs: dict[int, str] = {}
         self._scoring = False
+        self._running = False
+
+    @property
+    def planned_steps(self) -> int:
+        """The denoising steps the search expects to run: every candidate to step k, the
+        survivors on to the end."""
+        steps = self.recipes[0].steps
+        return len(self.recipes) * self.prune_step + self._keep * (steps - self.prune_step)
+
+    @property
+    def candidate_job_ids(self) -> list[int]:
+        return list(self._candidate_jobs)
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def cancel(self) -> None:
+        """Stop every job of the search; what ran stays as partial versions (resumable)."""
+        if not self._running:
+            return
+        for job_id in [*self._candidate_jobs, *self._survivor_jobs]:
+            if job_id in self._session.jobs:
+                self._session.cancel(job_id)
+        self._stop("The search was cancelled; its candidates stay as partial versions.")
 
     def start(self) -> None:
         session = self._session
         session.message_handled.connect(self._on_message)
         session.scores_changed.connect(self._on_scores)
+        self._running = True
         for recipe in self.recipes:
             job_id = session.generate(recipe)
             self._candidate_jobs[job_id] = session.jobs[job_id].version_id
@@ -89,13 +118,13 @@ class PrunedSearch(QObject):
     def _on_message(self, message: object) -> None:
         match message:
             case StepMade() if message.job_id in self._candidate_jobs:
-                self.report.steps_run += 1
+                self._count_step()
                 done = message.step.index + 1
                 if done >= self.prune_step and message.job_id not in self._pruning:
                     self._pruning.add(message.job_id)  # x0-hat at step k is what gets ranked
                     self._session.cancel(message.job_id)
             case StepMade() if message.job_id in self._survivor_jobs:
-                self.report.steps_run += 1
+                self._count_step()
             case JobCancelled() | JobFinished() | JobFailed() if (
                 message.job_id in self._candidate_jobs
             ):
@@ -108,6 +137,10 @@ class PrunedSearch(QObject):
                 self._survivor_jobs.pop(message.job_id)
                 if not self._survivor_jobs:
                     self._finish()
+
+    def _count_step(self) -> None:
+        self.report.steps_run += 1
+        self.progress.emit(self.report.steps_run, max(self.planned_steps, self.report.steps_run))
 
     def _candidates_in_tree(self) -> list[str]:
         tree = self._session.tree
@@ -163,6 +196,7 @@ class PrunedSearch(QObject):
         self.failed.emit(reason)
 
     def _disconnect(self) -> None:
+        self._running = False
         session = self._session
         session.message_handled.disconnect(self._on_message)
         session.scores_changed.disconnect(self._on_scores)

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from studio.engine import noise
+import numpy as np
+
 from studio.engine.recipe import Recipe, RecipeError
+from studio.engine.seeds import mutation_seed
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAX_AXES = 2
 MAX_CELLS = 1024
+SHEET_LABEL_HEIGHT = 16
+SHEET_LABEL_WIDTH = 150
+SHEET_GAP = 2
 
 AXES = {
     "cfg": "CFG scale",
@@ -56,7 +65,7 @@ class Axis:
             if self.name == "temperature":
                 return recipe.with_changes(temperature=float(value))
             if self.name == "dose":
-                seed = noise.mutation_seed(recipe.seed, 0)
+                seed = mutation_seed(recipe.seed, 0)
                 return recipe.with_changes(mutation_seed=seed, mutation_dose=float(value))
         except ValueError:
             raise RecipeError(
@@ -85,6 +94,55 @@ class Cell:
     @property
     def label(self) -> str:
         return ", ".join(f"{name}={value}" for name, value in self.settings)
+
+    @property
+    def column_label(self) -> str:
+        """What the cell's column varies (its first axis), or "" with no axis."""
+        return f"{self.settings[-1][0]}={self.settings[-1][1]}" if self.settings else ""
+
+    @property
+    def row_label(self) -> str:
+        """The cell's seed, and the second axis's value when there is one."""
+        label = f"seed {self.seed}"
+        if len(self.settings) > 1:
+            label += f" · {self.settings[0][0]}={self.settings[0][1]}"
+        return label
+
+
+def cell_origin(cell: Cell, cell_size: tuple[int, int]) -> tuple[int, int]:
+    """Where ``cell`` sits on a :func:`grid_sheet` whose cells are ``cell_size`` (w, h)."""
+    width, height = cell_size
+    return (
+        SHEET_LABEL_WIDTH + cell.column * (width + SHEET_GAP),
+        SHEET_LABEL_HEIGHT + cell.row * (height + SHEET_GAP),
+    )
+
+
+def grid_sheet(cells: Sequence[Cell], images: Sequence[np.ndarray]) -> Image.Image:
+    """One labelled image of a grid: cells at their own pixels (no resampling), column
+    labels on top, row labels on the left. The CLI's ``grid --out`` and the window's
+    export write this."""
+    from PIL import Image, ImageDraw
+
+    rows = max(c.row for c in cells) + 1
+    columns = max(c.column for c in cells) + 1
+    cell_w = max(int(i.shape[1]) for i in images)
+    cell_h = max(int(i.shape[0]) for i in images)
+    step_w, step_h = cell_w + SHEET_GAP, cell_h + SHEET_GAP
+    sheet = Image.new(
+        "RGB",
+        (SHEET_LABEL_WIDTH + columns * step_w, SHEET_LABEL_HEIGHT + rows * step_h),
+        "white",
+    )
+    draw = ImageDraw.Draw(sheet)
+    for cell, image in zip(cells, images, strict=True):
+        x, y = cell_origin(cell, (cell_w, cell_h))
+        sheet.paste(Image.fromarray(image), (x, y))
+        if cell.row == 0 and cell.settings:
+            draw.text((x + 1, 2), cell.column_label, fill="black")
+        if cell.column == 0:
+            draw.text((4, y + cell_h // 2 - 5), cell.row_label, fill="black")
+    return sheet
 
 
 def grid_cells(base: Recipe, seeds: Sequence[int], axes: Sequence[Axis]) -> list[Cell]:

@@ -28,13 +28,16 @@ from studio.ui.canvas_generation import CanvasGeneration
 from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
+from studio.ui.grid_actions import GridActions
 from studio.ui.image_drop import ImageImporter
+from studio.ui.lineage_actions import LineageActions
 from studio.ui.pages import Pages
 from studio.ui.panel_binding import PanelBinding
 from studio.ui.project_menu import ProjectSession
 from studio.ui.prompt_panel import PromptPanel
 from studio.ui.queue_view import QueueView
 from studio.ui.score_actions import ScoreActions
+from studio.ui.search_actions import SearchActions
 from studio.ui.status_bar import StatusWidgets, flash_tab
 from studio.ui.version_actions import VersionActions
 from studio.ui.versions_panel import VersionsPanel
@@ -97,6 +100,15 @@ class MainWindow(QMainWindow):
         self.scores.place_in(self.menus["generate"], self.menus["view"])
         self.canvas_generation = CanvasGeneration(session, self.panel, self.workspace.panel, self)
         self.canvas_generation.place_in(self.menus["generate"])
+        self.searches = SearchActions(
+            session, self.binding, self.broods, self.versions, self.scores.state,
+            self.statusBar(), self,
+        )  # fmt: skip
+        self.searches.place_in(self.menus["generate"])
+        self.grids = GridActions(session, self.binding, self.pages, self)
+        self.grids.place_in(self.menus["generate"], self.menus["view"])
+        self.lineage = LineageActions(session, self, self.versions_dock)
+        self.lineage.place_in(self.menus["view"])
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)

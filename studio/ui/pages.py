@@ -71,6 +71,10 @@ class Pages(QWidget):
 
     def add_brood_page(self, page: BroodView) -> None:
         self.brood_page = page
+        self.add_page(page)
+
+    def add_page(self, page: QWidget) -> None:
+        """A feature's page (a brood, a grid) in the stack."""
         # its header is wide; it may be cut rather than widen the window past 1024
         policy = page.sizePolicy()
         policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)

@@ -13,7 +13,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QSettings, QTimer
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QWidget
 
-from studio.engine.recipe import RecipeError
+from studio.engine.recipe import Recipe, RecipeError
 from studio.protocol import ModelFailed, ModelList, ModelLoaded, PromptInfo
 from studio.session import Session
 from studio.ui.prompt_panel import PromptPanel
@@ -135,6 +135,19 @@ class PanelBinding(QObject):
         panel = self.panel
         if panel.branch_target() is None:
             panel.prepare_for_generation()
+        recipe = self.checked_recipe()
+        if recipe is None:
+            return None
+        target = panel.branch_target()
+        if target is not None and target.version_id not in self.session.tree:
+            panel.leave_branch_mode()
+            panel.show_error("The version to branch from was deleted; generating from noise.")
+            target = None
+        return self.session.generate(recipe, target)
+
+    def checked_recipe(self) -> Recipe | None:
+        """The panel's recipe, valid for the model (the error shown when it is not)."""
+        panel = self.panel
         try:
             recipe = panel.recipe()
             recipe.validate(self.session.model.size_factor)
@@ -144,12 +157,7 @@ class PanelBinding(QObject):
         if recipe.model == self.session.model.ref:  # a single file records its config folder
             recipe = recipe.with_changes(model_config=self.session.model.config)
         panel.show_error(None)
-        target = panel.branch_target()
-        if target is not None and target.version_id not in self.session.tree:
-            panel.leave_branch_mode()
-            panel.show_error("The version to branch from was deleted; generating from noise.")
-            target = None
-        return self.session.generate(recipe, target)
+        return recipe
 
     def _validate(self) -> None:
         try:

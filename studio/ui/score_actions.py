@@ -15,6 +15,7 @@ from studio.scores import TasteState, ordered
 from studio.session import Session
 from studio.ui.brood_actions import BroodActions
 from studio.ui.scores_view import ScoresView
+from studio.ui.version_order import VersionOrder
 from studio.ui.versions_panel import VersionsPanel
 
 SCORE_SHORTCUT = "Ctrl+Shift+F"
@@ -35,6 +36,7 @@ class ScoreActions(QObject):
         super().__init__(window)
         self._session, self._versions, self._broods = session, versions, broods
         self.state = TasteState(self)
+        self.version_order = VersionOrder(session, self.state, versions)
         self.view = ScoresView(
             session.tree, session.scores, self.state, lambda: session.view.version_id
         )

@@ -1,12 +1,18 @@
-"""The versions panel: the version tree with thumbnails, names and branch marks."""
+"""The versions panel: the version tree with thumbnails, names and branch marks.
+
+It shows the tree (creation order, branches under their parents) or, when asked
+to (:meth:`VersionsPanel.show_ranked`), every version in one flat ranked list with
+its scores; the "Order" box sends the user's choice back (``order_requested``)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QPoint, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
+    QLabel,
     QMenu,
     QPushButton,
     QTreeWidget,
@@ -20,6 +26,12 @@ from studio.document.versions import Version, VersionTree
 from studio.ui.qimage import to_thumbnail
 
 ICON = 36
+ORDER_LABELS = {
+    "created": "Creation order",
+    "fidelity": "Fidelity",
+    "novelty": "Novelty",
+    "combined": "Combined (explore slider)",
+}
 STEP_REFRESH = 4
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
@@ -40,6 +52,7 @@ class VersionsPanel(QWidget):
     use_settings_requested = Signal(str)
     resume_requested = Signal(str)
     breed_requested = Signal(list)
+    order_requested = Signal(str)
 
     def __init__(
         self,
@@ -51,6 +64,7 @@ class VersionsPanel(QWidget):
         self._tree = tree
         self._origins = origins
         self._items: dict[str, QTreeWidgetItem] = {}
+        self._ranked: list[str] | None = None
 
         self.view = QTreeWidget()
         self.view.setColumnCount(2)
@@ -70,11 +84,28 @@ class VersionsPanel(QWidget):
         self.delete_button = QPushButton("Delete")
         self.delete_button.setEnabled(False)
 
+        self.order = QComboBox()
+        for key, label in ORDER_LABELS.items():
+            self.order.addItem(label, key)
+        # the dock may be narrow: the box shrinks rather than widen it
+        self.order.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.order.setMinimumContentsLength(8)
+        self.order.setToolTip(
+            "Creation order shows the tree; a score lists every version best first "
+            "(unscored ones last), the combined score at the Scores dock's explore mix"
+        )
+        order_row = QHBoxLayout()
+        order_row.addWidget(QLabel("Order"))
+        order_row.addWidget(self.order, 1)
+
         buttons = QHBoxLayout()
         buttons.addWidget(self.compare_button)
         buttons.addWidget(self.delete_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(order_row)
         layout.addWidget(self.view)
         layout.addLayout(buttons)
 
@@ -95,6 +126,9 @@ class VersionsPanel(QWidget):
         self.view.customContextMenuRequested.connect(self._menu)
         self.compare_button.clicked.connect(self._compare_selected)
         self.delete_button.clicked.connect(self._delete_selected)
+        self.order.currentIndexChanged.connect(
+            lambda _i: self.order_requested.emit(self.order.currentData())
+        )
         for version in tree.versions():
             self._on_added(version.id)
 
@@ -106,7 +140,8 @@ class VersionsPanel(QWidget):
         item = self._items.get(version_id) if version_id else None
         if item is not None:
             item.setSelected(True)
-            self.view.setCurrentItem(item)
+            # NoUpdate: the selection must not depend on the keyboard modifiers held now
+            self.view.setCurrentItem(item, 0, QItemSelectionModel.SelectionFlag.NoUpdate)
             self.view.scrollToItem(item)
         self.view.blockSignals(False)
         self._on_selection()
@@ -117,6 +152,57 @@ class VersionsPanel(QWidget):
     def item(self, version_id: str) -> QTreeWidgetItem | None:
         return self._items.get(version_id)
 
+    def show_order_key(self, key: str) -> None:
+        """Show ``key`` in the Order box without asking for it again."""
+        self.order.blockSignals(True)
+        self.order.setCurrentIndex(list(ORDER_LABELS).index(key))
+        self.order.blockSignals(False)
+
+    def show_ranked(self, version_ids: list[str] | None) -> None:
+        """Every version as one flat list in the order of ``version_ids`` (with its scores),
+        or, with None, the tree again. The selection is kept."""
+        ranked = None if version_ids is None else [v for v in version_ids if v in self._items]
+        if ranked == self._ranked:
+            for version_id, item in self._items.items():
+                self._fill(item, self._tree.get(version_id))  # the scores may be new
+            return
+        selected, current = self.selected_ids(), self.view.currentItem()
+        self._ranked = ranked
+        self.view.blockSignals(True)
+        for item in self._items.values():
+            parent = item.parent()
+            if parent is not None:
+                parent.removeChild(item)
+        while self.view.topLevelItemCount():
+            self.view.takeTopLevelItem(0)
+        if ranked is not None:
+            rest = [v.id for v in self._tree.versions() if v.id not in set(ranked)]
+            for version_id in [*ranked, *rest]:
+                self.view.addTopLevelItem(self._items[version_id])
+        else:
+            for version in self._tree.versions():
+                self._place(self._items[version.id], version)
+        for version_id, item in self._items.items():
+            item.setSelected(version_id in selected)
+            self._fill(item, self._tree.get(version_id))
+        if current is not None:
+            self.view.setCurrentItem(current, 0, QItemSelectionModel.SelectionFlag.NoUpdate)
+        self.view.blockSignals(False)
+        self._on_selection()
+
+    def shown_order(self) -> list[str]:
+        """The version ids as the rows show them, top to bottom (depth first)."""
+        order: list[str] = []
+
+        def visit(item: QTreeWidgetItem) -> None:
+            order.append(item.data(0, _ID_ROLE))
+            for index in range(item.childCount()):
+                visit(item.child(index))
+
+        for index in range(self.view.topLevelItemCount()):
+            visit(self.view.topLevelItem(index))
+        return order
+
     # ---- tree -> view ---------------------------------------------------------------
 
     def _on_added(self, version_id: str) -> None:
@@ -124,17 +210,24 @@ class VersionsPanel(QWidget):
         item = QTreeWidgetItem()
         item.setData(0, _ID_ROLE, version_id)
         item.setFlags(item.flags() | Qt.ItemFlag.ItemIsEditable)
+        self._items[version_id] = item
+        if self._ranked is not None:  # at the end until the list is ranked again
+            self.view.addTopLevelItem(item)
+            self._fill(item, version)
+            return
+        self._place(item, version)
+        self._fill(item, version)
+        for child in self._tree.children(version_id):  # re-added by undo after its children
+            if child.id in self._items:
+                self._reparent(child.id, item)
+
+    def _place(self, item: QTreeWidgetItem, version: Version) -> None:
         parent_item = self._items.get(version.parent_id) if version.parent_id else None
         if parent_item is not None:
             parent_item.addChild(item)
             parent_item.setExpanded(True)
         else:
             self.view.addTopLevelItem(item)
-        self._items[version_id] = item
-        self._fill(item, version)
-        for child in self._tree.children(version_id):  # re-added by undo after its children
-            if child.id in self._items:
-                self._reparent(child.id, item)
 
     def _reparent(self, version_id: str, new_parent: QTreeWidgetItem) -> None:
         item = self._items[version_id]
@@ -176,7 +269,13 @@ class VersionsPanel(QWidget):
     def _fill(self, item: QTreeWidgetItem, version: Version) -> None:
         self.view.blockSignals(True)
         item.setText(0, version.name)
-        item.setText(1, self._origin(version))
+        origin = self._origin(version)
+        if self._ranked is not None and version.scores is not None:
+            scores = version.scores
+            origin = f"fidelity {scores.fidelity:.3f} · novelty {scores.novelty:.3f}" + (
+                f" · {origin}" if origin else ""
+            )
+        item.setText(1, origin)
         image = version.thumbnail
         item.setIcon(0, QIcon(to_thumbnail(image, ICON)) if image is not None else QIcon())
         tip = f"{version.name}\n{version.recipe.prompt}\nseed {version.recipe.seed}"
