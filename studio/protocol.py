@@ -81,6 +81,9 @@ class Generate:
     recipe: Recipe
     label: str = ""
     images: tuple[np.ndarray, ...] = ()
+    stop_after: int | None = None
+    """The last step index to run, for a job that is meant to end early (a pruned search's
+    candidate): the job then ends as ``JobCancelled``, a partial version that resumes."""
 
 
 @dataclass(frozen=True)

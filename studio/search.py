@@ -74,7 +74,6 @@ class PrunedSearch(QObject):
         self._keep = keep
         self._score_cost = score_cost
         self._candidate_jobs: dict[int, str] = {}
-        self._pruning: set[int] = set()
         self._ended: set[int] = set()
         self._survivor_jobs: dict[int, str] = {}
         self._scoring = False
@@ -110,7 +109,7 @@ class PrunedSearch(QObject):
         session.scores_changed.connect(self._on_scores)
         self._running = True
         for recipe in self.recipes:
-            job_id = session.generate(recipe)
+            job_id = session.generate(recipe, stop_after=self.prune_step - 1)
             self._candidate_jobs[job_id] = session.jobs[job_id].version_id
 
     # ---- the session's messages ------------------------------------------------------
@@ -118,11 +117,7 @@ class PrunedSearch(QObject):
     def _on_message(self, message: object) -> None:
         match message:
             case StepMade() if message.job_id in self._candidate_jobs:
-                self._count_step()
-                done = message.step.index + 1
-                if done >= self.prune_step and message.job_id not in self._pruning:
-                    self._pruning.add(message.job_id)  # x0-hat at step k is what gets ranked
-                    self._session.cancel(message.job_id)
+                self._count_step()  # the worker ends each candidate at step k by itself
             case StepMade() if message.job_id in self._survivor_jobs:
                 self._count_step()
             case JobCancelled() | JobFinished() | JobFailed() if (

@@ -291,12 +291,15 @@ class Session(QObject):
 
     # ---- jobs ----------------------------------------------------------------------------
 
-    def generate(self, recipe: Recipe, branch: BranchTarget | None = None) -> int:
+    def generate(
+        self, recipe: Recipe, branch: BranchTarget | None = None, stop_after: int | None = None
+    ) -> int:
         """Send a job for ``recipe`` (resumed from ``branch`` when given); returns its id.
 
         A branch's recipe gets its lineage (the parent version's recipe, itself maybe a
         branch, and the step), so it reproduces from its recipe alone. The version it
-        feeds appears in the tree when the job starts."""
+        feeds appears in the tree when the job starts. With ``stop_after`` (a step index)
+        a new run ends there, partial and resumable."""
         if branch is not None:
             parent = self.tree.get(branch.version_id).recipe
             recipe = recipe.branched_from(parent, branch.step_index)
@@ -304,7 +307,9 @@ class Session(QObject):
         job = Job(next(self._job_ids), uuid.uuid4().hex, recipe, branch)
         label = job_label(recipe)
         if branch is None:
-            request: Generate | Resume = Generate(job.job_id, job.version_id, recipe, label, images)
+            request: Generate | Resume = Generate(
+                job.job_id, job.version_id, recipe, label, images, stop_after
+            )
         else:
             checkpoint = self.tree.step(branch.version_id, branch.step_index).checkpoint
             request = Resume(job.job_id, job.version_id, recipe, checkpoint, label, images)

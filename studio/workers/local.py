@@ -433,7 +433,7 @@ class LocalWorker(WorkerClient):
                 elapsed = time.perf_counter() - began
                 self.post(StepMade(job_id, version_id, record, elapsed, steps_done))
                 self._serve_side_requests()
-                if job.cancel.is_set():
+                if job.cancel.is_set() or record.index == getattr(request, "stop_after", None):
                     break
             complete = last is not None and int(last.index) == int(last.total) - 1
             if job.cancel.is_set() or not complete:

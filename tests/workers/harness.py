@@ -159,11 +159,13 @@ class Driver:
         self.client = client
         self._ids = itertools.count(1)
 
-    def submit(self, recipe: Recipe, start: bytes | None = None) -> int:
+    def submit(
+        self, recipe: Recipe, start: bytes | None = None, stop_after: int | None = None
+    ) -> int:
         job_id = next(self._ids)
         version_id = f"version-{job_id}"
         if start is None:
-            self.client.send(Generate(job_id, version_id, recipe))
+            self.client.send(Generate(job_id, version_id, recipe, stop_after=stop_after))
         else:
             self.client.send(Resume(job_id, version_id, recipe, start))
         return job_id

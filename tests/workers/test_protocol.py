@@ -141,6 +141,16 @@ def test_cancel_stops_within_one_step(worker):
     assert not collector.of(JobFinished)
 
 
+def test_a_job_told_where_to_stop_ends_there_partial_with_no_race(worker):
+    driver, _sampler, collector, recipe = worker
+    early = driver.submit(recipe, stop_after=1)
+    driver.submit(recipe)
+    _wait(collector, JobFinished)
+    assert [m.step.index for m in collector.of(StepMade) if m.job_id == early] == [0, 1]
+    assert collector.of(JobCancelled) == [JobCancelled(early, "version-1", 2)]
+    assert [m.job_id for m in collector.of(JobFinished)] == [early + 1]
+
+
 def test_cancelling_a_waiting_job_removes_it(worker):
     driver, sampler, collector, recipe = worker
     sampler.gate = threading.Semaphore(0)
