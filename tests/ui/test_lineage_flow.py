@@ -46,3 +46,17 @@ def test_the_lineage_draws_every_parent_and_a_click_shows_the_version(qtbot, win
     window.session.undo_stack.undo()  # the branch goes, and its node with it
     assert branch.id not in tree and branch.id not in view.graph.places
     assert all(edge.child != branch.id for edge in view.graph.edges)
+
+
+def test_the_lineage_shortcut_brings_the_dock_forward_and_only_then_hides_it(qtbot, window):
+    dock = window.lineage.dock
+    window.versions_dock.raise_()  # the lineage tab sits behind the Versions tab
+    qtbot.waitUntil(lambda: dock.visibleRegion().isEmpty())
+    window.lineage.toggle.trigger()
+    qtbot.waitUntil(lambda: not dock.visibleRegion().isEmpty())
+    assert dock.isVisible() and window.lineage.toggle.isChecked()
+    window.lineage.toggle.trigger()
+    qtbot.waitUntil(lambda: not dock.isVisible())
+    assert not window.lineage.toggle.isChecked()
+    window.lineage.toggle.trigger()
+    qtbot.waitUntil(lambda: dock.isVisible() and not dock.visibleRegion().isEmpty())
