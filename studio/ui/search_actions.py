@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.breeding import MAX_CHILDREN
+from studio.brood import MAX_CHILDREN
 from studio.scores import TasteState
 from studio.search import PrunedSearch, SearchReport
 from studio.session import Session

@@ -80,6 +80,9 @@ TORCH_FREE_ENGINE = (
     "studio.engine.model_files",
     "studio.engine.model_hash",
     "studio.engine.errors",
+    "studio.engine.seeds",
+    "studio.engine.breeding",
+    "studio.engine.grid",
 )
 
 
