@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--json", action="store_true", help="print a one-line JSON summary")
     add("--debug", action="store_true", help="show tracebacks")
+    from studio.cli_cluster import add_backend_options
+
+    add_backend_options(parser)
     return parser
 
 
@@ -207,11 +210,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from studio.engine.checkpoint import Checkpoint
 
     started = time.perf_counter()
-    start = None
+    start = start_bytes = None
     if args.resume is not None:
         if args.recipe is not None:
             raise CliError("Give --recipe or --resume, not both.")
-        start = Checkpoint.from_bytes(_read_checkpoint_file(args.resume))
+        start_bytes = _read_checkpoint_file(args.resume)
+        start = Checkpoint.from_bytes(start_bytes)
         # The result is a branch of the checkpoint's run, and its recipe says so.
         recipe = start.recipe.with_changes(**_recipe_changes(args))
         recipe = recipe.branched_from(start.recipe, start.step_index)
@@ -227,6 +231,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         checkpoints[int(k) - 1] = Path(file)
 
     sized = args.size is not None or args.resume is not None or getattr(args, "recipe", None)
+    from studio.cli_cluster import render_on_cluster, uses_cluster
+
+    if uses_cluster(args):
+        return render_on_cluster(args, recipe, start_bytes, checkpoints, keep_size=bool(sized))
     sampler, recipe = load_sampler(args, recipe, keep_size=bool(sized))
     model = sampler.model
     recipe.validate(model.size_factor)

@@ -84,18 +84,19 @@ class ClusterError(EngineError):
 def connect(address: str | None = None, local_cpus: int | None = None) -> bool:
     """Join the Ray cluster at ``address`` (None or "local": start one on this machine
     with ``local_cpus`` CPUs; "auto": the one already started here; ``HOST:6379`` or
-    ``ray://HOST:10001``). True when this call started Ray in this process."""
+    ``ray://HOST:10001``). True when this call started Ray in this process; when Ray is
+    already initialised here, that cluster is used (an explicit address is still checked)."""
     try:
         import ray
     except ImportError:
         raise ClusterError(
             "Ray is not installed; install the extra with: pip install 'noise-studio[ray]'."
         ) from None
-    if ray.is_initialized():
-        return False
     address = (address or "").strip()
     if address not in (*LOCAL_ADDRESSES, "auto"):
         _check_reachable(address)
+    if ray.is_initialized():
+        return False
     where = "on this machine" if address in LOCAL_ADDRESSES else f"at {address}"
     try:
         if address in LOCAL_ADDRESSES:
@@ -277,9 +278,7 @@ class RayWorker(WorkerClient):
             dropped = [j for j in self._waiting if j.request.job_id == job_id]
             for job in dropped:
                 self._waiting.remove(job)
-            running = [
-                a for a in self._actors if a.job and job_id in (None, a.job.request.job_id)
-            ]
+            running = [a for a in self._actors if a.job and job_id in (None, a.job.request.job_id)]
             for actor in running:
                 self._cancel_running(actor)
             for job in dropped:
@@ -368,7 +367,9 @@ class RayWorker(WorkerClient):
             pid = ray.get(handle.pid.remote(), timeout=self._actor_start_seconds)
         except ray.exceptions.GetTimeoutError:
             ray.kill(handle)
-            needs = ", ".join(f"{v:g} {k.removeprefix('num_').upper()}" for k, v in self._resources.items())
+            needs = ", ".join(
+                f"{v:g} {k.removeprefix('num_').upper()}" for k, v in self._resources.items()
+            )
             raise ClusterError(
                 f"The cluster has no free worker for a model (each needs {needs}); "
                 f"none came within {self._actor_start_seconds:g} s."
@@ -481,7 +482,9 @@ class RayWorker(WorkerClient):
         with self._cond:
             running = [a.job for a in self._actors if a.job is not None]
             jobs = [JobInfo(j.request.job_id, request_label(j.request), True) for j in running]
-            jobs += [JobInfo(j.request.job_id, request_label(j.request), False) for j in self._waiting]
+            jobs += [
+                JobInfo(j.request.job_id, request_label(j.request), False) for j in self._waiting
+            ]
             self.post(QueueChanged(tuple(jobs)))
 
 
