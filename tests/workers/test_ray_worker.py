@@ -82,7 +82,7 @@ def _cli_json(capsys, main, *argv: str) -> dict:
 
 def test_a_grid_on_the_cluster_gives_the_in_process_pixels(cluster, capsys, tmp_path):
     args = ["--prompt", "a house", "--steps", "3", "--seeds", "1,2", "--axis", "cfg=3,7"]
-    args += ["--batch", "2"]
+    args += ["--batch", "2", "--ray-workers", "1"]  # one actor: no second model load
     at_home = _cli_json(capsys, grid_main, *args, "--out", str(tmp_path / "home.png"))
     remote = _cli_json(
         capsys, grid_main, *args, "--out", str(tmp_path / "ray.png"), "--backend", "ray"
