@@ -199,6 +199,7 @@ class RayWorker(WorkerClient):
         self._side: deque[Request] = deque()
         self._actors: list[_Actor] = []
         self._announced_model = ""
+        self._loaded: dict[str, ModelLoaded] = {}
         self._size = 1
         self._resources: dict[str, float] = {}
         self._owns_ray = False
@@ -343,6 +344,10 @@ class RayWorker(WorkerClient):
             if isinstance(request, LoadModel):
                 self.post(ModelFailed(request.ref, str(exc)))
             return
+        with self._cond:
+            known = self._loaded.get(request.ref) if isinstance(request, LoadModel) else None
+            if known is not None and actor.model == request.ref:
+                self._on_model_message(actor, known)  # held already: the actor says nothing
         actor.handle.send.remote(to_wire(request))
 
     def _actor_for(self, model: str, idle: bool) -> _Actor:
@@ -434,6 +439,7 @@ class RayWorker(WorkerClient):
         """Tell the session about a model once, however many actors load it."""
         if isinstance(message, ModelLoaded):
             actor.model = message.ref
+            self._loaded[message.ref] = message
         if isinstance(message, ModelFailed):
             self.post(message)
         elif message.ref != self._announced_model:

@@ -20,6 +20,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 
 from studio.cli import main as render_main  # noqa: E402
 from studio.cli_explore import brood_main, grid_main  # noqa: E402
+from studio.engine.model_refs import BUNDLED_PATH  # noqa: E402
 from studio.engine.recipe import Recipe  # noqa: E402
 from studio.protocol import (  # noqa: E402
     Cancel,
@@ -28,13 +29,14 @@ from studio.protocol import (  # noqa: E402
     JobFailed,
     JobFinished,
     JobStarted,
+    LoadModel,
+    ModelLoaded,
     StepMade,
 )
-from studio.workers.local import LocalWorker  # noqa: E402
 from studio.workers.ray_client import ClusterError, RayWorker, connect  # noqa: E402
 from tests.workers.harness import Collector  # noqa: E402
 
-RECIPE = Recipe("a red circle on grass", seed=7, steps=12, sampler="Euler a")
+RECIPE = Recipe("a red circle on grass", seed=7, steps=24, sampler="Euler a")
 ENDED = (JobFinished, JobCancelled, JobFailed)
 
 
@@ -45,34 +47,28 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture
-def worker(cluster):
+@pytest.fixture(scope="module")
+def pool(cluster):
+    """One client for the job tests, so they share warm actors (each test alone works too)."""
     client = RayWorker(workers=2)
-    collector = Collector(client)
     client.start()
-    yield client, collector
+    yield client
     assert client.stop(timeout=20)
 
 
-def _ended(collector: Collector, timeout: float = 60.0):
+@pytest.fixture
+def worker(pool):
+    return pool, Collector(pool)
+
+
+def _ended(collector: Collector, timeout: float = 60.0, job_id: int = 1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ended = collector.of(ENDED)
+        ended = [m for m in collector.of(ENDED) if m.job_id == job_id]
         if ended:
             return ended[0]
         time.sleep(0.02)
     raise AssertionError(f"no job ended; got {[type(m).__name__ for m in collector.all()]}")
-
-
-def _in_process(recipe: Recipe) -> np.ndarray:
-    local = LocalWorker()
-    collector = Collector(local)
-    local.start()
-    local.send(Generate(1, "v", recipe))
-    ended = _ended(collector)
-    assert local.stop()
-    assert isinstance(ended, JobFinished), ended
-    return ended.image
 
 
 def _cli_json(capsys, main, *argv: str) -> dict:
@@ -95,7 +91,7 @@ def test_a_grid_on_the_cluster_gives_the_in_process_pixels(cluster, capsys, tmp_
 
 def test_a_brood_on_the_cluster_gives_the_in_process_pixels(cluster, capsys, tmp_path):
     args = ["--parents", "11:1,22:1", "--prompt", "a tree", "--steps", "3", "--children", "4"]
-    args += ["--batch", "2", "--dose", "0.3"]
+    args += ["--batch", "2", "--dose", "0.3", "--ray-workers", "1"]
     at_home = _cli_json(capsys, brood_main, *args, "--out", str(tmp_path / "home"))
     remote = _cli_json(
         capsys, brood_main, *args, "--out", str(tmp_path / "ray"), "--backend", "ray"
@@ -147,7 +143,7 @@ def test_a_worker_killed_mid_job_resumes_elsewhere_with_the_exact_result(worker)
 
     def note_the_actor(message):
         collector._receive(message)
-        if isinstance(message, StepMade):
+        if isinstance(message, StepMade) and message.job_id == 1:
             ran_on.append(client.actor_pids().get(1))
 
     client.listen(note_the_actor)
@@ -167,7 +163,9 @@ def test_a_worker_killed_mid_job_resumes_elsewhere_with_the_exact_result(worker)
     assert [m.steps_done for m in steps] == list(range(1, RECIPE.steps + 1))
     assert len(collector.of(JobStarted)) == 1
     assert ran_on[0] == killed and ran_on[-1] not in (killed, None)
-    np.testing.assert_array_equal(ended.image, _in_process(RECIPE))
+    client.send(Generate(2, "w", RECIPE))
+    uninterrupted = _ended(collector, job_id=2)
+    np.testing.assert_array_equal(ended.image, uninterrupted.image)
 
 
 def test_an_unreachable_address_is_one_sentence(capsys):
@@ -181,3 +179,17 @@ def test_an_unreachable_address_is_one_sentence(capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: Cannot reach a Ray cluster at 127.0.0.1:1")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_switching_models_back_is_announced_though_an_actor_still_holds_it(worker):
+    client, collector = worker
+    # Two references are two models to a worker, even to the same files (and cheap to load).
+    refs = [str(BUNDLED_PATH), "bundled", str(BUNDLED_PATH)]
+    for count, ref in enumerate(refs, start=1):
+        client.send(LoadModel(ref))
+        deadline = time.monotonic() + 60
+        while len(collector.of(ModelLoaded)) < count:
+            assert time.monotonic() < deadline, collector.all()
+            time.sleep(0.02)
+    assert [m.ref for m in collector.of(ModelLoaded)] == refs
+    assert client.actor_pids() == {} and client.pool_size == 2
