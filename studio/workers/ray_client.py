@@ -163,7 +163,12 @@ class _RemoteJob:
         recipe = request.recipe
         if recipe.renoise_strength > 0.0:
             recipe = recipe.with_changes(renoise_strength=0.0)
-        return Resume(request.job_id, request.version_id, recipe, self.last_checkpoint)
+        # Every other field the request shares with Resume (label, any input images) carries over.
+        shared = {f.name for f in dataclasses.fields(Resume)} & {
+            f.name for f in dataclasses.fields(request)
+        }
+        carried = {name: getattr(request, name) for name in shared}
+        return Resume(**{**carried, "recipe": recipe, "checkpoint": self.last_checkpoint})
 
 
 @dataclass(eq=False)
