@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mask", type=Path, metavar="FILE", help="with --init-image: repaint where it is white")
     add("--json", action="store_true", help="print a one-line JSON summary")
     add("--debug", action="store_true", help="show tracebacks")
+    from studio.cli_cluster import add_backend_options
+
+    add_backend_options(parser)
     return parser
 
 
@@ -251,11 +254,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from studio.engine.checkpoint import Checkpoint
 
     started = time.perf_counter()
-    start = None
+    start = start_bytes = None
     if args.resume is not None:
         if args.recipe is not None:
             raise CliError("Give --recipe or --resume, not both.")
-        start = Checkpoint.from_bytes(_read_checkpoint_file(args.resume))
+        start_bytes = _read_checkpoint_file(args.resume)
+        start = Checkpoint.from_bytes(start_bytes)
         # The result is a branch of the checkpoint's run, and its recipe says so.
         recipe = start.recipe.with_changes(**_recipe_changes(args))
         recipe = recipe.branched_from(start.recipe, start.step_index)
@@ -277,6 +281,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         or getattr(args, "recipe", None)
         or args.init_image is not None
     )
+    from studio.cli_cluster import render_on_cluster, uses_cluster
+
+    if uses_cluster(args):
+        return render_on_cluster(
+            args, recipe, start_bytes, checkpoints, keep_size=bool(sized), images=images
+        )
     sampler, recipe = load_sampler(args, recipe, keep_size=bool(sized))
     model = sampler.model
     recipe.validate(model.size_factor)

@@ -13,7 +13,8 @@ import argparse
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,30 @@ from studio.cli import (
     base_recipe,
     load_sampler,
 )
+from studio.cli_cluster import ClusterSampler, add_backend_options, cluster_sampler, uses_cluster
 
 
-def _load_sampler(args: argparse.Namespace, base: Any) -> tuple[Any, Any]:
-    """The sampler for ``base``'s model, loaded as ``render`` loads it (cells equal lone renders)."""
-    return load_sampler(args, base, keep_size=args.size is not None or args.recipe is not None)
+@contextmanager
+def _sampler_for(args: argparse.Namespace, base: Any) -> Iterator[tuple[Any, Any]]:
+    """The sampler for ``base``'s model, loaded as ``render`` loads it (cells equal lone
+    renders), or the cluster's stand-in for it with ``--backend ray``; and ``base`` sized."""
+    keep_size = args.size is not None or args.recipe is not None
+    if not uses_cluster(args):
+        yield load_sampler(args, base, keep_size=keep_size)
+        return
+    sampler, base = cluster_sampler(args, base, keep_size=keep_size)
+    try:
+        yield sampler, base
+    finally:
+        sampler.close()
 
 
 def _render_all(sampler: Any, recipes: Sequence[Any]) -> list[Any]:
     """The decoded image of each recipe, in order. Recipes that share steps, sampler, size,
-    guidance-ness and a ``batch`` above 1 run together, ``batch`` at a time."""
+    guidance-ness and a ``batch`` above 1 run together, ``batch`` at a time (on a cluster,
+    one job each: a recipe's ``batch`` pads its lone run to the same bits)."""
+    if isinstance(sampler, ClusterSampler):
+        return sampler.render_all(recipes)
     for recipe in recipes:
         recipe.validate(sampler.model.size_factor)
     images: list[Any] = [None] * len(recipes)
@@ -105,6 +120,7 @@ def build_brood_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, required=True, metavar="DIR", help="folder for child_NN.png")
     add("--json", action="store_true", help="print a one-line JSON summary")
     add("--debug", action="store_true", help="show tracebacks")
+    add_backend_options(parser)
     return parser
 
 
@@ -117,10 +133,10 @@ def run_brood(args: argparse.Namespace) -> dict[str, Any]:
     base = base_recipe(args)
     parents = base.parents or ((base.seed, 1.0),)
     brood_seed = args.brood_seed if args.brood_seed is not None else parents[0][0]
-    sampler, base = _load_sampler(args, base)
-    children = _batched(brood(base, parents, args.children, args.dose, brood_seed), args.batch)
+    with _sampler_for(args, base) as (sampler, base):
+        children = _batched(brood(base, parents, args.children, args.dose, brood_seed), args.batch)
+        images = _render_all(sampler, children)
     written = []
-    images = _render_all(sampler, children)
     for index, (recipe, image) in enumerate(zip(children, images, strict=True), start=1):
         path = args.out / f"child_{index:02d}.png"
         _write_image(path, image, recipe, sampler.model.model_hash)
@@ -169,6 +185,7 @@ def build_grid_parser() -> argparse.ArgumentParser:
     add("--out", type=Path, required=True, help="the labelled grid image (PNG)")
     add("--json", action="store_true", help="print a one-line JSON summary with every cell")
     add("--debug", action="store_true", help="show tracebacks")
+    add_backend_options(parser)
     return parser
 
 
@@ -182,11 +199,11 @@ def run_grid(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"--seeds must be whole numbers like 1,2,3, not {args.seeds!r}.") from None
     axes = [Axis.parse(a) for a in args.axis]
     grid_cells(base_recipe(args), seeds, axes)  # refuse a bad grid before loading the model
-    sampler, base = _load_sampler(args, base_recipe(args))
-    cells = grid_cells(base, seeds, axes)
-    recipes = _batched([c.recipe for c in cells], args.batch)
-    cells = [replace(c, recipe=r) for c, r in zip(cells, recipes, strict=True)]
-    images = _render_all(sampler, recipes)
+    with _sampler_for(args, base_recipe(args)) as (sampler, base):
+        cells = grid_cells(base, seeds, axes)
+        recipes = _batched([c.recipe for c in cells], args.batch)
+        cells = [replace(c, recipe=r) for c, r in zip(cells, recipes, strict=True)]
+        images = _render_all(sampler, recipes)
     listed = []
     for cell, image in zip(cells, images, strict=True):
         listed.append(

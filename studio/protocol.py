@@ -97,6 +97,8 @@ class Resume:
     label: str = ""
     images: tuple[np.ndarray, ...] = ()
     """As Generate's: the pixels the recipe names, needed again at every step of an inpaint."""
+    stop_after: int | None = None
+    """As Generate's (a run resumed after a lost worker keeps where it was meant to end)."""
 
 
 @dataclass(frozen=True)

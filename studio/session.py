@@ -266,6 +266,14 @@ class Session(QObject):
         self.client.send(LoadModel(self.model.ref, self.model.config))
         self.client.send(ListModels(self.model.folders))
 
+    def replace_client(self, client: WorkerClient) -> None:
+        """Serve jobs from ``client`` instead, before :meth:`start` (the window's fallback
+        from a cluster it cannot reach to the in-process worker)."""
+        self.channel.deleteLater()
+        self.client = client
+        self.channel = MessageChannel(client, self)
+        self.channel.received.connect(self.handle)
+
     def load_model(self, ref: str, config: str = "") -> None:
         """Load ``ref`` (a single file with its ``config`` folder) unless it is the model now."""
         if ref != self.model.ref or config != self.model.config:

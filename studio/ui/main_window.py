@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from studio.engine.recipe import BUNDLED_MODEL
 from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
+from studio.ui.backend_settings import place_backend_action, start_session, worker_client
 from studio.ui.brood_actions import BroodActions
 from studio.ui.canvas_generation import CanvasGeneration
 from studio.ui.canvas_workspace import CanvasWorkspace
@@ -62,9 +63,7 @@ class MainWindow(QMainWindow):
         self.resize(_default_size())
         self.settings = settings or QSettings("Noise Studio", "Noise Studio")
         if session is None:
-            from studio.workers.local import LocalWorker
-
-            session = Session(LocalWorker(), model_ref)
+            session = Session(worker_client(self.settings), model_ref)
         self.session = session
         session.setParent(self)
         self._build_layout()
@@ -109,6 +108,7 @@ class MainWindow(QMainWindow):
         self.grids.place_in(self.menus["generate"], self.menus["view"])
         self.lineage = LineageActions(session, self, self.versions_dock)
         self.lineage.place_in(self.menus["view"])
+        place_backend_action(self.menus["generate"], self.settings, self)
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)
@@ -244,7 +244,7 @@ class MainWindow(QMainWindow):
     def start_worker(self) -> None:
         """Start the worker thread and load the chosen model in the background."""
         self.model_label.setText("loading model…")
-        self.session.start(self.binding.model_folders())
+        start_session(self.session, self.binding.model_folders(), self)
 
     # ---- generation --------------------------------------------------------------------
 

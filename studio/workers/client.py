@@ -5,8 +5,8 @@ protocol messages, delivered to one listener. The listener may be called from
 any thread (the worker's own, or the caller's for a job cancelled before it
 ran); the Qt adapter in :mod:`studio.workers.qt` brings each message to the UI
 thread. The in-process thread (:mod:`studio.workers.local`) is the first
-implementation; a Ray actor pool is the next, and neither the session nor the
-UI changes for it.
+implementation and the Ray actor pool (:mod:`studio.workers.ray_client`) the
+second; neither the session nor the UI changes for it.
 """
 
 from __future__ import annotations

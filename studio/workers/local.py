@@ -80,11 +80,16 @@ class _Job:
 
     @property
     def label(self) -> str:
-        if isinstance(self.request, Score):
-            from studio.workers.score_job import score_label
+        return request_label(self.request)
 
-            return self.request.label or score_label(self.request)
-        return self.request.label or job_label(self.request.recipe)
+
+def request_label(request: JobRequest) -> str:
+    """What the queue shows for a job: its own label, or its prompt and seed (its items)."""
+    if isinstance(request, Score):
+        from studio.workers.score_job import score_label
+
+        return request.label or score_label(request)
+    return request.label or job_label(request.recipe)
 
 
 def _default_load_model(ref: str, config: str = "") -> Any:
@@ -303,7 +308,7 @@ class LocalWorker(WorkerClient):
             model = self._load_model_fn(ref, config) if config else self._load_model_fn(ref)
             sampler = self._make_sampler_fn(model)
         except Exception as exc:
-            self.post(ModelFailed(ref, _one_sentence(exc)))
+            self.post(ModelFailed(ref, one_sentence(exc)))
             return False
         self._model, self._model_ref, self._sampler = model, ref, sampler
         if hasattr(sampler, "frame_gate"):
@@ -379,7 +384,7 @@ class LocalWorker(WorkerClient):
                 latent = checkpoint.x0_pred
             image = self._sampler.decode(latent)
         except Exception as exc:
-            self.post(DecodeFailed(request.key, _one_sentence(exc)))
+            self.post(DecodeFailed(request.key, one_sentence(exc)))
             return
         self.post(Decoded(request.key, image))
 
@@ -447,7 +452,7 @@ class LocalWorker(WorkerClient):
         except Exception as exc:
             if not _is_expected(exc):  # a bug: keep its traceback for the log
                 traceback.print_exc()
-            self.post(JobFailed(job_id, version_id, _one_sentence(exc), steps_done))
+            self.post(JobFailed(job_id, version_id, one_sentence(exc), steps_done))
 
     def _result(self, recipe: Any, latent: Any, images: Any, cancel: Any) -> Any:
         """The run's result image: composited with the init image when it started from one."""
@@ -474,7 +479,7 @@ class LocalWorker(WorkerClient):
         except Exception as exc:
             if not _is_expected(exc):
                 traceback.print_exc()
-            self.post(JobFailed(request.job_id, request.version_id, _one_sentence(exc), 0))
+            self.post(JobFailed(request.job_id, request.version_id, one_sentence(exc), 0))
 
 
 def _is_expected(exc: BaseException) -> bool:
@@ -497,7 +502,8 @@ def _unit_variance(latent: Any, sampler: str, sigma: float | None) -> Any:
     return latent
 
 
-def _one_sentence(exc: BaseException) -> str:
+def one_sentence(exc: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
 
