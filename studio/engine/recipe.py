@@ -349,7 +349,7 @@ class Recipe:
         for parent, weight in point.parents:
             if not _finite(weight) or weight <= 0.0:
                 raise RecipeError("A crossed parent's weight must be a number above 0.")
-            check_crossable(self, parent, step)
+            check_crossable(self, parent, step, models=False)
             parent.validate(size_factor)
 
     # ---- A1111 "parameters" text -----------------------------------------
@@ -487,11 +487,20 @@ class Recipe:
         return cls(**_capped(_coerce(data), notes))
 
 
-def check_crossable(child: Recipe, parent: Recipe, step_index: int) -> None:
+def check_crossable(child: Recipe, parent: Recipe, step_index: int, models: bool = True) -> None:
     """Raise RecipeError unless ``parent`` can be crossed into ``child`` after ``step_index``:
-    the same model, size, steps and sampler, and a run that computes that step itself."""
-    if (parent.model, parent.width, parent.height, parent.steps, parent.sampler) != (
-        child.model,
+    the same model, size, steps and sampler, and a run that computes that step itself.
+
+    ``models`` False skips the model names, as a lineage's check does: a recipe read
+    from an image names its models, and whoever runs it loads one for all."""
+    if (
+        parent.model if models else "",
+        parent.width,
+        parent.height,
+        parent.steps,
+        parent.sampler,
+    ) != (
+        child.model if models else "",
         child.width,
         child.height,
         child.steps,
