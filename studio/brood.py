@@ -98,6 +98,7 @@ class BroodState(QObject):
         self.cursor = 0
         self.picks: tuple[str, ...] = ()
         self.large: str | None = None
+        self.title = ""
         self.dose = DEFAULT_DOSE
         self.size = DEFAULT_CHILDREN
         self.shown = False
@@ -106,9 +107,10 @@ class BroodState(QObject):
     def columns(self) -> int:
         return grid_columns(len(self.children))
 
-    def set_brood(self, children: Sequence[str], generation: int) -> None:
-        """A new brood: the cursor on its first child, no picks, the grid on view."""
-        self.children, self.generation = tuple(children), generation
+    def set_brood(self, children: Sequence[str], generation: int, title: str = "") -> None:
+        """A new brood: the cursor on its first child, no picks, the grid on view.
+        ``title`` names a brood that is no generation (a pruned search's candidates)."""
+        self.children, self.generation, self.title = tuple(children), generation, title
         self.cursor = 0
         self.picks = ()
         self.large = None

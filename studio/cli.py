@@ -119,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --init-image: how far the image is pushed into noise, 0-1; default 0.75",
     )
     add("--mask", type=Path, metavar="FILE", help="with --init-image: repaint where it is white")
+    add(
+        "--cross-at",
+        type=int,
+        metavar="K",
+        help="cross the two --parents-recipes after step K (1-based): the slerp of their latents "
+        "there, re-noised by --mutation S:D, continued with the first's recipe",
+    )
+    add(
+        "--parents-recipes",
+        metavar="A,B",
+        help="with --cross-at: the two parents' recipes (images or JSON), as A.json,B.json; "
+        "weights as A.json:1,B.json:2",
+    )
     add("--json", action="store_true", help="print a one-line JSON summary")
     add("--debug", action="store_true", help="show tracebacks")
     from studio.cli_cluster import add_backend_options
@@ -221,6 +234,38 @@ def base_recipe(args: argparse.Namespace) -> Any:
     return Recipe(**changes)
 
 
+def _cross_recipe(args: argparse.Namespace) -> Any:
+    """The child ``--cross-at K --parents-recipes A,B [--mutation S:D]`` describes, with
+    the other recipe options over it (they change the child's run after step K)."""
+    from studio.engine.breeding import cross_at
+    from studio.engine.recipe import RecipeError
+
+    if args.cross_at is None or args.parents_recipes is None:
+        raise CliError("--cross-at K and --parents-recipes A,B go together.")
+    files = [item for item in args.parents_recipes.split(",") if item]
+    if len(files) != 2:
+        raise CliError("--parents-recipes needs exactly two recipes, as A.json,B.json.")
+    recipes, weights = [], []
+    for item in files:
+        name, sep, weight = item.rpartition(":")
+        try:
+            weights.append(float(weight) if sep else 1.0)
+        except ValueError:  # a colon of the path itself
+            name, sep = item, ""
+            weights.append(1.0)
+        recipes.append(read_recipe_file(Path(name if sep else item)))
+    changes = _recipe_changes(args)
+    seed = changes.pop("mutation_seed", 0)
+    dose = changes.pop("mutation_dose", 0.0)
+    if "parents" in changes:
+        raise CliError("A cross at a step takes its parents from --parents-recipes, not --parents.")
+    try:
+        child = cross_at(recipes[0], recipes[1], args.cross_at - 1, dose, seed, tuple(weights))
+    except RecipeError as exc:
+        raise CliError(str(exc)) from None
+    return child.with_changes(**changes)
+
+
 MAX_RECIPE_FILE_BYTES = 16 * 1024 * 1024
 
 
@@ -263,6 +308,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The result is a branch of the checkpoint's run, and its recipe says so.
         recipe = start.recipe.with_changes(**_recipe_changes(args))
         recipe = recipe.branched_from(start.recipe, start.step_index)
+    elif args.cross_at is not None or args.parents_recipes is not None:
+        if args.recipe is not None:
+            raise CliError("Give --recipe or --cross-at with --parents-recipes, not both.")
+        recipe = _cross_recipe(args)
     else:
         recipe = base_recipe(args)
     recipe, images = _init_images(args, recipe)
@@ -280,6 +329,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         or args.resume is not None
         or getattr(args, "recipe", None)
         or args.init_image is not None
+        or recipe.cross is not None
     )
     from studio.cli_cluster import render_on_cluster, uses_cluster
 

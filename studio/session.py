@@ -40,7 +40,7 @@ from studio.document.layers import LayerStack
 from studio.document.project import Project
 from studio.document.scores import VersionScores
 from studio.document.versions import StepRef, Version, VersionTree
-from studio.engine.breeding import brood_of
+from studio.engine.breeding import brood_of, cross_at
 from studio.engine.memory import SizeBudget
 from studio.engine.recipe import BUNDLED_MODEL, Recipe, RecipeError
 from studio.init_images import InitImagePool
@@ -370,6 +370,30 @@ class Session(QObject):
             self.origins.record(job.version_id, bred_from)
             version_ids.append(job.version_id)
         return version_ids
+
+    def cross(
+        self,
+        first_id: str,
+        second_id: str,
+        step_index: int,
+        dose: float = DEFAULT_DOSE,
+        seed: int | None = None,
+    ) -> str:
+        """Send a job for the child of two versions crossed after step ``step_index``
+        (0-based): their latents there slerped with equal weights and re-noised by ``dose``
+        of ``seed``'s noise (see ``breeding.cross_at``); returns the child's version id.
+
+        The child's recipe carries both parents' recipes, so the worker replays them to the
+        step and it reproduces from its recipe alone; both parents are recorded as for a
+        brood (``Version.bred_from``). Raises RecipeError (nothing sent) when they cannot
+        cross."""
+        first, second = self.tree.get(first_id), self.tree.get(second_id)
+        noise_seed = secrets.randbits(64) if seed is None else seed
+        recipe = cross_at(first.recipe, second.recipe, step_index, dose, noise_seed)
+        recipe.validate(self.model.size_factor)
+        job = self.jobs[self.generate(recipe)]
+        self.origins.record(job.version_id, ((first.id, 1.0), (second.id, 1.0)))
+        return job.version_id
 
     def score(self, version_ids: Sequence[str], timesteps: int = 8, noises: int = 2) -> list[int]:
         """Send Score jobs for ``version_ids`` (one per prompt and model, usually one),

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from studio.engine import seeds
-from studio.engine.recipe import Recipe, RecipeError
+from studio.engine.recipe import CrossPoint, Recipe, RecipeError, check_crossable
 
 MAX_CHILDREN = 64
 
@@ -101,3 +101,46 @@ def brood_of(
         batch=1,
     )
     return brood(base, cross([(p, 1.0) for p in parents]), children, dose, brood_seed)
+
+
+def owner_at(recipe: Recipe, step_index: int) -> Recipe:
+    """The recipe (with its lineage) whose run computes step ``step_index`` of ``recipe``'s
+    trajectory: ``recipe`` itself, or the ancestor a branch took that step from."""
+    while recipe.lineage and recipe.branch_step >= step_index:
+        recipe = recipe.parent
+    return recipe
+
+
+def cross_at(
+    first: Recipe,
+    second: Recipe,
+    step_index: int,
+    dose: float = 0.0,
+    seed: int = 0,
+    weights: tuple[float, float] = (1.0, 1.0),
+) -> Recipe:
+    """The child of ``first`` and ``second`` crossed after step ``step_index`` (0-based):
+    the slerp of their latents there by ``weights``, re-noised by ``dose`` of ``seed``'s
+    noise (see ``crossing``), continued with ``first``'s other settings.
+
+    Raises RecipeError unless both share model, size, steps and sampler."""
+    parents = tuple(owner_at(r, step_index) for r in (first, second))
+    child = parents[0].with_changes(
+        lineage=(),
+        cross=CrossPoint(
+            ((parents[0], float(weights[0])), (parents[1], float(weights[1]))),
+            int(step_index),
+            int(seed),
+            float(dose),
+        ),
+        parents=(),
+        mutation_seed=None,
+        mutation_dose=0.0,
+        variation_seed=None,
+        variation_strength=0.0,
+        renoise_seed=None,
+        renoise_strength=0.0,
+        batch=1,
+    )
+    check_crossable(child, parents[1], step_index)
+    return child

@@ -25,6 +25,7 @@ __all__ = [
     "renoise_noise",
     "seeded_noise",
     "slerp",
+    "slerp_weights",
     "start_noise",
     "step_generator",
     "step_noise",
@@ -59,18 +60,33 @@ def slerp(strength: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tenso
     """
     low_flat = low.reshape(low.shape[0], -1).double()
     high_flat = high.reshape(high.shape[0], -1).double()
+    c_low, c_high = slerp_weights(strength, low, high)
+    mixed = c_low * low_flat + c_high * high_flat
+    return mixed.reshape(low.shape).to(low.dtype)
+
+
+def slerp_weights(
+    strength: float, low: torch.Tensor, high: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coefficients (float64, one row per batch item) :func:`slerp` gives ``low`` and
+    ``high``, so the same combination can be applied to other tensors (a cross applies a
+    latent pair's weights to their x0 predictions too)."""
+    low_flat = low.reshape(low.shape[0], -1).double()
+    high_flat = high.reshape(high.shape[0], -1).double()
     low_norm = low_flat / low_flat.norm(dim=1, keepdim=True)
     high_norm = high_flat / high_flat.norm(dim=1, keepdim=True)
     dot = (low_norm * high_norm).sum(1)
+    rows = low_flat.shape[0]
     if float(dot.mean()) > 0.9995:
-        mixed = low_flat * (1.0 - strength) + high_flat * strength
-    else:
-        omega = torch.acos(dot.clamp(-1.0, 1.0))
-        so = torch.sin(omega)
-        mixed = (torch.sin((1.0 - strength) * omega) / so).unsqueeze(1) * low_flat + (
-            torch.sin(strength * omega) / so
-        ).unsqueeze(1) * high_flat
-    return mixed.reshape(low.shape).to(low.dtype)
+        c_low = torch.full((rows, 1), 1.0 - strength, dtype=torch.float64)
+        c_high = torch.full((rows, 1), float(strength), dtype=torch.float64)
+        return c_low, c_high
+    omega = torch.acos(dot.clamp(-1.0, 1.0))
+    so = torch.sin(omega)
+    return (
+        (torch.sin((1.0 - strength) * omega) / so).unsqueeze(1),
+        (torch.sin(strength * omega) / so).unsqueeze(1),
+    )
 
 
 def genome_mix(parents: Sequence[tuple[int, float]], shape: tuple[int, ...]) -> torch.Tensor:

@@ -48,6 +48,19 @@ class BranchPoint:
 
 
 @dataclass(frozen=True)
+class CrossPoint:
+    """Where a crossed child starts: its two ``parents`` ((recipe with its own lineage,
+    weight) pairs) each ran to the end of step ``step_index`` (0-based); their latents were
+    slerped by the weights and re-noised by ``dose`` of ``seed``'s noise (see
+    ``crossing.cross_latents``), and the child's recipe took over from there."""
+
+    parents: tuple[tuple[Recipe, float], ...]
+    step_index: int
+    seed: int = 0
+    dose: float = 0.0
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One generation, fully specified.
 
@@ -73,6 +86,11 @@ class Recipe:
     from noise replays them, so a branch reproduces from its recipe alone.
     Fields at their defaults are left out of the JSON, so older recipes keep
     their exact text.
+
+    ``cross`` makes the recipe a crossed child: it starts after step ``cross.step_index``
+    from the cross of its two parents' latents there, so rendering it replays both
+    parents (and their lineages) to that step. A branch keeps its cross in the first
+    recipe of its lineage.
     """
 
     prompt: str
@@ -103,6 +121,7 @@ class Recipe:
     """How far the init image is pushed into noise, 0 to 1 (1: from noise alone)."""
     mask: str = ""
     """Inpainting: the mask's content hash (white repaints), stored like the init image."""
+    cross: CrossPoint | None = None
 
     # ---- JSON -------------------------------------------------------------
 
@@ -118,6 +137,14 @@ class Recipe:
                 {"recipe": point.recipe.to_dict(), "step_index": point.step_index}
                 for point in self.lineage
             ]
+        if "cross" in data:
+            point = self.cross
+            data["cross"] = {
+                "parents": [{"recipe": r.to_dict(), "weight": w} for r, w in point.parents],
+                "step_index": point.step_index,
+                "seed": point.seed,
+                "dose": point.dose,
+            }
         return data
 
     def to_json(self) -> str:
@@ -149,7 +176,10 @@ class Recipe:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise RecipeError(f"The recipe is not valid JSON ({exc}).") from exc
-        return cls.from_dict(data, notes)
+        try:
+            return cls.from_dict(data, notes)
+        except RecursionError:
+            raise RecipeError("The recipe nests its crosses too deeply.") from None
 
     def with_changes(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
@@ -160,7 +190,7 @@ class Recipe:
         """This recipe as a branch after step ``step_index`` of ``parent`` (itself maybe a branch);
         any lineage this recipe had is replaced by the parent's."""
         point = BranchPoint(parent.with_changes(lineage=()), step_index)
-        return replace(self, lineage=(*parent.lineage, point))
+        return replace(self, lineage=(*parent.lineage, point), cross=None)
 
     @property
     def parent(self) -> Recipe | None:
@@ -183,7 +213,12 @@ class Recipe:
         (its lineage's recipes too)."""
         config = model_name(self.model_config) if self.model_config else ""
         lineage = tuple(BranchPoint(p.recipe.shared(), p.step_index) for p in self.lineage)
-        return replace(self, model=model_name(self.model), model_config=config, lineage=lineage)
+        cross = self.cross
+        if cross is not None:
+            cross = replace(cross, parents=tuple((r.shared(), w) for r, w in cross.parents))
+        return replace(
+            self, model=model_name(self.model), model_config=config, lineage=lineage, cross=cross
+        )
 
     # ---- validation -------------------------------------------------------
 
@@ -234,6 +269,7 @@ class Recipe:
                 f"Unknown sampler {self.sampler!r}; choose one of: {', '.join(SAMPLERS)}."
             )
         self._validate_lineage(size_factor)
+        self._validate_cross(size_factor)
         if (
             isinstance(self.batch, bool)
             or not isinstance(self.batch, int)
@@ -292,6 +328,30 @@ class Recipe:
             previous = step
             base.validate(size_factor)
 
+    def _validate_cross(self, size_factor: int) -> None:
+        point = self.cross
+        if point is None:
+            return
+        if self.lineage:
+            raise RecipeError("A branch keeps its cross in the first recipe of its lineage.")
+        if not isinstance(point.parents, tuple) or len(point.parents) != 2:
+            raise RecipeError("A cross at a step has exactly two parents.")
+        step = point.step_index
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step < self.steps - 1:
+            raise RecipeError(
+                f"The cross step must be from 1 to {self.steps - 1}, leaving a step to run."
+            )
+        seed = point.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise RecipeError("The cross's noise seed must be a whole number from 0 to 2^64-1.")
+        if not _finite(point.dose) or not 0.0 <= point.dose <= 1.0:
+            raise RecipeError("The cross's dose must be between 0 and 1.")
+        for parent, weight in point.parents:
+            if not _finite(weight) or weight <= 0.0:
+                raise RecipeError("A crossed parent's weight must be a number above 0.")
+            check_crossable(self, parent, step, models=False)
+            parent.validate(size_factor)
+
     # ---- A1111 "parameters" text -----------------------------------------
 
     def to_parameters(self, model_hash: str | None = None) -> str:
@@ -338,6 +398,10 @@ class Recipe:
         parent = self.parent
         if parent is not None:
             pairs.append(("Branch", f"step {self.branch_step + 1} of {parent.short_hash()}"))
+        root = self.lineage[0].recipe if self.lineage else self
+        if root.cross is not None:
+            first, second = (r.short_hash() for r, _ in root.cross.parents)
+            pairs.append(("Cross", f"step {root.cross.step_index + 1} of {first} and {second}"))
         pairs.append(("Version", "Noise Studio"))
         lines.append(", ".join(f"{k}: {_quote(v)}" for k, v in pairs if v is not None))
         return "\n".join(lines)
@@ -415,7 +479,47 @@ class Recipe:
                 f"The image is a branch ({params['Branch']}); its parameters text alone does not "
                 "reproduce it, its Noise Studio recipe does."
             )
+        if "Cross" in params and notes is not None:
+            notes.append(
+                f"The image is a cross ({params['Cross']}); its parameters text alone does not "
+                "reproduce it, its Noise Studio recipe does."
+            )
         return cls(**_capped(_coerce(data), notes))
+
+
+def check_crossable(child: Recipe, parent: Recipe, step_index: int, models: bool = True) -> None:
+    """Raise RecipeError unless ``parent`` can be crossed into ``child`` after ``step_index``:
+    the same model, size, steps and sampler, and a run that computes that step itself.
+
+    ``models`` False skips the model names, as a lineage's check does: a recipe read
+    from an image names its models, and whoever runs it loads one for all."""
+    if (
+        parent.model if models else "",
+        parent.width,
+        parent.height,
+        parent.steps,
+        parent.sampler,
+    ) != (
+        child.model if models else "",
+        child.width,
+        child.height,
+        child.steps,
+        child.sampler,
+    ):
+        raise RecipeError(
+            "Two versions cross at a step only with the same model, size, steps and sampler."
+        )
+    first = parent.branch_step + 1 if parent.lineage else 0
+    if parent.init_image:
+        from studio.engine.init_pixels import start_index
+
+        first = max(first, start_index(parent.steps, parent.strength))
+    if parent.cross is not None:
+        first = max(first, parent.cross.step_index + 1)
+    if step_index < first:
+        raise RecipeError(
+            f"A crossed parent starts at step {first + 1}, after the cross step {step_index + 1}."
+        )
 
 
 def image_hash(pixels: Any) -> str:
@@ -540,6 +644,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "init_image": "",
     "strength": 1.0,
     "mask": "",
+    "cross": None,
 }
 """Fields added after recipes were first written: left out of the JSON at these values."""
 _STR_FIELDS = {
@@ -565,6 +670,8 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
                 out[key] = _coerce_parents(value)
             elif key == "lineage":
                 out[key] = _coerce_lineage(value)
+            elif key == "cross":
+                out[key] = _coerce_cross(value)
             elif key in _INT_FIELDS:
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
@@ -623,6 +730,31 @@ def _coerce_lineage(value: Any) -> tuple[BranchPoint, ...]:
             raise ValueError
         points.append(BranchPoint(Recipe.from_dict(recipe), step))
     return tuple(points)
+
+
+def _coerce_cross(value: Any) -> CrossPoint | None:
+    if value is None or isinstance(value, CrossPoint):
+        return value
+    if not isinstance(value, dict) or set(value) != {"parents", "step_index", "seed", "dose"}:
+        raise ValueError
+    parents = value["parents"]
+    if not isinstance(parents, list) or len(parents) != 2:
+        raise ValueError
+    pairs = []
+    for item in parents:
+        if not isinstance(item, dict) or set(item) != {"recipe", "weight"}:
+            raise ValueError
+        weight = item["weight"]
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError
+        pairs.append((Recipe.from_dict(item["recipe"]), float(weight)))
+    step, seed, dose = value["step_index"], value["seed"], value["dose"]
+    for number in (step, seed):
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ValueError
+    if isinstance(dose, bool) or not isinstance(dose, (int, float)):
+        raise ValueError
+    return CrossPoint(tuple(pairs), step, seed, float(dose))
 
 
 def _capped(data: dict[str, Any], notes: list[str] | None) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.engine import img2img, noise, schedulers
+from studio.engine import crossing, img2img, noise, schedulers
 from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
 from studio.engine.memory_saving import tiling_when_short
@@ -222,7 +222,16 @@ class Sampler:
             start = self._lineage_start(recipe, cancel, images)
             if start is None:
                 return
-        if start is None:
+        if start is None and recipe.cross is not None:
+            crossed = self._cross_start(recipe, levels, cancel, images)
+            if crossed is None:
+                return
+            # A fresh scheduler from the step after the cross: no parent's history.
+            first = recipe.cross.step_index + 1
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(first)
+            latent = crossed.to(model.device)
+        elif start is None:
             first, latent = _first_latent(
                 recipe, scheduler, levels, start_noise, init, model.device
             )
@@ -304,15 +313,49 @@ class Sampler:
         from bit for bit the checkpoint they resumed from. None when cancelled."""
         checkpoint: Checkpoint | None = None
         for point in recipe.lineage:
-            reached: Step | None = None
-            for step in self.run(point.recipe, start=checkpoint, cancel=cancel, images=images):
-                reached = step
-                if step.index == point.step_index:
-                    break
-            if reached is None or reached.index != point.step_index:
+            checkpoint = self._checkpoint_at(
+                point.recipe, point.step_index, checkpoint, cancel, images
+            )
+            if checkpoint is None:
                 return None
-            checkpoint = Checkpoint.from_bytes(reached.checkpoint.to_bytes())
         return checkpoint
+
+    def _cross_start(
+        self,
+        recipe: Recipe,
+        levels: list[tuple[float, float]],
+        cancel: threading.Event | None,
+        images: Sequence[np.ndarray] = (),
+    ) -> torch.Tensor | None:
+        """The latent a crossed child starts from: both parents replayed (with their
+        lineages) to the cross step, through their checkpoints' bytes as for a branch,
+        and crossed there. None when cancelled."""
+        point = recipe.cross
+        reached = []
+        for parent, _ in point.parents:
+            checkpoint = self._checkpoint_at(parent, point.step_index, None, cancel, images)
+            if checkpoint is None:
+                return None
+            reached.append(checkpoint)
+        return crossing.cross_latents(*reached, point, levels[point.step_index + 1])
+
+    def _checkpoint_at(
+        self,
+        recipe: Recipe,
+        step_index: int,
+        start: Checkpoint | None,
+        cancel: threading.Event | None,
+        images: Sequence[np.ndarray],
+    ) -> Checkpoint | None:
+        """``recipe``'s checkpoint after ``step_index``, read back from its bytes."""
+        reached: Step | None = None
+        for step in self.run(recipe, start=start, cancel=cancel, images=images):
+            reached = step
+            if step.index == step_index:
+                break
+        if reached is None or reached.index != step_index:
+            return None
+        return Checkpoint.from_bytes(reached.checkpoint.to_bytes())
 
     @torch.no_grad()
     def _predict(
@@ -416,8 +459,8 @@ class Sampler:
                 raise RecipeError(
                     "A batch's recipes share steps, sampler, size, batch size and strength."
                 )
-            if recipe.lineage:
-                raise RecipeError("A branch runs alone, from its parent's checkpoint.")
+            if recipe.lineage or recipe.cross is not None:
+                raise RecipeError("A branch or a cross runs alone, from its parents' checkpoints.")
         if len(recipes) > lead.batch:
             raise RecipeError(f"A batch of {lead.batch} holds at most {lead.batch} recipes.")
         shape = self.latent_shape(lead)
@@ -561,6 +604,8 @@ class Sampler:
         """Run a whole recipe; returns its steps and the result image (None if cancelled)."""
         steps = list(self.run(recipe, cancel=cancel, images=images))
         first = img2img.start_index(recipe.steps, recipe.strength) if recipe.init_image else 0
+        if recipe.cross is not None:
+            first = recipe.cross.step_index + 1
         if len(steps) < recipe.steps - first or (cancel is not None and cancel.is_set()):
             return steps, None
         return steps, self.finish(recipe, steps[-1].latent if steps else None, images, cancel)

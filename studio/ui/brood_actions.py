@@ -21,6 +21,7 @@ from studio.ui.pages import Pages
 from studio.ui.versions_panel import VersionsPanel
 
 BREED_SHORTCUT = "Ctrl+Shift+B"
+CROSS_SHORTCUT = "Ctrl+Shift+X"
 
 
 class BroodActions(QObject):
@@ -42,7 +43,16 @@ class BroodActions(QObject):
             "fresh noise"
         )
         window.addAction(self.breed_action)
+        self.cross_action = QAction("Cross at this step", window)
+        self.cross_action.setShortcut(QKeySequence(CROSS_SHORTCUT))
+        self.cross_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.cross_action.setToolTip(
+            "A child of the two selected versions crossed at the timeline's step: the mix of "
+            "their latents there, with the brood's dose of fresh noise"
+        )
+        window.addAction(self.cross_action)
 
+        self.cross_action.triggered.connect(self.cross_selected)
         self.breed_action.triggered.connect(self.breed_selected)
         versions.breed_requested.connect(self.breed)
         versions.version_activated.connect(lambda _vid: self.state.set_shown(False))
@@ -55,10 +65,34 @@ class BroodActions(QObject):
     def place_in(self, menu: QMenu) -> None:
         menu.addSeparator()
         menu.addAction(self.breed_action)
+        menu.addAction(self.cross_action)
 
     def breed_selected(self) -> list[str]:
         current = self._session.view.version_id
         return self.breed(self._versions.selected_ids() or ([current] if current else []))
+
+    def cross_selected(self) -> str | None:
+        """Cross the two selected versions at the step the timeline shows, with the brood's
+        dose, and show the child; returns its version id (None, with a status message,
+        when it cannot run)."""
+        session = self._session
+        selected = [vid for vid in self._versions.selected_ids() if vid in session.tree]
+        step = session.step_at(session.view.position)
+        if len(selected) != 2 or step is None:
+            session.status.emit("Select two versions and a step on the timeline to cross.", 5000)
+            return None
+        try:
+            child = session.cross(selected[0], selected[1], step.index, self.state.dose)
+        except RecipeError as exc:
+            session.status.emit(f"Cannot cross: {exc}", 8000)
+            return None
+        names = " and ".join(session.tree.get(vid).name for vid in selected)
+        session.status.emit(
+            f"Crossing {names} at step {step.index + 1} / {step.total}, "
+            f"dose {self.state.dose:.2f}…",
+            5000,
+        )
+        return child
 
     def breed_from_picked(self) -> list[str]:
         return self.breed(self.state.picks)

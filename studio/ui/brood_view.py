@@ -215,8 +215,8 @@ class BroodView(QWidget):
 
     def _show_generation(self) -> None:
         state = self._state
-        text = f"Generation {state.generation}"
-        if state.children:
+        text = state.title or f"Generation {state.generation}"
+        if state.children and not state.title:
             text += f" · {len(state.children)} children · {len(state.picks)} picked"
         self.generation_label.setText(text)
         self.breed_button.setEnabled(bool(state.picks))

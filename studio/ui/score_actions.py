@@ -7,7 +7,7 @@ brood actions), never the window's attributes. Scoring goes through
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QScrollArea
 
@@ -66,6 +66,15 @@ class ScoreActions(QObject):
         session.score_progress.connect(self.view.set_progress)
         session.view.version_changed.connect(lambda _vid: self.view.plot.update())
         session.tree.version_removed.connect(self.state.forget)
+        # stored scores (a reopened project's) show in the dock without rescoring
+        self._adopting: list[str] = []
+        self._adopt_timer = QTimer(self)
+        self._adopt_timer.setSingleShot(True)
+        self._adopt_timer.setInterval(0)
+        self._adopt_timer.timeout.connect(self._adopt_stored)
+        session.tree.version_added.connect(self._on_version_added)
+        for version in session.tree:
+            self._on_version_added(version.id)
         broods.state.shown_changed.connect(lambda _shown: self._enable_order())
         broods.state.brood_changed.connect(self._enable_order)
         self._enable_order()
@@ -109,6 +118,19 @@ class ScoreActions(QObject):
         brood = self._broods.state
         best = ordered(self._session.scores, brood.children, "combined", self.state.explore)
         brood.reorder([*best, *(vid for vid in brood.children if vid not in best)])
+
+    def _on_version_added(self, version_id: str) -> None:
+        if self._session.tree.scores(version_id) is not None:
+            self._adopting.append(version_id)
+            self._adopt_timer.start()  # a project's versions arrive together: one refresh
+
+    def _adopt_stored(self) -> None:
+        """Put the versions that arrived with stored scores on the map and in the list."""
+        tree, adopting = self._session.tree, self._adopting
+        self._adopting = []
+        fresh = [vid for vid in adopting if vid in tree and tree.scores(vid) is not None]
+        if fresh:
+            self.state.set_versions([*self.state.version_ids, *fresh])
 
     def _enable_order(self) -> None:
         brood = self._broods.state

@@ -180,7 +180,12 @@ class SearchActions(QObject):
         self.progress_box.show()
         search.start()
         candidates = [session.jobs[j].version_id for j in search.candidate_job_ids]
-        self._broods.state.set_brood(candidates, 0)
+        self._broods.state.set_brood(
+            candidates,
+            0,
+            f"Pruned search: {settings.candidates} candidates → {settings.keep} kept "
+            f"(ranked at step {search.prune_step} of {recipe.steps})",
+        )
         self._broods.state.set_shown(True)
         session.status.emit(
             f"Pruned search: {settings.candidates} candidates to step {search.prune_step} "
@@ -201,7 +206,9 @@ class SearchActions(QObject):
         self.last_report = report
         self.progress_box.hide()
         survivors = [vid for vid in report.survivors if vid in self._session.tree]
-        self._broods.state.set_brood(survivors, 0)
+        self._broods.state.set_brood(
+            survivors, 0, f"Pruned search: {len(survivors)} kept, finished in full"
+        )
         self._broods.state.set_shown(True)
         if survivors:
             self._versions.select(survivors[0])

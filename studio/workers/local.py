@@ -408,6 +408,8 @@ class LocalWorker(WorkerClient):
             images = getattr(request, "images", ())
             if start is not None:
                 first = int(start.step_index) + 1
+            elif getattr(recipe, "cross", None) is not None:
+                first = recipe.cross.step_index + 1
             elif recipe.init_image:
                 from studio.engine.init_pixels import start_index
 

@@ -29,6 +29,8 @@ def test_a_pruned_search_keeps_the_best_ranked_and_they_equal_full_runs(
     assert searches.progress_box.isVisibleTo(window)
     candidates = list(window.broods.state.children)
     assert len(candidates) == 4 and window.stack.currentWidget() is window.broods.view
+    header = window.broods.view.generation_label.text()
+    assert header.startswith("Pruned search: 4 candidates → 2 kept") and "Generation" not in header
     with qtbot.waitSignal(search.finished, timeout=4 * GENERATION_TIMEOUT_MS) as done:
         pass
     report = done.args[0]
@@ -36,6 +38,7 @@ def test_a_pruned_search_keeps_the_best_ranked_and_they_equal_full_runs(
 
     assert report.prune_step == 2 and len(report.survivors) == 2
     assert list(window.broods.state.children) == report.survivors
+    assert window.broods.view.generation_label.text().startswith("Pruned search: 2 kept")
     assert sorted(window.versions.selected_ids()) == sorted(report.survivors)
     assert not searches.progress_box.isVisibleTo(window)
     assert progress and progress[-1][0] == report.steps_run <= progress[-1][1]

@@ -6,7 +6,7 @@ from studio import taste
 from studio.ui.versions_panel import ORDER_LABELS
 from tests.ui.conftest import generate_and_wait, open_window
 from tests.ui.test_project_flow import Answers, attach_session
-from tests.ui.test_scores_flow import _score_selected, _three_versions
+from tests.ui.test_scores_flow import _list_order, _score_selected, _three_versions
 
 KEYS = list(ORDER_LABELS)
 
@@ -80,6 +80,12 @@ def test_scores_stored_in_the_project_order_the_panel_after_reopening(
         _choose(reopened, "fidelity")
         expected = sorted(stored, key=lambda v: -stored[v])
         assert reopened.versions.shown_order() == expected
+        # the Scores dock's map and sorted list show the stored scores too
+        view = reopened.scores.view
+        qtbot.waitUntil(lambda: set(view.plot.shown_ids()) == set(stored))
+        assert view.list.count() == 3
+        view.sort_key.setCurrentIndex(view.sort_key.findData("fidelity"))
+        assert _list_order(view) == expected
         assert not session.score_jobs, "nothing was rescored"
         qtbot.wait(50)
         assert not session.score_jobs
