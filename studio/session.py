@@ -1,6 +1,6 @@
 """The user's open work, without widgets: the document, the worker and the jobs in flight.
 
-A :class:`Session` owns the version tree, the layer stack, the undo stack, the
+A :class:`Session` owns the version tree, the layer stack, the canvas mask, the undo stack, the
 project file it is bound to (set by the project controller), the worker client
 and the jobs in flight. It turns worker messages into document changes, in one
 switch (:meth:`Session.handle`), and keeps a :class:`ViewState` that the
@@ -35,6 +35,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from studio.brood import DEFAULT_CHILDREN, DEFAULT_DOSE, BroodOrigins
+from studio.document.canvas_mask import CanvasMask
 from studio.document.commands import AddVersionCommand, DeleteVersionCommand, RenameVersionCommand
 from studio.document.layers import LayerStack
 from studio.document.project import Project
@@ -227,6 +228,7 @@ class Session(QObject):
         self.tree = VersionTree(self)
         self.origins = BroodOrigins(self.tree, self)
         self.layers = LayerStack(parent=self)
+        self.mask = CanvasMask(self.layers, self)
         self.undo_stack = QUndoStack(self)
         self.project: Project | None = None
         self.client = client

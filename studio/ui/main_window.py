@@ -29,6 +29,7 @@ from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.clipboard import ClipboardActions
 from studio.ui.export_actions import ExportActions
 from studio.ui.image_drop import ImageImporter
+from studio.ui.mask_tool import MaskTool
 from studio.ui.pages import Pages
 from studio.ui.panel_binding import PanelBinding
 from studio.ui.project_menu import ProjectSession
@@ -97,6 +98,10 @@ class MainWindow(QMainWindow):
         self.scores.place_in(self.menus["generate"], self.menus["view"])
         self.canvas_generation = CanvasGeneration(session, self.panel, self.workspace.panel, self)
         self.canvas_generation.place_in(self.menus["generate"])
+        self.mask_tool = MaskTool(session, self.workspace, self)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.mask_tool.toolbar)
+        self.menuBar().insertMenu(self.menus["generate"].menuAction(), self.mask_tool.menu)
+        self.addActions(self.mask_tool.actions())
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)
