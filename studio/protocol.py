@@ -111,6 +111,18 @@ class Decode:
 
 
 @dataclass(frozen=True)
+class Forward:
+    """The forward (noising) half of an image-to-image ``recipe``, as previews from its init
+    image to the latent its first denoising step starts from (the engine's
+    ``Sampler.forward_previews``); answered by ForwardMade under ``key``. Latest wins.
+    ``images``: as Generate's."""
+
+    key: str
+    recipe: Recipe
+    images: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True)
 class TokenInfo:
     """Token counts for each text (one PromptInfo each), once a model is loaded. Latest wins."""
 
@@ -168,6 +180,7 @@ Request = (
     | Generate
     | Resume
     | Decode
+    | Forward
     | TokenInfo
     | Cancel
     | CancelAll
@@ -280,6 +293,15 @@ class DecodeFailed:
 
 
 @dataclass(frozen=True)
+class ForwardMade:
+    """A Forward's frames (uint8 H×W×3, the init image first); none, and ``error``, if it failed."""
+
+    key: str
+    frames: tuple[np.ndarray, ...]
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class PromptInfo:
     """The tokenizer's count for ``text``; ``unknown`` are the words the model does not know."""
 
@@ -366,6 +388,7 @@ Message = (
     | JobFailed
     | Decoded
     | DecodeFailed
+    | ForwardMade
     | PromptInfo
     | ScoreProgress
     | Scored
