@@ -18,7 +18,7 @@ import enum
 
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QMouseEvent
-from PySide6.QtWidgets import QLabel, QMenu, QToolBar, QWidget
+from PySide6.QtWidgets import QLabel, QMenu, QSizePolicy, QToolBar, QWidget
 
 from studio.document import layer_commands, mask_commands
 from studio.session import Session
@@ -65,6 +65,8 @@ class MaskTool(QObject):
         self.hint = QLabel()
         self.hint.setStyleSheet("padding: 2px 6px; background: #5a2430; color: white;")
         self.hint.setVisible(False)
+        # a long line is cut, never widens the window
+        self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         workspace.page.layout().insertWidget(1, self.hint)
         self._build_actions(window)
         session.view.canvas_shown_changed.connect(lambda shown: shown or self.set_active(False))
@@ -156,6 +158,7 @@ class MaskTool(QObject):
         canvas = self._workspace.view
         if active:
             self._workspace.show_canvas(True)
+            canvas.setFocus()  # so [ and ] reach the brush, not the prompt being typed
         canvas.tool = self if active else None
         self.overlay.setVisible(active)
         self.outline.setVisible(False)
@@ -195,8 +198,8 @@ class MaskTool(QObject):
         }[self.kind]
         self.hint.setText(
             f"Mask mode · {what} · size {2 * self.radius:.0f} px · hardness "
-            f"{self.hardness:.0%} · B brush, E eraser, M rectangle, [ ] size, "
-            "Shift+[ ] hardness, right button erases · Q leaves"
+            f"{self.hardness:.0%} · B E M tools · [ ] size · Shift+[ ] hardness · "
+            "right button erases · Q leaves"
         )
         self.settings_changed.emit()
 
@@ -248,11 +251,11 @@ class MaskTool(QObject):
             start, erase = self._rect_start
             self._rect_start = None
             self.band.setVisible(False)
-            rect = QRectF(start, point).normalized().toAlignedRect()
+            # corners snap to the nearest pixel corner: a drag never grows by a sliver
+            x0, x1 = sorted((round(start.x()), round(point.x())))
+            y0, y1 = sorted((round(start.y()), round(point.y())))
             self._push(
-                mask_commands.rectangle_command(
-                    self.mask, (rect.x(), rect.y(), rect.width(), rect.height()), erase
-                )
+                mask_commands.rectangle_command(self.mask, (x0, y0, x1 - x0, y1 - y0), erase)
             )
         elif self._stroke is not None:
             self._paint_to(point)

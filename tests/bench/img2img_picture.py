@@ -49,9 +49,7 @@ def main(out: Path) -> None:
     inpainted = sampler.render(inpaint, images=(layer, mask))[1]
     assert np.array_equal(inpainted[mask == 0], layer[mask == 0])
 
-    top = [("layer", layer)] + [
-        (f"forward {k + 1}/{len(frames)}", frames[k]) for k in shown[1:]
-    ]
+    top = [("layer", layer)] + [(f"forward {k + 1}/{len(frames)}", frames[k]) for k in shown[1:]]
     top[-1] = (f"static at {STRENGTH:.0%}", frames[-1])
     top.append((f"img2img {STRENGTH:.0%}", result))
     weight = mask[..., None].astype(np.float32) / 255.0 * MASK_OPACITY
