@@ -116,6 +116,18 @@ class Decode:
 
 
 @dataclass(frozen=True)
+class Forward:
+    """The forward (noising) half of an image-to-image ``recipe``, as previews from its init
+    image to the latent its first denoising step starts from (the engine's
+    ``Sampler.forward_previews``); answered by ForwardMade under ``key``. Latest wins.
+    ``images``: as Generate's."""
+
+    key: str
+    recipe: Recipe
+    images: tuple[np.ndarray, ...] = ()
+
+
+@dataclass(frozen=True)
 class TokenInfo:
     """Token counts for each text (one PromptInfo each), once a model is loaded. Latest wins."""
 
@@ -173,6 +185,7 @@ Request = (
     | Generate
     | Resume
     | Decode
+    | Forward
     | TokenInfo
     | Cancel
     | CancelAll
@@ -285,6 +298,15 @@ class DecodeFailed:
 
 
 @dataclass(frozen=True)
+class ForwardMade:
+    """A Forward's frames (uint8 H×W×3, the init image first); none, and ``error``, if it failed."""
+
+    key: str
+    frames: tuple[np.ndarray, ...]
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class PromptInfo:
     """The tokenizer's count for ``text``; ``unknown`` are the words the model does not know."""
 
@@ -371,6 +393,7 @@ Message = (
     | JobFailed
     | Decoded
     | DecodeFailed
+    | ForwardMade
     | PromptInfo
     | ScoreProgress
     | Scored

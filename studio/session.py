@@ -1,6 +1,6 @@
 """The user's open work, without widgets: the document, the worker and the jobs in flight.
 
-A :class:`Session` owns the version tree, the layer stack, the undo stack, the
+A :class:`Session` owns the version tree, the layer stack, the canvas mask, the undo stack, the
 project file it is bound to (set by the project controller), the worker client
 and the jobs in flight. It turns worker messages into document changes, in one
 switch (:meth:`Session.handle`), and keeps a :class:`ViewState` that the
@@ -35,6 +35,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoStack
 
 from studio.brood import DEFAULT_CHILDREN, DEFAULT_DOSE, BroodOrigins
+from studio.document.canvas_mask import CanvasMask
 from studio.document.commands import AddVersionCommand, DeleteVersionCommand, RenameVersionCommand
 from studio.document.layers import LayerStack
 from studio.document.project import Project
@@ -43,6 +44,7 @@ from studio.document.versions import StepRef, Version, VersionTree
 from studio.engine.breeding import brood_of, cross_at
 from studio.engine.memory import SizeBudget
 from studio.engine.recipe import BUNDLED_MODEL, Recipe, RecipeError
+from studio.forward_process import ForwardFrames, forward_caption, forward_count, forward_recipe
 from studio.init_images import InitImagePool
 from studio.protocol import (
     Cancel,
@@ -50,6 +52,8 @@ from studio.protocol import (
     Decode,
     Decoded,
     DecodeKey,
+    Forward,
+    ForwardMade,
     FrameShown,
     Generate,
     JobCancelled,
@@ -227,6 +231,7 @@ class Session(QObject):
         self.tree = VersionTree(self)
         self.origins = BroodOrigins(self.tree, self)
         self.layers = LayerStack(parent=self)
+        self.mask = CanvasMask(self.layers, self)
         self.undo_stack = QUndoStack(self)
         self.project: Project | None = None
         self.client = client
@@ -242,6 +247,8 @@ class Session(QObject):
         self.init_images = InitImagePool(lambda: self.project.store if self.project else None)
         self._job_ids = itertools.count(1)
         self._trajectory: list[StepRef] = []
+        self._forward = 0  # forward frames before the stored steps (see studio.forward_process)
+        self.forward_frames = ForwardFrames()
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
         self._shown_key: DecodeKey | None = None
         self._closing = False
@@ -505,6 +512,14 @@ class Session(QObject):
                     self._frame_now()
             case ModelLoading():
                 self.model.loaded = False
+            case ForwardMade():
+                if message.frames:
+                    self.forward_frames.keep(message.key, message.frames)
+                elif message.error:
+                    self.status.emit(f"The forward frames could not be made: {message.error}", 8000)
+                if message.key == self.view.version_id and message.frames:
+                    self.trajectory_reset.emit()
+                    self._frame_now()
             case ModelLoaded():
                 self.model.loaded = True
                 self.model.held = (message.ref, message.description)
@@ -516,6 +531,7 @@ class Session(QObject):
                     message.bytes_per_pixel,
                     message.device_bytes,
                 )
+                self._request_forward()
             case ModelFailed():
                 # The worker keeps the model it had: pick it again, so the next job uses it.
                 self.status.emit(message.error, 10000)
@@ -555,11 +571,11 @@ class Session(QObject):
         step = message.step
         self.tree.append_step(job.version_id, step)
         if job.version_id == self.view.version_id:
-            at_end = self.view.position >= len(self._trajectory) - 1
+            at_end = self.view.position >= self.last_position()
             self._trajectory.append(StepRef(job.version_id, step.index))
             self.step_added.emit(step.index, self._thumbnail(step))
             if at_end:
-                self.view.set_position(len(self._trajectory) - 1)
+                self.view.set_position(self.last_position())
                 self._frame_timer.start()  # coalesced: one repaint for a burst of steps
         rate = message.steps_done / message.elapsed if message.elapsed > 0 else 0.0
         remaining = step.total - step.index - 1
@@ -640,8 +656,31 @@ class Session(QObject):
         return self.tree.get(vid) if vid in self.tree else None
 
     def trajectory(self) -> list[StepRef]:
-        """The steps of the version on view, inherited ones first."""
+        """The stored steps of the version on view, inherited ones first."""
         return list(self._trajectory)
+
+    def forward_count(self) -> int:
+        """Timeline positions before the stored steps that show the forward (noising) half of
+        an image-to-image version (0 for text-to-image): position ``forward_count() + k`` is
+        stored step k of :meth:`trajectory`."""
+        return self._forward
+
+    def last_position(self) -> int:
+        """The timeline position of the last stored step (or of the last forward frame)."""
+        return max(0, self._forward + len(self._trajectory) - 1)
+
+    def _request_forward(self) -> None:
+        """Ask the worker for the forward frames of the version on view, unless kept."""
+        version = self.current_version()
+        root = forward_recipe(version.recipe) if version is not None else None
+        if root is None or version.id in self.forward_frames or not self.model.loaded:
+            return
+        try:
+            images = self.init_images.for_recipe(root)
+        except RecipeError as exc:
+            self.status.emit(str(exc), 8000)
+            return
+        self.client.send(Forward(version.id, root, images))
 
     def show_version(self, version_id: str | None) -> None:
         """Put a version (or nothing) on view at its last step, leaving compare and the canvas."""
@@ -649,24 +688,44 @@ class Session(QObject):
         self.view.set_canvas_shown(False)
         version_id = version_id if version_id in self.tree else None
         self._trajectory = self.tree.trajectory(version_id) if version_id else []
+        self._forward = forward_count(self.tree.get(version_id).recipe) if version_id else 0
         self.view.set_version(version_id)
-        self.view.set_position(max(0, len(self._trajectory) - 1))
+        self.view.set_position(self.last_position())
         self.trajectory_reset.emit()
         self._frame_now()
+        self._request_forward()
 
     def step_at(self, position: int) -> StepRecord | None:
-        if not 0 <= position < len(self._trajectory):
+        """The stored step at a timeline position; None for a forward frame or past the end."""
+        index = position - self._forward
+        if not 0 <= index < len(self._trajectory):
             return None
-        return self.tree.steps.step(*self._trajectory[position])
+        return self.tree.steps.step(*self._trajectory[index])
 
     def thumbnails(self) -> list[np.ndarray]:
-        """One preview per step of the trajectory on view (x_t when the toggle is on)."""
-        return [self._thumbnail(self.tree.steps.step(*ref)) for ref in self._trajectory]
+        """One preview per timeline position: the forward frames, then each stored step of the
+        trajectory on view (x_t when the toggle is on)."""
+        stored = [self._thumbnail(self.tree.steps.step(*ref)) for ref in self._trajectory]
+        return [*self._forward_images(), *stored]
+
+    def _forward_images(self) -> list[np.ndarray]:
+        version = self.current_version()
+        if version is None or not self._forward:
+            return []
+        root = forward_recipe(version.recipe)
+        init = self.init_images.get(root.init_image) if root is not None else None
+        return self.forward_frames.frames(version.id, self._forward, init)
 
     def frame(self) -> Frame:
         """What the version view shows now, from memory or the project file, never the worker."""
         version = self.current_version()
         position = self.view.position
+        if version is not None and position < self._forward:
+            self._shown_key = None
+            image = self._forward_images()[position]
+            size = (version.recipe.width, version.recipe.height)
+            caption = f"{version.name} · {forward_caption(position, self._forward)}"
+            return Frame(image, size, caption, None, "forward")
         step = self.step_at(position)
         if version is None or step is None:
             self._shown_key = None
@@ -674,7 +733,7 @@ class Session(QObject):
             return Frame(None, None, self._caption(version, None, "") if version else caption)
         key = self._decode_key(position)
         size = (version.recipe.width, version.recipe.height)
-        is_last = position == len(self._trajectory) - 1
+        is_last = position == self.last_position()
         result = self.tree.result(version.id) if is_last and not self.view.static else None
         if result is not None:
             image, quality = result, "full decode"
@@ -692,20 +751,29 @@ class Session(QObject):
         if step is None or version is None or not self.model.loaded:
             return
         key = self._decode_key(position)
-        is_final = position == len(self._trajectory) - 1 and version.has_result
+        is_final = position == self.last_position() and version.has_result
         if key in self._decoded or (is_final and not self.view.static):
             return
         which = "xt" if self.view.static else "x0"
         self.client.send(Decode(key, step.checkpoint, which, step.sigma))
 
     def branch_target(self, position: int) -> tuple[BranchTarget, str] | None:
-        """Where a branch from ``position`` of the version on view resumes, and how to say it."""
+        """Where a branch from ``position`` of the version on view resumes, and how to say it.
+
+        A forward frame is no stored step: a branch from one resumes after the first
+        denoising step, and the description says so."""
         version = self.current_version()
-        step = self.step_at(position)
+        from_forward = position < self._forward
+        step = self.step_at(self._forward if from_forward else position)
         if version is None or step is None:
             return None
         owner = self.tree.step_owner(version.id, step.index)
         description = f"Branching from step {step.index + 1} / {step.total} of {owner.name}."
+        if from_forward:
+            description = (
+                "The forward frames are not stored steps, so this branches from the first "
+                f"denoising one: step {step.index + 1} / {step.total} of {owner.name}."
+            )
         return BranchTarget(owner.id, step.index), description
 
     def compare(self, first_id: str, second_id: str) -> None:
@@ -717,7 +785,8 @@ class Session(QObject):
         if not self.view.compare:
             return None
         shown = len(self._trajectory)
-        fraction = self.view.position / (shown - 1) if shown > 1 else 1.0
+        stored = max(0, self.view.position - self._forward)
+        fraction = stored / (shown - 1) if shown > 1 else 1.0
         frames = []
         for version_id in self.view.compare:
             version = self.tree.get(version_id)
@@ -736,7 +805,7 @@ class Session(QObject):
         return frames[0], frames[1]
 
     def _decode_key(self, position: int) -> DecodeKey:
-        owner_id, index = self._trajectory[position]
+        owner_id, index = self._trajectory[position - self._forward]
         return (owner_id, index, "xt" if self.view.static else "x0")
 
     def _thumbnail(self, step: StepRecord) -> np.ndarray:

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, SignalInstance
 
+from studio.document.canvas_mask import CanvasMask
 from studio.document.imageio import decode_png
 from studio.document.layers import BlendMode, Layer, LayerStack
 from studio.document.scores import VersionScores
@@ -48,6 +49,7 @@ from studio.document.store import ProjectError, ProjectStore
 from studio.document.store.checks import png_within_cap
 from studio.document.store.project_store import LayerValue
 from studio.document.versions import StepStore, Version, VersionTree, thumbnail_of
+from studio.engine.recipe import image_hash
 from studio.protocol import StepRecord
 
 T = TypeVar("T")
@@ -63,6 +65,8 @@ class OpenedDocument:
     unreadable_thumbnails: int = 0
     cut_prompts: int = 0
     """Recipes whose prompt was over the cap and was cut on the way in."""
+    mask: np.ndarray | None = None
+    """The canvas's painted inpainting mask, if any."""
 
 
 class Project(QObject):
@@ -85,6 +89,8 @@ class Project(QObject):
     _failed = Signal(str, str)  # the same: write_failed is then emitted on this object's thread
 
     RESULT = -1
+    MASK_SAVE_MS = 400
+    """A painted mask is written this long after its last change (a stroke is many)."""
 
     def __init__(
         self,
@@ -92,11 +98,15 @@ class Project(QObject):
         tree: VersionTree,
         layers: LayerStack | None = None,
         parent: QObject | None = None,
+        mask: CanvasMask | None = None,
     ) -> None:
         super().__init__(parent)
         self.store = store
         self.tree = tree
         self.layers = layers if layers is not None else LayerStack()
+        self.mask = mask
+        self._mask_timer = QTimer(self, singleShot=True, interval=self.MASK_SAVE_MS)
+        self._mask_timer.timeout.connect(self._write_mask)
         tree.steps.loader = self
         self._known_versions: set[str] = {v.id for v in tree}
         self._known_layers: set[str] = {lay.id for lay in self.layers}
@@ -118,6 +128,8 @@ class Project(QObject):
             (self.layers.layer_moved, self._on_layer_moved),
             (self.layers.layer_changed, self._on_layer_changed),
         ]
+        if mask is not None:
+            self._connections.append((mask.changed, self._on_mask_changed))
         for signal, slot in self._connections:
             signal.connect(slot)
 
@@ -184,7 +196,7 @@ class Project(QObject):
             )
             for layer in snapshot.layers
         ]
-        return OpenedDocument(versions, layers, unreadable, cut)
+        return OpenedDocument(versions, layers, unreadable, cut, store.canvas_mask())
 
     @classmethod
     def load(
@@ -212,8 +224,10 @@ class Project(QObject):
         *,
         tree: VersionTree | None = None,
         layers: LayerStack | None = None,
+        mask: CanvasMask | None = None,
     ) -> Project:
-        """Put a document :meth:`read` from ``store`` into ``tree``/``layers`` (empty) and follow them."""
+        """Put a document :meth:`read` from ``store`` into ``tree``/``layers``/``mask`` (empty)
+        and follow them."""
         tree = tree if tree is not None else VersionTree()
         # nothing of another document lingers; the file answers for steps while the tree fills
         tree.steps = StepStore(loader=_FileSteps(store))
@@ -222,7 +236,11 @@ class Project(QObject):
         layers = layers if layers is not None else LayerStack()
         for layer in document.layers:
             layers.add(layer)
-        return cls(store, tree, layers, parent)
+        if mask is not None:
+            mask.replace(document.mask)
+        if store.writing:
+            store.forget_unused_masks()
+        return cls(store, tree, layers, parent, mask)
 
     @property
     def name(self) -> str:
@@ -233,10 +251,12 @@ class Project(QObject):
         return self.store.path
 
     def save_as(self, path: str | Path) -> Future[Path]:
+        self.flush_mask()
         return self.store.save_as(path)
 
     def close(self) -> None:
         """Stop following the document and close the file (pending writes finish first)."""
+        self.flush_mask()
         for signal, slot in self._connections:
             signal.disconnect(slot)
         self._connections = []
@@ -375,6 +395,27 @@ class Project(QObject):
     def _linkable(self, version_id: str | None) -> str | None:
         # a layer may come from a version of another project; the file links only to its own
         return version_id if version_id in self._known_versions else None
+
+    # ---- the canvas mask ----------------------------------------------------
+
+    def _on_mask_changed(self, *_rect: int) -> None:
+        self._mask_timer.start()
+
+    def _write_mask(self) -> None:
+        """Write the mask as it is now, kept by its hash like a recipe's mask."""
+        self._mask_timer.stop()
+        if self.mask is None:
+            return
+        if self.mask.is_empty():
+            self._watch(self.store.set_canvas_mask("", None))
+            return
+        pixels = np.array(self.mask.pixels)
+        self._watch(self.store.set_canvas_mask(image_hash(pixels), pixels))
+
+    def flush_mask(self) -> None:
+        """Write a pending mask change now (before a copy of the file is made)."""
+        if self._mask_timer.isActive():
+            self._write_mask()
 
     # ---- write outcomes (callbacks run on the writer thread) ------------------
 

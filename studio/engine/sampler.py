@@ -595,6 +595,32 @@ class Sampler:
             return image
         return init.finish(image)
 
+    @torch.no_grad()
+    def forward_previews(
+        self, recipe: Recipe, images: Sequence[np.ndarray] = ()
+    ) -> list[np.ndarray]:
+        """The forward (noising) half of an image-to-image recipe, as fast previews: the init
+        image, then ``a_k·z_0 + s_k·ε`` (the run's own init latent and noise) at each noise
+        level from the last step's back to the one its first denoising step starts from,
+        brought to unit variance as ``preview_xt`` is. The last frame is the latent the run
+        starts denoising from. Empty for a text-to-image recipe. No UNet is run."""
+        if not recipe.init_image:
+            return []
+        model = self.model
+        recipe.validate(model.size_factor)
+        shape = self.latent_shape(recipe)
+        scheduler = schedulers.build_scheduler(
+            recipe.sampler, model.scheduler_config, recipe.steps, model.device
+        )
+        init = img2img.init_latents(model, recipe, images, _start_latent(recipe, shape))
+        assert init is not None
+        first = img2img.start_index(recipe.steps, recipe.strength)
+        frames = [init.image]
+        for index in range(recipe.steps - 1, first - 1, -1):
+            a, s = schedulers.noise_levels(scheduler, recipe.sampler, index)
+            frames.append(preview_image(model, init.noised((a, s)) / (a * a + s * s) ** 0.5))
+        return frames
+
     def render(
         self,
         recipe: Recipe,

@@ -161,7 +161,7 @@ class CanvasWorkspace(QObject):
         last = tree.last_step(version_id)
         if frame is not None and frame.image is not None:
             pixels = frame.image
-            at_end = session.view.position >= len(session.trajectory()) - 1
+            at_end = session.view.position >= session.last_position()
             if frame.step is not None and (not at_end or result is None):
                 name = f"{version.name} · step {frame.step.index + 1} of {frame.step.total}"
             if session.view.static:

@@ -126,7 +126,7 @@ class ExportActions(QObject):
             raise export.ExportError("There is no version to export.")
         shown = self.session.frame().image
         result = self.session.tree.result(version.id)
-        at_end = self.session.view.position >= len(self.session.trajectory()) - 1
+        at_end = self.session.view.position >= self.session.last_position()
         if result is not None and (at_end or shown is None):
             pixels = result
         elif shown is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
@@ -130,11 +131,21 @@ class CompositeItem(QGraphicsItem):
         painter.drawImage(QRectF(exposed), image, source)
 
 
+class CanvasTool(Protocol):
+    """What takes the mouse instead of moving layers (the mask brush): each returns
+    whether it took the event; points are in canvas (scene) coordinates."""
+
+    def press(self, point: QPointF, event: QMouseEvent) -> bool: ...
+    def move(self, point: QPointF, event: QMouseEvent) -> bool: ...
+    def release(self, point: QPointF, event: QMouseEvent) -> bool: ...
+
+
 class LayerCanvas(ZoomView):
     """The composite of a LayerStack on a checkerboard, with wheel zoom, fit and layer moves.
 
     ``current_layer`` returns the id of the selected layer ("" for none);
     ``layer_picked(id)`` asks the owner to select the layer a click landed on.
+    While :attr:`tool` is set, the mouse goes to it first (see :class:`CanvasTool`).
     """
 
     layer_picked = Signal(str)
@@ -153,6 +164,8 @@ class LayerCanvas(ZoomView):
         self.item = CompositeItem(stack)
         self.scene().addItem(self.item)
         self._drag: tuple[str, QPointF, tuple[int, int], int] | None = None
+        self.tool: CanvasTool | None = None
+        self.viewport().setMouseTracking(True)  # a tool's outline follows the pointer
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
         self._checker = _checkerboard()
         self.setToolTip("Drag to move the selected layer; the wheel zooms.")
@@ -246,6 +259,9 @@ class LayerCanvas(ZoomView):
         self.item.settle()  # the drag stopped: the exact composite, without waiting
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self.tool is not None and self.tool.press(self._scene_point(event), event):
+            event.accept()
+            return
         if event.button() == Qt.MouseButton.LeftButton and self.begin_move(
             self.mapToScene(event.position().toPoint())
         ):
@@ -255,6 +271,9 @@ class LayerCanvas(ZoomView):
         super().mousePressEvent(event)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if self.tool is not None and self.tool.move(self._scene_point(event), event):
+            event.accept()
+            return
         if self._drag is not None:
             self.move_to(self.mapToScene(event.position().toPoint()))
             event.accept()
@@ -262,6 +281,9 @@ class LayerCanvas(ZoomView):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self.tool is not None and self.tool.release(self._scene_point(event), event):
+            event.accept()
+            return
         if self._drag is not None and event.button() == Qt.MouseButton.LeftButton:
             self.move_to(self.mapToScene(event.position().toPoint()))
             self.end_move()
@@ -269,6 +291,9 @@ class LayerCanvas(ZoomView):
             event.accept()
             return
         super().mouseReleaseEvent(event)
+
+    def _scene_point(self, event: QMouseEvent) -> QPointF:
+        return self.mapToScene(event.position().toPoint())
 
 
 def _checkerboard() -> QPixmap:

@@ -32,6 +32,7 @@ from studio.ui.export_actions import ExportActions
 from studio.ui.grid_actions import GridActions
 from studio.ui.image_drop import ImageImporter
 from studio.ui.lineage_actions import LineageActions
+from studio.ui.mask_tool import MaskTool
 from studio.ui.pages import Pages
 from studio.ui.panel_binding import PanelBinding
 from studio.ui.project_menu import ProjectSession
@@ -109,6 +110,10 @@ class MainWindow(QMainWindow):
         self.lineage = LineageActions(session, self, self.versions_dock)
         self.lineage.place_in(self.menus["view"])
         place_backend_action(self.menus["generate"], self.settings, self)
+        self.mask_tool = MaskTool(session, self.workspace, self)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.mask_tool.toolbar)
+        self.menuBar().insertMenu(self.menus["generate"].menuAction(), self.mask_tool.menu)
+        self.addActions(self.mask_tool.actions())
         self._connect()
         self._restore_layout()
         self.panel.select_model(session.model.ref)

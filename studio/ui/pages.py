@@ -116,7 +116,11 @@ class Pages(QWidget):
             return
         numbers = [ref.index for ref in session.trajectory()]
         self.timeline.set_steps(
-            numbers, version.recipe.steps, session.thumbnails(), session.view.position
+            numbers,
+            version.recipe.steps,
+            session.thumbnails(),
+            session.view.position,
+            forward=session.forward_count(),
         )
 
     def _show_compare(self, pair: tuple[str, ...]) -> None:

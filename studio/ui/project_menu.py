@@ -526,9 +526,11 @@ class ProjectSession(QObject):
         session = self.session
         try:
             if document is not None:
-                project = Project.bind(store, document, tree=session.tree, layers=session.layers)
+                project = Project.bind(
+                    store, document, tree=session.tree, layers=session.layers, mask=session.mask
+                )
             else:
-                project = Project(store, session.tree, session.layers)
+                project = Project(store, session.tree, session.layers, mask=session.mask)
         except Exception as exc:  # not expected after Project.read; never leave a document unbound
             self._abandon(store, lock, remove=False)
             self._clear_document()

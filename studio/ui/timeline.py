@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QPoint, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QBrush, QColor, QIcon
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -29,7 +29,11 @@ SETTLE_MS = 220
 class Timeline(QWidget):
     """Scrubs the trajectory of the version on the canvas.
 
-    Positions are indices into the version's stored steps (inherited steps first).
+    Positions are indices into the version's stored steps (inherited steps first),
+    after the ``forward`` frames of an image-to-image version (the init image pushed
+    into noise, see :mod:`studio.forward_process`): those read "forward j / F",
+    have a red tint in the filmstrip and are no stored steps (branching from one
+    branches from the first denoising step).
     ``position_changed`` fires at once on every move (the canvas shows the stored
     preview); ``position_settled`` fires once the slider has rested for
     ``SETTLE_MS`` (the window then asks the worker for a full decode).
@@ -44,6 +48,7 @@ class Timeline(QWidget):
         super().__init__(parent)
         self._step_numbers: list[int] = []
         self._total = 0
+        self._forward = 0
         self._follow_live = True
 
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -110,22 +115,30 @@ class Timeline(QWidget):
         total: int,
         thumbs: list[np.ndarray],
         position: int | None = None,
+        forward: int = 0,
     ) -> None:
-        """Show a trajectory: its 0-based step numbers, the run length and one thumbnail per step."""
+        """Show a trajectory: its 0-based step numbers, the run length and one thumbnail per
+        position (the ``forward`` frames' first)."""
         self._step_numbers = list(step_numbers)
         self._total = total
+        self._forward = forward
         self.filmstrip.blockSignals(True)
         self.filmstrip.clear()
-        for number, thumb in zip(step_numbers, thumbs, strict=True):
+        for j, thumb in enumerate(thumbs[:forward]):
+            self.filmstrip.addItem(self._forward_item(j, thumb))
+        for number, thumb in zip(step_numbers, thumbs[forward:], strict=True):
             self.filmstrip.addItem(self._thumb_item(number, thumb))
         self.filmstrip.blockSignals(False)
-        last = max(0, len(step_numbers) - 1)
+        last = max(0, self.count() - 1)
         self.slider.blockSignals(True)
         self.slider.setRange(0, last)
         self.slider.setValue(last if position is None else min(position, last))
         self.slider.blockSignals(False)
         self._follow_live = position is None or position >= last
         self.branch_button.setEnabled(bool(step_numbers))
+        self.play_button.setToolTip(
+            "Play: the layer → static → image" if forward else "Play: static → image"
+        )
         self._sync_label_and_strip(self.slider.value())
 
     def append_step(self, step_number: int, thumb: np.ndarray) -> None:
@@ -134,7 +147,7 @@ class Timeline(QWidget):
         self._step_numbers.append(step_number)
         self.filmstrip.addItem(self._thumb_item(step_number, thumb))
         self.slider.blockSignals(True)
-        self.slider.setMaximum(len(self._step_numbers) - 1)
+        self.slider.setMaximum(self.count() - 1)
         if was_at_end:
             self.slider.setValue(self.slider.maximum())
         self.slider.blockSignals(False)
@@ -156,13 +169,19 @@ class Timeline(QWidget):
         self.slider.setValue(position)
 
     def step_number(self, position: int | None = None) -> int | None:
+        """The stored step at ``position`` (0-based); None for a forward frame."""
         position = self.slider.value() if position is None else position
-        if 0 <= position < len(self._step_numbers):
-            return self._step_numbers[position]
+        index = position - self._forward
+        if 0 <= index < len(self._step_numbers):
+            return self._step_numbers[index]
         return None
 
+    def is_forward(self, position: int | None = None) -> bool:
+        position = self.slider.value() if position is None else position
+        return 0 <= position < self._forward
+
     def count(self) -> int:
-        return len(self._step_numbers)
+        return self._forward + len(self._step_numbers)
 
     # ---- internals -------------------------------------------------------------------
 
@@ -170,6 +189,15 @@ class Timeline(QWidget):
         item = QListWidgetItem(QIcon(to_thumbnail(thumb, THUMB)), str(step_number + 1))
         item.setToolTip(f"step {step_number + 1} / {self._total}")
         item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
+        return item
+
+    def _forward_item(self, j: int, thumb: np.ndarray) -> QListWidgetItem:
+        item = QListWidgetItem(QIcon(to_thumbnail(thumb, THUMB)), f"f{j + 1}")
+        item.setToolTip(
+            f"forward {j + 1} / {self._forward}: the layer pushed into noise (not a stored step)"
+        )
+        item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
+        item.setBackground(QBrush(QColor(120, 40, 56)))
         return item
 
     def _on_value_changed(self, position: int) -> None:
@@ -180,7 +208,15 @@ class Timeline(QWidget):
 
     def _sync_label_and_strip(self, position: int) -> None:
         number = self.step_number(position)
-        self.label.setText("no steps" if number is None else f"step {number + 1} / {self._total}")
+        if self.is_forward(position):
+            self.label.setText(f"forward {position + 1} / {self._forward}")
+        else:
+            self.label.setText(
+                "no steps" if number is None else f"step {number + 1} / {self._total}"
+            )
+        self.branch_button.setText(
+            "Branch from first step" if self.is_forward(position) else "Branch from this step"
+        )
         if self.filmstrip.currentRow() != position and position < self.filmstrip.count():
             self.filmstrip.blockSignals(True)
             self.filmstrip.setCurrentRow(position)
@@ -197,7 +233,12 @@ class Timeline(QWidget):
             return
         row = self.filmstrip.row(item)
         menu = QMenu(self)
-        action = menu.addAction(f"Branch from step {self._step_numbers[row] + 1}")
+        number = self.step_number(row)
+        if number is None:  # a forward frame: the first denoising step is where a branch starts
+            number = self.step_number(self._forward)
+            if number is None:
+                return
+        action = menu.addAction(f"Branch from step {number + 1}")
         chosen = menu.exec(self.filmstrip.mapToGlobal(point))
         if chosen is action:
             self.slider.setValue(row)

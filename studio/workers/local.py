@@ -5,7 +5,7 @@ Threading contract
 - A single ``threading.Thread`` imports torch/diffusers, loads the model and
   runs every job; nothing else in the app touches torch. ``send`` is
   thread-safe and never blocks on work.
-- Jobs (Generate, Resume) run one at a time, in the order sent. Decode and
+- Jobs (Generate, Resume) run one at a time, in the order sent. Decode, Forward and
   TokenInfo are "latest wins": a newer one replaces a waiting older one, and
   they are served between the steps of a running job so scrubbing stays
   responsive.
@@ -39,6 +39,8 @@ from studio.protocol import (
     Decode,
     Decoded,
     DecodeFailed,
+    Forward,
+    ForwardMade,
     FrameShown,
     Generate,
     JobCancelled,
@@ -145,6 +147,7 @@ class LocalWorker(WorkerClient):
         self._model_request: tuple[str, str] | None = None
         self._configs: dict[str, str] = {}  # the config folder each single-file ref was given
         self._decode_request: Decode | None = None
+        self._forward_request: Forward | None = None
         self._prompt_request: TokenInfo | None = None
         self._model_list_request: ListModels | None = None
         self._stopping = False
@@ -214,6 +217,8 @@ class LocalWorker(WorkerClient):
                 self._set_request("_model_request", (request.ref, request.config))
             case Decode():
                 self._set_request("_decode_request", request)
+            case Forward():
+                self._set_request("_forward_request", request)
             case TokenInfo():
                 self._set_request("_prompt_request", request)
             case ListModels():
@@ -346,6 +351,7 @@ class LocalWorker(WorkerClient):
     def _has_side_requests(self) -> bool:
         return (
             self._decode_request is not None
+            or self._forward_request is not None
             or self._prompt_request is not None
             or self._model_list_request is not None
         )
@@ -354,10 +360,13 @@ class LocalWorker(WorkerClient):
         """Serve the waiting decode, token-info and model-list requests, if any (latest wins)."""
         with self._cond:
             decode, self._decode_request = self._decode_request, None
+            forward, self._forward_request = self._forward_request, None
             prompts, self._prompt_request = self._prompt_request, None
             listing, self._model_list_request = self._model_list_request, None
         if decode is not None:
             self._decode(decode)
+        if forward is not None:
+            self._forward(forward)
         if prompts is not None and self._sampler is not None:
             for text in prompts.texts:
                 try:
@@ -387,6 +396,17 @@ class LocalWorker(WorkerClient):
             self.post(DecodeFailed(request.key, one_sentence(exc)))
             return
         self.post(Decoded(request.key, image))
+
+    def _forward(self, request: Forward) -> None:
+        if self._sampler is None:
+            self.post(ForwardMade(request.key, (), "No model is loaded."))
+            return
+        try:
+            frames = self._sampler.forward_previews(request.recipe, request.images)
+        except Exception as exc:
+            self.post(ForwardMade(request.key, (), one_sentence(exc)))
+            return
+        self.post(ForwardMade(request.key, tuple(frames)))
 
     def _run_job(self, job: _Job) -> None:
         request = job.request

@@ -41,6 +41,7 @@ from studio.protocol import (
     Cancel,
     CancelAll,
     Decode,
+    Forward,
     FrameShown,
     Generate,
     JobCancelled,
@@ -268,7 +269,7 @@ class RayWorker(WorkerClient):
             case FrameShown():
                 for actor in self._busy_actors():
                     actor.handle.send.remote(to_wire(request))
-            case LoadModel() | Decode() | TokenInfo() | ListModels():
+            case LoadModel() | Decode() | Forward() | TokenInfo() | ListModels():
                 with self._cond:
                     self._side.append(request)
                     self._cond.notify_all()

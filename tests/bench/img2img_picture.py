@@ -1,9 +1,11 @@
 """The README picture of image-to-image and inpainting, with the bundled model at 64×64.
 
 Top row: a layer (a text-to-image render), its forward process to static at strength
-0.6 (the init latent noised to each step's level with the recipe's seed, decoded by
-the VAE), then the image-to-image result. Bottom row: the mask (white repaints) and
-the inpainted result (pixels outside the mask are the layer's, exactly).
+0.6 (``Sampler.forward_previews``, the frames the timeline shows: the init latent
+noised to each step's level with the recipe's seed, through the preview decoder),
+then the image-to-image result. Bottom row: a mask painted with the canvas's brush
+(``canvas_mask.stroke``), drawn over the layer as mask mode shows it, and the
+inpainted result (pixels outside the mask are the layer's, exactly).
 
     python tests/bench/img2img_picture.py [resources/docs/img2img.png]
 """
@@ -17,10 +19,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from studio.engine import img2img, schedulers
+from studio.document.canvas_mask import stroke
 from studio.engine.models import load_model
 from studio.engine.recipe import Recipe, image_hash
-from studio.engine.sampler import Sampler, _start_latent
+from studio.engine.sampler import Sampler
+from studio.ui.mask_overlay import MASK_COLOUR, MASK_OPACITY
 
 STEPS, STRENGTH, CELL = 20, 0.6, 128
 
@@ -36,33 +39,23 @@ def main(out: Path) -> None:
         init_image=image_hash(layer),
         strength=STRENGTH,
     )
-    scheduler = schedulers.build_scheduler(
-        recipe.sampler, sampler.model.scheduler_config, STEPS, sampler.model.device
-    )
-    first = img2img.start_index(STEPS, STRENGTH)
-    init = img2img.init_latents(
-        sampler.model, recipe, (layer,), _start_latent(recipe, sampler.latent_shape(recipe))
-    )
-    forward = []
-    for index in np.linspace(STEPS, first, 4).round().astype(int):
-        forward.append(
-            sampler.decode(init.noised(schedulers.noise_levels(scheduler, recipe.sampler, index)))
-        )
+    frames = sampler.forward_previews(recipe, (layer,))
+    shown = np.linspace(0, len(frames) - 1, 4).round().astype(int)
     result = sampler.render(recipe, images=(layer,))[1]
     mask = np.zeros(layer.shape[:2], np.uint8)
-    mask[8:40, 24:60] = 255
+    for start, end in (((22, 14), (50, 14)), ((50, 14), (44, 34)), ((44, 34), (26, 30))):
+        stroke(mask, start, end, radius=9.0, hardness=0.6, erase=False)
     inpaint = recipe.with_changes(strength=1.0, mask=image_hash(mask))
     inpainted = sampler.render(inpaint, images=(layer, mask))[1]
     assert np.array_equal(inpainted[mask == 0], layer[mask == 0])
 
-    top = [("layer", layer)] + [
-        (f"forward, step {k}" if k < STEPS else "forward: the image", f)
-        for k, f in zip(np.linspace(STEPS, first, 4).round().astype(int), forward, strict=True)
-    ]
-    top[-1] = (f"static at {STRENGTH:.0%}", forward[-1])
+    top = [("layer", layer)] + [(f"forward {k + 1}/{len(frames)}", frames[k]) for k in shown[1:]]
+    top[-1] = (f"static at {STRENGTH:.0%}", frames[-1])
     top.append((f"img2img {STRENGTH:.0%}", result))
+    weight = mask[..., None].astype(np.float32) / 255.0 * MASK_OPACITY
+    overlay = layer * (1.0 - weight) + np.array(MASK_COLOUR, np.float32) * weight
     bottom = [
-        ("mask (white repaints)", np.repeat(mask[..., None], 3, -1)),
+        ("mask, painted", np.rint(overlay).astype(np.uint8)),
         ("inpainted", inpainted),
     ]
     sheet = Image.new("RGB", (CELL * len(top), (CELL + 16) * 2), "white")

@@ -200,3 +200,35 @@ def test_image_hash_is_of_the_pixels_and_their_shape():
     assert img2img.image_hash(flat) != img2img.image_hash(np.zeros((6, 4, 3), np.uint8))
     assert img2img.image_hash(flat) != img2img.image_hash(np.zeros((4, 6), np.uint8))
     assert img2img.image_hash(flat) == img2img.image_hash(flat.copy())
+
+
+@pytest.mark.parametrize("name", ["Euler a", "DDIM"])
+def test_the_forward_frames_run_from_the_image_to_the_latent_the_run_starts_from(
+    tiny_sampler, monkeypatch, name
+):
+    from studio.engine import schedulers
+    from studio.engine.preview import preview_image
+
+    r = img2img_recipe(0.6, mask=True, sampler=name)
+    frames = tiny_sampler.forward_previews(r, IMAGES)
+    first = img2img.start_index(STEPS, 0.6)
+    assert len(frames) == STEPS - first + 1 == 4
+    assert np.array_equal(frames[0], INIT), "it starts at the layer itself"
+
+    fed: list[torch.Tensor] = []
+    predict = tiny_sampler._predict
+
+    def spy(scheduler, latent, *args, **kwargs):
+        fed.append(latent.clone())
+        return predict(scheduler, latent, *args, **kwargs)
+
+    monkeypatch.setattr(tiny_sampler, "_predict", spy)
+    next(tiny_sampler.run(r, images=IMAGES))
+    scheduler = schedulers.build_scheduler(
+        name, tiny_sampler.model.scheduler_config, STEPS, tiny_sampler.model.device
+    )
+    a, s = schedulers.noise_levels(scheduler, name, first)
+    start = preview_image(tiny_sampler.model, fed[0] / (a * a + s * s) ** 0.5)
+    assert np.array_equal(frames[-1], start), "it ends at what the first step denoises"
+    distances = [np.abs(f.astype(int) - frames[1].astype(int)).mean() for f in frames[1:]]
+    assert distances == sorted(distances), "each level is further from the first noised one"

@@ -30,7 +30,7 @@ def test_generate_from_this_layer_makes_a_scrubbable_version(qtbot, window, monk
     assert window.session.init_images.get(recipe.init_image) is not None
 
     window.session.show_version(version.id)
-    window.timeline.set_position(0)
+    window.timeline.set_position(window.session.forward_count())  # after the forward frames
     assert "step 4 / 6" in window.session.frame().caption
 
     count = window.session.undo_stack.count()

@@ -474,6 +474,47 @@ class ProjectStore:
             row = conn.execute("SELECT png FROM images WHERE hash = ?", (digest,)).fetchone()
         return None if row is None else decode_png(row[0])
 
+    def set_canvas_mask(self, digest: str, pixels: Image | None) -> Future[None]:
+        """Make the mask kept under ``digest`` the canvas's mask (``meta.canvas_mask``), in one
+        transaction; ``pixels`` None: the canvas has no mask painted."""
+        png = None if pixels is None else encode_png(pixels)
+
+        def write(conn: sqlite3.Connection) -> None:
+            if png is None:
+                conn.execute("DELETE FROM meta WHERE key = 'canvas_mask'")
+                return
+            conn.execute(
+                "INSERT OR IGNORE INTO images(hash, kind, png) VALUES (?, 'mask', ?)", (digest, png)
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('canvas_mask', ?)", (digest,)
+            )
+
+        return self.submit(write, "keep the canvas mask")
+
+    def canvas_mask(self) -> np.ndarray | None:
+        """The canvas's mask (H×W uint8, 255 repaints), or None when none is painted."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT png FROM images JOIN meta ON meta.key = 'canvas_mask' AND hash = value"
+            ).fetchone()
+        return None if row is None else decode_png(row[0])
+
+    def forget_unused_masks(self) -> Future[int]:
+        """Drop the masks that are neither the canvas's nor named by any recipe (deleted
+        versions included, for undo): earlier states of the painted mask. Only safe when no
+        job of this project is in flight, as when it is opened. Resolves to how many."""
+
+        def write(conn: sqlite3.Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM images WHERE kind = 'mask'"
+                " AND hash NOT IN (SELECT value FROM meta WHERE key = 'canvas_mask')"
+                " AND NOT EXISTS (SELECT 1 FROM versions WHERE instr(recipe_json, images.hash))"
+            )
+            return cursor.rowcount
+
+        return self.submit(write, "forget unused masks")
+
     def move_layer(self, layer_id: str, position: int) -> Future[None]:
         """Move a live layer to ``position`` (0 = bottom)."""
 
