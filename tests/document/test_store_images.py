@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from studio.document.project import Project
 from studio.document.store import SCHEMA_VERSION, ProjectStore, check_project_file, files
 from studio.document.store.migration import create_v2_schema
 from studio.engine.recipe import Recipe, image_hash
@@ -40,6 +41,19 @@ def test_a_version_2_file_is_upgraded_after_a_backup(tmp_path: Path) -> None:
     with ProjectStore.open(path, writing=False) as store:
         assert np.array_equal(store.image(image_hash(image)), image)
         assert store.image("0" * 64) is None
+
+
+def test_a_version_2_file_reads_before_its_upgrade_with_no_images_and_no_mask(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.studio"
+    _v2_file(path)
+    before = path.read_bytes()
+    with ProjectStore.open(path, writing=False) as store:
+        document = Project.read(store)
+        assert [v.id for v in document.versions] == ["root"]
+        assert store.canvas_mask() is None and store.image("0" * 64) is None
+    assert path.read_bytes() == before
 
 
 def test_images_are_kept_once_by_hash_and_masks_too(tmp_path: Path) -> None:

@@ -471,6 +471,8 @@ class ProjectStore:
     def image(self, digest: str) -> np.ndarray | None:
         """The init image or mask kept under ``digest``, or None."""
         with self._reading() as conn:
+            if not rows.has_images(conn):
+                return None
             row = conn.execute("SELECT png FROM images WHERE hash = ?", (digest,)).fetchone()
         return None if row is None else decode_png(row[0])
 
@@ -495,6 +497,8 @@ class ProjectStore:
     def canvas_mask(self) -> np.ndarray | None:
         """The canvas's mask (H×W uint8, 255 repaints), or None when none is painted."""
         with self._reading() as conn:
+            if not rows.has_images(conn):
+                return None
             row = conn.execute(
                 "SELECT png FROM images JOIN meta ON meta.key = 'canvas_mask' AND hash = value"
             ).fetchone()

@@ -27,6 +27,12 @@ def has_lineage(conn: sqlite3.Connection) -> bool:
     return int(conn.execute("PRAGMA user_version").fetchone()[0]) >= 2
 
 
+def has_images(conn: sqlite3.Connection) -> bool:
+    """Whether the file has version 3's images table (an older file read before its upgrade
+    has not, and holds no init images or masks)."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0]) >= 3
+
+
 def read_versions(conn: sqlite3.Connection) -> list[VersionRecord]:
     """Live versions, branch parents before their children, each level oldest first.
 
