@@ -13,6 +13,15 @@ from PySide6.QtGui import QUndoCommand
 from studio.document.versions import Version, VersionTree
 
 
+def _add_label(version: Version) -> str:
+    """The History entry of a new version: how it came to be."""
+    if version.is_bred and version.recipe.cross is not None:
+        return f"Cross {version.name} at step {version.recipe.cross.step_index + 1}"
+    if version.is_bred:
+        return f"Breed {version.name}"
+    return f"Branch {version.name}" if version.is_branch else f"Generate {version.name}"
+
+
 class AddVersionCommand(QUndoCommand):
     """Add a version to the tree.
 
@@ -23,8 +32,7 @@ class AddVersionCommand(QUndoCommand):
     """
 
     def __init__(self, tree: VersionTree, version: Version, parent: QUndoCommand | None = None):
-        label = f"Branch {version.name}" if version.is_branch else f"Generate {version.name}"
-        super().__init__(label, parent)
+        super().__init__(_add_label(version), parent)
         self._tree = tree
         self._version = version
 

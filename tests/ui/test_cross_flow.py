@@ -63,6 +63,8 @@ def test_cross_at_this_step_makes_a_child_of_both_that_reproduces(
     assert child.bred_parent_ids == (first.id, second.id)
     assert window.versions.item(child.id).text(1).startswith("× v1, v2")
     assert child.step_indices[0] == 3  # the child's own steps start after the cross
+    stack = session.undo_stack
+    assert stack.text(stack.count() - 1) == f"Cross {child.name} at step 3"
 
     result = tree.result(child.id)
     recipe = Recipe.from_json(child.recipe.to_json())  # its recipe alone, from scratch
