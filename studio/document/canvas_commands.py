@@ -16,6 +16,7 @@ from studio.document.canvas_mask import CanvasMask
 from studio.document.layers import LayerError, LayerStack
 
 Padding = tuple[int, int, int, int]
+SIDE_NAMES = ("left", "top", "right", "bottom")
 
 
 class ExtendCanvasCommand(QUndoCommand):
@@ -25,7 +26,9 @@ class ExtendCanvasCommand(QUndoCommand):
         left, top, right, bottom = (int(side) for side in padding)
         if min(left, top, right, bottom) < 0:
             raise LayerError("The canvas can only be extended by whole numbers of pixels ≥ 0.")
-        super().__init__(f"Extend canvas by {left}, {top}, {right}, {bottom}")
+        sides = (left, top, right, bottom)
+        grown = [f"+{n} px {name}" for n, name in zip(sides, SIDE_NAMES, strict=True) if n]
+        super().__init__("Extend canvas: " + ", ".join(grown) if grown else "Extend canvas")
         self._layers, self._mask = layers, mask
         self.padding = (left, top, right, bottom)
         self.before_size = layers.size
