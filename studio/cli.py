@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--mask", type=Path, metavar="FILE", help="with --init-image: repaint where it is white")
     add(
+        "--outpaint",
+        "--extend",
+        metavar="L,T,R,B",
+        help="with --init-image: extend it by these pixels on the left, top, right and bottom "
+        "and fill the new area (inpainting it, strength 1 unless given); the old area stays exact",
+    )
+    add(
         "--cross-at",
         type=int,
         metavar="K",
@@ -149,11 +156,14 @@ def _init_images(args: argparse.Namespace, recipe: Any) -> tuple[Any, tuple[Any,
     from studio.document.imageio import read_image
     from studio.engine import img2img, init_pixels
 
+    outpaint = getattr(args, "outpaint", None)
     if args.init_image is None:
-        if args.mask is not None or args.strength is not None:
-            raise CliError("--strength and --mask need an --init-image.")
+        if args.mask is not None or args.strength is not None or outpaint is not None:
+            raise CliError("--strength, --mask and --outpaint need an --init-image.")
         return recipe, ()
     image = init_pixels.rgb_of(read_image(args.init_image).pixels)
+    if outpaint is not None:
+        return _outpaint_images(args, recipe, image, outpaint)
     changes: dict[str, Any] = {"init_image": img2img.image_hash(image), "mask": ""}
     if args.resume is None:
         changes["strength"] = DEFAULT_STRENGTH if args.strength is None else args.strength
@@ -170,6 +180,31 @@ def _init_images(args: argparse.Namespace, recipe: Any) -> tuple[Any, tuple[Any,
         changes["mask"] = img2img.image_hash(mask)
         images += (mask,)
     return recipe.with_changes(**changes), images
+
+
+def _outpaint_images(
+    args: argparse.Namespace, recipe: Any, image: Any, outpaint: str
+) -> tuple[Any, tuple[Any, ...]]:
+    """``recipe`` filling ``image`` extended by ``--outpaint``: the padded image and the
+    mask of its new area (feathered into it) by hash, as an inpaint names them."""
+    from studio.engine import img2img, init_pixels
+
+    if args.mask is not None:
+        raise CliError("Give --mask or --outpaint, not both: the outpaint's mask is its new area.")
+    try:
+        padding = init_pixels.padding_of(outpaint)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    padded, mask = init_pixels.pad_for_outpaint(image, padding)
+    changes: dict[str, Any] = {
+        "init_image": img2img.image_hash(padded),
+        "mask": img2img.image_hash(mask),
+    }
+    if args.resume is None:
+        changes["strength"] = 1.0 if args.strength is None else args.strength
+        if getattr(args, "recipe", None) is None:
+            changes["width"], changes["height"] = int(padded.shape[1]), int(padded.shape[0])
+    return recipe.with_changes(**changes), (padded, mask)
 
 
 _RECIPE_OPTIONS = {

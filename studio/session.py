@@ -41,6 +41,7 @@ from studio.document.layers import LayerStack
 from studio.document.project import Project
 from studio.document.scores import VersionScores
 from studio.document.versions import StepRef, Version, VersionTree
+from studio.engine import init_pixels
 from studio.engine.breeding import brood_of, cross_at
 from studio.engine.memory import SizeBudget
 from studio.engine.recipe import BUNDLED_MODEL, Recipe, RecipeError
@@ -345,6 +346,28 @@ class Session(QObject):
                 f"The mask is {mask.shape[1]}×{mask.shape[0]} pixels but the layer is "
                 f"{width}×{height}."
             )
+        return self._generate_from(pixels, recipe, strength, mask)
+
+    def outpaint(self, recipe: Recipe, strength: float = 1.0) -> int:
+        """Fill what the canvas's composite leaves transparent (an extended canvas's new
+        area) as an inpaint of the composite, its mask feathered into the new area
+        (``init_pixels.outpaint_images``): the painted pixels stay exact in the result.
+        Returns the job id; raises RecipeError (nothing sent) when there is nothing to fill."""
+        composite = self.layers.composite_rgba()
+        known = composite[..., 3] > 0
+        if not known.any():
+            raise RecipeError("The canvas is empty: add a version or an image to it first.")
+        if known.all():
+            raise RecipeError(
+                "The canvas has no empty area to fill: extend it first (Layer ▸ Extend canvas…)."
+            )
+        image, mask = init_pixels.outpaint_images(init_pixels.rgb_of(composite), known)
+        return self._generate_from(image, recipe, strength, mask)
+
+    def _generate_from(
+        self, pixels: np.ndarray, recipe: Recipe, strength: float, mask: np.ndarray | None
+    ) -> int:
+        height, width = pixels.shape[:2]
         changes = {"init_image": self.init_images.keep(pixels, "image"), "strength": strength}
         changes["mask"] = self.init_images.keep(mask, "mask") if mask is not None else ""
         recipe = recipe.with_changes(width=width, height=height, lineage=(), **changes)

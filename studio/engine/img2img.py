@@ -21,6 +21,11 @@ saved by any program has the same hash. The caller hands the pixels to the sampl
   the latent mask is the pixel mask averaged down to latent size, grown by one
   latent pixel and blurred (a feathered edge). The final image is composited in
   pixels: wherever the mask is 0 the pixels are exactly the init image's.
+- **A true inpainting UNet** (its input is 2 × latent + 1 channels, 9 for SD): every
+  step feeds it ``cat([x_t scaled, mask at latent size, masked image's latent])`` as
+  diffusers' inpaint pipeline does (:func:`inpainting_input`), and nothing is blended
+  back; the final image is composited in pixels just the same. Such a model without a
+  mask repaints everything (an all-ones mask and a zero image, as diffusers).
 """
 
 from __future__ import annotations
@@ -47,12 +52,22 @@ def find_image(images: Sequence[np.ndarray], digest: str, what: str) -> np.ndarr
     raise RecipeError(f"The recipe's {what} (sha256 {digest[:12]}…) was not given to the run.")
 
 
+def _normalized(pixels: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float()
+    return x / 127.5 - 1.0
+
+
 @torch.no_grad()
 def encode_image(model: object, pixels: np.ndarray) -> torch.Tensor:
     """The VAE's deterministic latent of uint8 H×W×3 pixels: the distribution's mode, scaled."""
+    return encode_normalized(model, _normalized(pixels))
+
+
+@torch.no_grad()
+def encode_normalized(model: object, x: torch.Tensor) -> torch.Tensor:
+    """The VAE's deterministic latent of a (1, 3, H, W) image in [-1, 1]."""
     vae = model.vae  # type: ignore[attr-defined]
-    x = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float()
-    x = (x / 127.5 - 1.0).to(vae.device, vae.dtype)
+    x = x.to(vae.device, vae.dtype)
     latent = vae.encode(x).latent_dist.mode().to(torch.float32)
     shift = getattr(vae.config, "shift_factor", None)
     if shift:
@@ -129,6 +144,31 @@ class InitLatents:
         return composite(decoded, self.image, self.mask_pixels)
 
 
+@torch.no_grad()
+def inpainting_input(
+    model: object, recipe: Recipe, init: InitLatents | None, shape: tuple[int, ...]
+) -> torch.Tensor | None:
+    """What a true inpainting UNet takes beside the latent, as diffusers'
+    ``StableDiffusionInpaintPipeline`` prepares it (``prepare_mask_latents``): the mask
+    (binarized at 0.5, 1 = repaint) at latent size, nearest, then the latent of the init
+    image with the repainted pixels set to 0 (mid grey), as a (1, 1 + C, h, w) tensor.
+    Without a mask (text-to-image, or image-to-image without one) the mask is all ones and
+    the image all zeros: the model repaints everything. None for an ordinary UNet."""
+    if not getattr(model, "is_inpainting", False):
+        return None
+    device = model.device  # type: ignore[attr-defined]
+    height, width = recipe.height, recipe.width
+    if init is None or init.mask_pixels is None:
+        mask = torch.ones((1, 1, height, width))
+        masked = torch.zeros((1, 3, height, width))
+    else:
+        mask = (torch.from_numpy(init.mask_pixels).float()[None, None] / 255.0 >= 0.5).float()
+        masked = _normalized(init.image) * (mask < 0.5)
+    small = torch.nn.functional.interpolate(mask, size=tuple(shape[-2:]))
+    latent = encode_normalized(model, masked).to(device)
+    return torch.cat([small.to(device), latent], dim=1)
+
+
 def init_latents(
     model: object,
     recipe: Recipe,
@@ -150,5 +190,10 @@ def init_latents(
         mask_pixels=mask,
         latent=latent,
         noise=noise.to(device),
-        mask=None if mask is None else latent_mask(mask, latent.shape).to(device),
+        # A true inpainting UNet sees the mask itself (``inpainting_input``): no blending
+        # of the known region into the latent, as in diffusers; the final composite is
+        # still exact outside the mask.
+        mask=None
+        if mask is None or getattr(model, "is_inpainting", False)
+        else latent_mask(mask, latent.shape).to(device),
     )

@@ -686,8 +686,8 @@ def check_compatibility(folder: str | os.PathLike[str]) -> None:
 
     Shapes come from the safetensors headers only. Checks the text encoders'
     widths, depth and vocabulary against their configs and tokenizers, the
-    VAE's latent channels, the UNet's input/output channels (an inpainting
-    UNet with 9 input channels is refused) and its cross-attention width
+    VAE's latent channels, the UNet's input/output channels (the latent's, or
+    an inpainting UNet's 2 × latent + 1 in) and its cross-attention width
     against the text encoders. Call after ``check_diffusers_folder``.
     """
     folder = Path(folder)
@@ -743,11 +743,8 @@ def check_compatibility(folder: str | os.PathLike[str]) -> None:
         raise incompatible(
             f"the UNet weights give {conv_out[0]} output channels but unet/config.json says {out_channels}"
         )
-    if in_channels == 9 or in_channels == latent + latent + 1:
-        raise incompatible(
-            f"the UNet has {in_channels} input channels, an inpainting model, which Noise Studio cannot use for text-to-image"
-        )
-    if in_channels != latent or out_channels != latent:
+    inpainting = in_channels == latent + latent + 1  # latent, mask, masked image's latent
+    if (in_channels != latent and not inpainting) or out_channels != latent:
         raise incompatible(
             f"the UNet works on {in_channels} in / {out_channels} out channels but the VAE has {latent} latent channels"
         )
@@ -867,7 +864,8 @@ def check_single_file(
     in_channels = unet_in[1] if isinstance(unet_in, list) and len(unet_in) == 4 else None
     if in_channels == 9:
         raise incompatible(
-            "the UNet has 9 input channels, an inpainting model, which Noise Studio cannot use for text-to-image"
+            "the UNet has 9 input channels, an inpainting model, which Noise Studio reads only as "
+            "a diffusers folder (unet/config.json with in_channels 9)"
         )
     cross = {
         entry["shape"][1]

@@ -179,7 +179,14 @@ class LoadedModel:
 
     @property
     def latent_channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        """The channels of the latent the sampler denoises (the UNet's output)."""
+        return int(self.unet.config.out_channels)
+
+    @property
+    def is_inpainting(self) -> bool:
+        """A true inpainting UNet: it takes the latent, the mask and the masked image's
+        latent (4 + 1 + 4 = 9 channels for SD), as diffusers' inpaint pipeline feeds it."""
+        return int(self.unet.config.in_channels) == 2 * self.latent_channels + 1
 
     @property
     def is_xl(self) -> bool:
@@ -380,7 +387,7 @@ def _load_folder(ref: str, path: Path, policy: DevicePolicy, saving: MemorySavin
         raise ModelError(f"The model in {path} could not be loaded: {_first_line(exc)}") from None
     scheduler_config = _read_json(path / "scheduler" / "scheduler_config.json", "scheduler config")
     family = _family(unet, encoder_2)
-    factors, bias = _preview_map(path, family, int(unet.config.in_channels))
+    factors, bias = _preview_map(path, family, int(unet.config.out_channels))
     model = LoadedModel(
         ref=ref,
         name=model_name(str(path)) if path != BUNDLED_PATH else BUNDLED_NAME,
@@ -496,7 +503,7 @@ def _load_single_file(
     )
     unet = loaded["unet"]
     family = _family(unet, loaded.get("text_encoder_2"))
-    factors, bias = _preview_map(config_path, family, int(unet.config.in_channels))
+    factors, bias = _preview_map(config_path, family, int(unet.config.out_channels))
     model = LoadedModel(
         ref=ref,
         name=model_name(str(path)),
@@ -531,13 +538,12 @@ def _vae_forces_upcast(vae_folder: Path) -> bool:
 def _check_shapes(model: LoadedModel) -> None:
     """Refuse combinations that load but cannot work together."""
     unet = model.unet.config
-    if (
-        unet.in_channels != unet.out_channels
-        or unet.in_channels != model.vae.config.latent_channels
-    ):
+    latent = model.vae.config.latent_channels
+    if unet.out_channels != latent or unet.in_channels not in (latent, 2 * latent + 1):
         raise ModelError(
-            f"Incompatible model: the UNet takes {unet.in_channels} channels but the VAE makes "
-            f"{model.vae.config.latent_channels} (inpainting models are not supported)."
+            f"Incompatible model: the UNet takes {unet.in_channels} channels and gives "
+            f"{unet.out_channels} but the VAE makes {latent} (an inpainting UNet takes "
+            f"{2 * latent + 1})."
         )
     width = model.text_encoder.config.hidden_size
     if model.text_encoder_2 is not None:

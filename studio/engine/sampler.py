@@ -218,6 +218,7 @@ class Sampler:
 
         start_noise = _start_latent(recipe, shape)
         init = img2img.init_latents(model, recipe, images, start_noise)
+        extra = img2img.inpainting_input(model, recipe, init, shape)
         if start is None and recipe.lineage:
             start = self._lineage_start(recipe, cancel, images)
             if start is None:
@@ -256,7 +257,14 @@ class Sampler:
             try:
                 with _stops_when(cancel, model.unet):
                     model_output, x0_pred = self._predict(
-                        scheduler, latent, timestep, conditioning, recipe, levels[index], prediction
+                        scheduler,
+                        latent,
+                        timestep,
+                        conditioning,
+                        recipe,
+                        levels[index],
+                        prediction,
+                        extra,
                     )
                 kwargs: dict[str, Any] = {}
                 if spec.noise == "generator":
@@ -367,16 +375,21 @@ class Sampler:
         recipe: Recipe,
         level: tuple[float, float],
         prediction: str,
+        extra: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The guided model output for one step, and the x0 prediction it implies."""
+        """The guided model output for one step, and the x0 prediction it implies.
+
+        ``extra``: a true inpainting UNet's mask and masked-image latent
+        (``img2img.inpainting_input``), put after the scaled latent's channels."""
         if recipe.batch > 1:  # computed as in the batch that made the trajectory: same bits
             outputs = self._predict_batch(
-                [scheduler], [latent], timestep, [conditioning], [recipe], level, prediction
-            )
+                [scheduler], [latent], timestep, [conditioning], [recipe], level, prediction,
+                [extra],
+            )  # fmt: skip
             return outputs[0]
         batch = conditioning.embeddings.shape[0]
         model_input = torch.cat([latent] * batch) if batch > 1 else latent
-        model_input = scheduler.scale_model_input(model_input, timestep)
+        model_input = _with_extra(scheduler.scale_model_input(model_input, timestep), extra)
         output = self.model.unet(
             model_input.to(self.model.dtype),
             timestep,
@@ -398,17 +411,20 @@ class Sampler:
         recipes: list[Recipe],
         level: tuple[float, float],
         prediction: str,
+        extras: Sequence[torch.Tensor | None] | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """One UNet call for several recipes, padded to their ``batch`` with copies of the
         last recipe's rows: each recipe's output depends on the batch's shape, never on
         its neighbours, so a lone run padded the same way gives the same bits."""
         inputs, embeddings, added, rows = [], [], [], []
-        for scheduler, latent, conditioning in zip(
-            schedulers_, latents, conditionings, strict=True
+        extras = extras if extras is not None else [None] * len(latents)
+        for scheduler, latent, conditioning, extra in zip(
+            schedulers_, latents, conditionings, extras, strict=True
         ):
             count = conditioning.embeddings.shape[0]
             rows.append(count)
-            inputs.append(scheduler.scale_model_input(torch.cat([latent] * count), timestep))
+            scaled = scheduler.scale_model_input(torch.cat([latent] * count), timestep)
+            inputs.append(_with_extra(scaled, extra))
             embeddings.append(conditioning.embeddings)
             added.append(conditioning.added)
         for _ in range(recipes[0].batch - len(recipes)):
@@ -480,6 +496,10 @@ class Sampler:
         inits = [
             img2img.init_latents(model, r, images, n) for r, n in zip(recipes, noises, strict=True)
         ]
+        extras = [
+            img2img.inpainting_input(model, r, init, shape)
+            for r, init in zip(recipes, inits, strict=True)
+        ]
         starts = [
             _first_latent(r, run, levels, n, init, model.device)
             for r, run, n, init in zip(recipes, runs, noises, inits, strict=True)
@@ -493,8 +513,9 @@ class Sampler:
             try:
                 with _stops_when(cancel, model.unet):
                     predicted = self._predict_batch(
-                        runs, latents, timestep, conditionings, recipes, levels[index], prediction
-                    )
+                        runs, latents, timestep, conditionings, recipes, levels[index], prediction,
+                        extras,
+                    )  # fmt: skip
             except _Cancelled:
                 return
             except RuntimeError as exc:
@@ -670,6 +691,15 @@ def _stops_when(cancel: threading.Event | None, *modules: Any) -> Iterator[None]
     finally:
         for handle in handles:
             handle.remove()
+
+
+def _with_extra(scaled: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+    """A true inpainting UNet's input: the scaled latent rows, then the mask and the masked
+    image's latent (the same for every row, as diffusers repeats them for guidance)."""
+    if extra is None:
+        return scaled
+    rows = extra.to(scaled.device, scaled.dtype).expand(scaled.shape[0], -1, -1, -1)
+    return torch.cat([scaled, rows], dim=1)
 
 
 def _x0_from_output(

@@ -25,6 +25,7 @@ from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
 from studio.ui.backend_settings import place_backend_action, start_session, worker_client
 from studio.ui.brood_actions import BroodActions
+from studio.ui.canvas_extension import CanvasExtension
 from studio.ui.canvas_generation import CanvasGeneration
 from studio.ui.canvas_workspace import CanvasWorkspace
 from studio.ui.clipboard import ClipboardActions
@@ -100,6 +101,8 @@ class MainWindow(QMainWindow):
         self.scores.place_in(self.menus["generate"], self.menus["view"])
         self.canvas_generation = CanvasGeneration(session, self.panel, self.workspace.panel, self)
         self.canvas_generation.place_in(self.menus["generate"])
+        self.canvas_extension = CanvasExtension(session, self.panel, self)
+        self.canvas_extension.place_in(self.workspace.menu, self.menus["generate"])
         self.searches = SearchActions(
             session, self.binding, self.broods, self.versions, self.scores.state,
             self.statusBar(), self,

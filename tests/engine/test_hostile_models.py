@@ -418,11 +418,16 @@ def test_a_whole_wider_text_encoder_does_not_fit_the_unet(model_copy, wide_sd_fo
     assert "width 16" in str(error.value) and "24" in str(error.value)
 
 
-def test_an_inpainting_unet_is_refused(inpainting_folder, offline):
+def test_an_inpainting_unet_is_accepted_and_another_channel_count_refused(
+    inpainting_folder, tmp_path, offline
+):
+    check_model_folder(inpainting_folder)  # 4 + 1 + 4: a true inpainting UNet
+    odd = Path(shutil.copytree(inpainting_folder, tmp_path / "odd"))
+    rebuild_unet(odd, in_channels=8)
     with pytest.raises(ModelFileError, match="incompatible model") as error:
-        check_model_folder(inpainting_folder)
-    assert "9 input channels" in str(error.value) and "inpainting" in str(error.value)
-    assert_names(error, inpainting_folder)
+        check_model_folder(odd)
+    assert "8 in / 4 out channels" in str(error.value)
+    assert_names(error, odd)
 
 
 def test_unet_config_disagreeing_with_its_weights(model_copy):
@@ -551,8 +556,8 @@ def _wide_text_weights(folder: Path, marker: Path) -> Path:
     return folder
 
 
-def _inpainting_unet(folder: Path, marker: Path) -> Path:
-    rebuild_unet(folder, in_channels=9)
+def _odd_channel_unet(folder: Path, marker: Path) -> Path:
+    rebuild_unet(folder, in_channels=8)  # neither the latent's 4 nor an inpainting 9
     return folder
 
 
@@ -571,7 +576,7 @@ _DAMAGES = {
     "missing vae config": (_missing_vae_config, "missing vae/config.json"),
     "missing tokenizer": (_missing_tokenizer, "missing tokenizer/"),
     "wide text weights": (_wide_text_weights, "incompatible model"),
-    "inpainting unet": (_inpainting_unet, "incompatible model"),
+    "8-channel unet": (_odd_channel_unet, "incompatible model"),
 }
 
 
