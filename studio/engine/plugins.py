@@ -477,11 +477,9 @@ class AestheticScore(ScorePlugin):
 # ---- loading ----------------------------------------------------------------------
 
 
-def load_plugins(specs: Iterable[PluginSpec], device: Any = "cpu") -> list[ScorePlugin]:
-    """Check and load every plug-in of ``specs``, in order; a CLIP folder named twice loads once.
-
-    Every folder is checked before any is loaded (and before torch or transformers is
-    imported), so the first that fails raises with nothing loaded."""
+def check_plugins(specs: Iterable[PluginSpec]) -> None:
+    """Every check of every plug-in folder ``specs`` name, loading and importing nothing;
+    raises on the first that fails."""
     specs = list(specs)
     for spec in specs:
         spec.validate()
@@ -490,6 +488,15 @@ def load_plugins(specs: Iterable[PluginSpec], device: Any = "cpu") -> list[Score
         if spec.kind == "aesthetic":
             check_aesthetic_folder(spec.folder)
         check_clip_folder(spec.clip or spec.folder)
+
+
+def load_plugins(specs: Iterable[PluginSpec], device: Any = "cpu") -> list[ScorePlugin]:
+    """Check and load every plug-in of ``specs``, in order; a CLIP folder named twice loads once.
+
+    Every folder is checked (:func:`check_plugins`) before any is loaded or torch and
+    transformers are imported, so the first that fails raises with nothing loaded."""
+    specs = list(specs)
+    check_plugins(specs)
     plugins: list[ScorePlugin] = []
     embedders: dict[Path, ClipEmbedder] = {}
 
