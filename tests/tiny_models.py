@@ -195,6 +195,10 @@ def build_tiny_aesthetic_head(
         tensors[f"layers.{i}.weight"] = torch.randn(widths[i + 1], widths[i], generator=generator)
         tensors[f"layers.{i}.bias"] = torch.randn(widths[i + 1], generator=generator)
     save_file(tensors, str(folder / "model.safetensors"))
-    config = {"embedding_dim": embedding_dim, "hidden_sizes": list(hidden_sizes), "activation": "relu"}
+    config = {
+        "embedding_dim": embedding_dim,
+        "hidden_sizes": list(hidden_sizes),
+        "activation": "relu",
+    }
     (folder / "config.json").write_text(json.dumps(config))
     return folder

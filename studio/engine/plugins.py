@@ -45,11 +45,13 @@ import numpy as np
 from studio.engine.errors import EngineError
 from studio.engine.model_files import (
     MAX_VOCAB_FILE_BYTES,
+    PICKLE_SUFFIXES,
     ModelFileError,
     check_component_folder,
     check_config_bounds,
     check_safetensors,
     read_json_object,
+    refuse_unsafe_format,
     weight_files,
 )
 
@@ -189,7 +191,7 @@ def check_clip_folder(path: str | Path) -> dict[str, Any]:
                 "incompatible",
             )
     lacking = [name for name in ("vocab.json", "merges.txt") if not (folder / name).is_file()]
-    weights = weight_files(folder, "model")  # a folder with only pickle weights is refused here
+    weights = _safetensors_weights(folder)
     if not weights:
         lacking.append("model.safetensors")
     if lacking:
@@ -209,6 +211,23 @@ def check_clip_folder(path: str | Path) -> dict[str, Any]:
             "incompatible",
         )
     return config
+
+
+def _safetensors_weights(folder: Path) -> list[Path]:
+    """The folder's ``model.safetensors`` (or shards); with none, any pickle weights there
+    (``pytorch_model.bin``, say) are refused by name rather than reported missing."""
+    weights = weight_files(folder, "model")
+    if not weights:
+        for entry in sorted(folder.iterdir()):
+            if entry.suffix.lower() in PICKLE_SUFFIXES and entry.is_file():
+                refuse_unsafe_format(entry)
+                raise ModelFileError(
+                    f"The model file {entry} is pickle-based weights, which Noise Studio never "
+                    "loads; use a .safetensors file.",
+                    entry,
+                    "pickle",
+                )
+    return weights
 
 
 class ClipEmbedder:
@@ -405,7 +424,7 @@ def check_aesthetic_folder(path: str | Path) -> AestheticHeadConfig:
         raise odd("normalize must be true or false")
     config = AestheticHeadConfig(int(dim), tuple(int(h) for h in hidden), activation, normalize)
 
-    weights = weight_files(folder, "model")
+    weights = _safetensors_weights(folder)
     if len(weights) != 1:
         raise ModelFileError(
             f"The aesthetic head folder {folder} is missing model.safetensors.", folder, "missing"
