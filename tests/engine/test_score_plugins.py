@@ -29,19 +29,19 @@ from studio.engine.plugins import (
     load_plugins,
 )
 from tests.engine.hostile_inputs import evil_pickle
-from tests.tiny_models import build_tiny_aesthetic_head, build_tiny_clip
+from tests.tiny_models import build_tiny_aesthetic_head
 
 PROMPTS = ("a red car", "a blue house at night", "cat", "", "x" * 200)
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory) -> Path:
-    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "clip")
+@pytest.fixture
+def clip_dir(tiny_clip_dir) -> Path:
+    return tiny_clip_dir
 
 
-@pytest.fixture(scope="module")
-def head_dir(tmp_path_factory) -> Path:
-    return build_tiny_aesthetic_head(tmp_path_factory.mktemp("head") / "head")
+@pytest.fixture
+def head_dir(tiny_aesthetic_dir) -> Path:
+    return tiny_aesthetic_dir
 
 
 @pytest.fixture
