@@ -2,7 +2,8 @@
 
 One row per image (image, fidelity, novelty, and novelty among the images given),
 scored by :mod:`studio.engine.scoring` with the bundled model unless ``--model``
-names another. Errors are one sentence with exit status 2, as for ``render``.
+names another. Each ``--plugin`` (:mod:`studio.engine.plugins`: a local CLIP folder,
+an aesthetic head) adds one column named after it. Errors are one sentence with exit status 2, as for ``render``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,14 @@ def build_score_parser() -> argparse.ArgumentParser:
     add("--timesteps", type=int, default=8, help="timesteps per score (cost); default 8")
     add("--noises", type=int, default=2, help="noises per timestep (cost); default 2")
     add("--seed", type=int, default=0, help="seed of the fixed noises; default 0")
+    add(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="KIND=FOLDER",
+        help="an optional local scorer, one column each: clip=/path/to/clip or "
+        "aesthetic=/path/to/head,clip=/path/to/clip (never downloaded)",
+    )
     add("--json", action="store_true", help="print one line of JSON")
     add("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -39,11 +48,14 @@ def build_score_parser() -> argparse.ArgumentParser:
 def score_files(args: argparse.Namespace) -> dict[str, Any]:
     """Read, then score, every image; the JSON summary ``score --json`` prints."""
     from studio.document.imageio import read_image
+    from studio.engine.plugins import PluginSpec, check_plugins, load_plugins
     from studio.engine.recipe import BUNDLED_MODEL
     from studio.engine.scoring import ScoreCost
 
     cost = ScoreCost(args.timesteps, args.noises, args.seed)
     cost.validate()  # before anything is loaded
+    specs = [PluginSpec.parse(text) for text in args.plugin]
+    check_plugins(specs)
     pixels = [read_image(path).pixels[..., :3] for path in args.images]
 
     import torch
@@ -59,6 +71,8 @@ def score_files(args: argparse.Namespace) -> dict[str, Any]:
     scorer = Scorer(model, cost)
     results = list(scorer.score_images(pixels, args.prompt))
     context = context_novelty([r.features for r in results])
+    plugins = load_plugins(specs, device=model.device)
+    extra = {plugin.name: plugin.score(pixels, args.prompt) for plugin in plugins}
     rows = [
         {
             "image": str(path),
@@ -66,9 +80,10 @@ def score_files(args: argparse.Namespace) -> dict[str, Any]:
             "novelty": round(result.novelty, 6),
             "novelty_unconditional": round(result.novelty_unconditional, 6),
             "context_novelty": round(float(contribution), 6),
+            **{name: round(values[i], 6) for name, values in extra.items()},
         }
-        for path, result, contribution in zip(
-            args.images, results, context.contributions, strict=True
+        for i, (path, result, contribution) in enumerate(
+            zip(args.images, results, context.contributions, strict=True)
         )
     ]
     return {
@@ -79,6 +94,10 @@ def score_files(args: argparse.Namespace) -> dict[str, Any]:
         "timesteps": cost.timesteps,
         "noises": cost.noises,
         "seed": cost.seed,
+        "plugins": [
+            {"name": p.name, "description": p.description, "higher_is_better": p.higher_is_better}
+            for p in plugins
+        ],
         "unet_evaluations_per_image": cost.evaluations(),
         "seconds": round(time.perf_counter() - started, 3),
     }
@@ -96,10 +115,12 @@ def score_main(argv: list[str] | None = None) -> int:
         print(json.dumps(summary, ensure_ascii=False))
         return 0
     width = max(len("image"), *(len(row["image"]) for row in summary["scores"]))
-    print(f"{'image':<{width}}  {'fidelity':>9}  {'novelty':>8}  {'in context':>10}")
+    names = [plugin["name"] for plugin in summary["plugins"]]
+    header = f"{'image':<{width}}  {'fidelity':>9}  {'novelty':>8}  {'in context':>10}"
+    print(header + "".join(f"  {name:>10}" for name in names))
     for row in summary["scores"]:
         print(
             f"{row['image']:<{width}}  {row['fidelity']:>9.4f}  {row['novelty']:>8.4f}"
-            f"  {row['context_novelty']:>10.4f}"
+            f"  {row['context_novelty']:>10.4f}" + "".join(f"  {row[n]:>10.4f}" for n in names)
         )
     return 0

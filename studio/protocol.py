@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from studio.engine.plugins import PluginSpec
 from studio.engine.recipe import BUNDLED_MODEL, Recipe
 
 DecodeKey = tuple[str, int, str]
@@ -164,7 +165,9 @@ class Score:
     scored on the same draws (``ScoreRow.alternative_fidelities``). A run costs
     ``timesteps × noises × (1 + len(alternatives) + 1)`` UNet evaluations per item.
     It runs in the job queue and is cancelled like any job; it feeds no version, so
-    its JobCancelled / JobFailed carry ``version_id=""``."""
+    its JobCancelled / JobFailed carry ``version_id=""``. ``plugins`` name optional local
+    scorer plug-ins (:mod:`studio.engine.plugins`); each adds a named value to every row
+    (``ScoreRow.plugin_scores``), and a folder that fails its checks fails the job."""
 
     job_id: int
     prompt: str
@@ -176,6 +179,7 @@ class Score:
     noises: int = 2
     seed: int = 0
     label: str = ""
+    plugins: tuple[PluginSpec, ...] = ()
     version_id: ClassVar[str] = ""
 
 
@@ -334,6 +338,15 @@ class ScoreSetting:
 
 
 @dataclass(frozen=True)
+class PluginScore:
+    """One scorer plug-in's value for a row: ``name`` is the plug-in's (``clip``,
+    ``aesthetic``); higher is better for both."""
+
+    name: str
+    value: float
+
+
+@dataclass(frozen=True)
 class ScoreRow:
     """One candidate's scores (see :class:`studio.engine.scoring.ImageScore`).
 
@@ -342,7 +355,8 @@ class ScoreRow:
     the prompt, bits per latent dimension (higher: more surprising);
     ``novelty_unconditional`` the same without the prompt. ``features`` (float32)
     let novelty in context be recomputed against any set with
-    :func:`studio.taste.context_novelty`."""
+    :func:`studio.taste.context_novelty`. ``plugin_scores``: one per plug-in the
+    request named, in its order (none unless it named some)."""
 
     key: str
     fidelity: float
@@ -350,6 +364,7 @@ class ScoreRow:
     novelty_unconditional: float
     alternative_fidelities: tuple[float, ...]
     features: np.ndarray
+    plugin_scores: tuple[PluginScore, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,11 @@ os.environ.setdefault("NOISE_STUDIO_RECOVERY_DIR", os.path.join(_SANDBOX, "recov
 os.environ.setdefault("XDG_CONFIG_HOME", os.path.join(_SANDBOX, "config"))
 os.environ.setdefault("NOISE_STUDIO_CACHE_DIR", os.path.join(_SANDBOX, "cache"))
 
-from tests.tiny_models import build_tiny_pipeline  # noqa: E402
+from tests.tiny_models import (  # noqa: E402
+    build_tiny_aesthetic_head,
+    build_tiny_clip,
+    build_tiny_pipeline,
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +37,18 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_xl_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny SDXL-shaped diffusers folder (two text encoders, text_time conditioning)."""
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-xl"), xl=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIPModel folder (transformers layout) for the scorer plug-ins."""
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip") / "clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_aesthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random aesthetic head (embedding 16, as the tiny CLIP gives)."""
+    return build_tiny_aesthetic_head(tmp_path_factory.mktemp("tiny-head") / "head")
 
 
 @pytest.fixture(scope="session")

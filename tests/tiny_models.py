@@ -151,3 +151,54 @@ def build_tiny_preview_decoder(folder: Path, stages: int = 2, **overrides) -> Pa
         config.update(overrides)
         (folder / "config.json").write_text(json.dumps(config))
     return folder
+
+
+def build_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A tiny random CLIPModel (text and vision, projection 16, images 32 px) in the
+    transformers layout, with the character tokenizer: stands in for a user's CLIP folder."""
+    from transformers import CLIPConfig, CLIPModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    vocab_size = 2 * 256 + 2
+    layers = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config={
+            **layers,
+            "num_hidden_layers": 2,
+            "vocab_size": vocab_size,
+            "max_position_embeddings": 77,
+            "bos_token_id": vocab_size - 2,
+            "eos_token_id": vocab_size - 1,
+            "pad_token_id": vocab_size - 1,
+        },
+        vision_config={**layers, "num_hidden_layers": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder, safe_serialization=True)
+    write_char_tokenizer(folder)
+    return folder
+
+
+def build_tiny_aesthetic_head(
+    folder: Path, embedding_dim: int = 16, hidden_sizes: tuple[int, ...] = (8, 4), seed: int = 0
+) -> Path:
+    """A random LAION-style aesthetic head (linear layers, one value out) in the plug-in layout."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    widths = [embedding_dim, *hidden_sizes, 1]
+    tensors = {}
+    for i in range(len(widths) - 1):
+        tensors[f"layers.{i}.weight"] = torch.randn(widths[i + 1], widths[i], generator=generator)
+        tensors[f"layers.{i}.bias"] = torch.randn(widths[i + 1], generator=generator)
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = {
+        "embedding_dim": embedding_dim,
+        "hidden_sizes": list(hidden_sizes),
+        "activation": "relu",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

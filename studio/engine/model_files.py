@@ -492,28 +492,31 @@ def _check_component_files(folder: Path, components: list[str]) -> None:
     """Size every non-weight file of the components before anything opens it, then
     read each config, refuse remote-code pointers and bound the values that allocate."""
     for name in components:
-        sub = folder / name
-        if not sub.is_dir():
+        if (folder / name).is_dir():
+            check_component_folder(folder / name, _CONFIG_BOUNDS.get(name, {}))
+
+
+def check_component_folder(sub: Path, bounds: dict[str, tuple[int, int]]) -> None:
+    """The checks of one transformers- or diffusers-layout folder before any library reads it:
+    every non-weight file sized, every config a JSON object with no ``auto_map`` (remote
+    code) and the config values in ``bounds`` inside their ranges."""
+    for entry in sorted(sub.iterdir()):
+        if entry.suffix.lower() in _WEIGHT_SUFFIXES or entry.is_dir():
             continue
-        for entry in sorted(sub.iterdir()):
-            if entry.suffix.lower() in _WEIGHT_SUFFIXES or entry.is_dir():
-                continue
-            limit = MAX_VOCAB_FILE_BYTES if entry.name in _VOCAB_FILES else MAX_JSON_FILE_BYTES
-            check_file_size(entry, limit)
-    for name in components:
-        sub = folder / name
-        for config_name in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
-            if not (sub / config_name).is_file():
-                continue
-            config = read_json_object(sub / config_name)
-            if "auto_map" in config:
-                raise ModelFileError(
-                    f"{sub / config_name} points to the model's own code (auto_map), which Noise Studio never runs.",
-                    sub / config_name,
-                    "incompatible",
-                )
-            if config_name != "tokenizer_config.json":
-                _check_bounds(sub / config_name, config, _CONFIG_BOUNDS.get(name, {}))
+        limit = MAX_VOCAB_FILE_BYTES if entry.name in _VOCAB_FILES else MAX_JSON_FILE_BYTES
+        check_file_size(entry, limit)
+    for config_name in ("config.json", "scheduler_config.json", "tokenizer_config.json"):
+        if not (sub / config_name).is_file():
+            continue
+        config = read_json_object(sub / config_name)
+        if "auto_map" in config:
+            raise ModelFileError(
+                f"{sub / config_name} points to the model's own code (auto_map), which Noise Studio never runs.",
+                sub / config_name,
+                "incompatible",
+            )
+        if config_name != "tokenizer_config.json":
+            check_config_bounds(sub / config_name, config, bounds)
 
 
 def check_file_size(path: Path, limit: int) -> None:
@@ -536,7 +539,14 @@ def check_file_size(path: Path, limit: int) -> None:
         )
 
 
-def _check_bounds(path: Path, config: dict[str, Any], bounds: dict[str, tuple[int, int]]) -> None:
+def check_config_bounds(
+    path: Path,
+    config: dict[str, Any],
+    bounds: dict[str, tuple[int, int]],
+    family: str = "SD 1.x, 2.x and XL models",
+) -> None:
+    """Refuse a config whose values in ``bounds`` (counts that size allocations) fall outside
+    the ranges ``family`` uses."""
     for key, (low, high) in bounds.items():
         value = config.get(key)
         if value is None:
@@ -546,7 +556,7 @@ def _check_bounds(path: Path, config: dict[str, Any], bounds: dict[str, tuple[in
             if not _is_count(item) or not low <= item <= high:
                 raise ModelFileError(
                     f"{path} is an incompatible model: {key} is {_shown(value)}, outside the "
-                    f"{low} to {high} that SD 1.x, 2.x and XL models use.",
+                    f"{low} to {high} that {family} use.",
                     path,
                     "incompatible",
                 )

@@ -4,6 +4,11 @@ The worker hands a :class:`~studio.protocol.Score` request here with its loaded
 model and the job's cancel event; this posts one ScoreProgress per item and then
 Scored, or JobCancelled once ``cancel`` is set. Engine errors propagate to the
 worker, which reports them as JobFailed like any job's.
+
+Scorer plug-ins the request names (:mod:`studio.engine.plugins`) are checked and
+loaded before the first item, so a folder that fails ends the job at once; each
+adds a named value to every row. A checkpoint item is decoded by the VAE for them
+(they score pixels).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 
 from studio.protocol import (
     JobCancelled,
+    PluginScore,
     Score,
     Scored,
     ScoreProgress,
@@ -42,11 +48,13 @@ def run_score(
     """Score every item of ``request`` with ``model``; see the module docstring.
 
     ``between_items`` runs after each item (the worker serves its decodes there)."""
+    from studio.engine.plugins import load_plugins
     from studio.engine.scoring import ScoreCost, ScoreError, Scorer, context_novelty
 
     began = time.perf_counter()
     cost = ScoreCost(request.timesteps, request.noises, request.seed)
     scorer = Scorer(model, cost)
+    plugins = load_plugins(request.plugins, device=getattr(model, "device", "cpu"))
     keys = tuple(request.keys) or tuple(str(i) for i in range(len(request.items)))
     if len(keys) != len(request.items):
         raise ScoreError("A Score request needs one key per item.")
@@ -62,6 +70,13 @@ def run_score(
         result = next(scorer.score([latent], request.prompt, request.alternatives, cancel), None)
         if result is None:
             break
+        extra: tuple[PluginScore, ...] = ()
+        if plugins:
+            pixels = item if isinstance(item, np.ndarray) else _decoded(model, latent)
+            extra = tuple(
+                PluginScore(plugin.name, plugin.score([pixels], request.prompt)[0])
+                for plugin in plugins
+            )
         evaluations += result.evaluations
         row = ScoreRow(
             key=key,
@@ -70,6 +85,7 @@ def run_score(
             novelty_unconditional=result.novelty_unconditional,
             alternative_fidelities=result.alternative_fidelities,
             features=result.features,
+            plugin_scores=extra,
         )
         rows.append(row)
         post(ScoreProgress(request.job_id, len(rows), len(request.items), row))
@@ -97,3 +113,9 @@ def run_score(
             elapsed=time.perf_counter() - began,
         )
     )
+
+
+def _decoded(model: Any, latent: Any) -> np.ndarray:
+    from studio.engine.preview import decode
+
+    return decode(model.vae, latent)

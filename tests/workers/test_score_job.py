@@ -7,9 +7,11 @@ import time
 import numpy as np
 import pytest
 
+from studio.engine.plugins import PluginSpec
 from studio.protocol import (
     JobCancelled,
     JobFailed,
+    PluginScore,
     Score,
     Scored,
     ScoreProgress,
@@ -92,8 +94,58 @@ def test_score_cancels_like_any_job_and_fails_in_one_sentence(worker):
     assert failed.job_id == 2 and "\n" not in failed.error and failed.error
 
 
+def test_score_adds_a_named_value_per_plugin_to_every_row(
+    worker, tiny_sampler, tiny_clip_dir, tiny_aesthetic_dir
+):
+    from studio.engine.plugins import load_plugins
+    from studio.engine.preview import decode
+    from studio.engine.recipe import Recipe
+
+    client, collector, model = worker
+    recipe = Recipe(prompt="a red car", steps=2, width=16, height=16, model=model)
+    step = list(tiny_sampler.run(recipe))[-1].checkpoint
+    specs = (
+        PluginSpec("clip", str(tiny_clip_dir)),
+        PluginSpec("aesthetic", str(tiny_aesthetic_dir), str(tiny_clip_dir)),
+    )
+    # Images and prompt for which the fixed tiny CLIP's cosine is positive (not clipped to 0).
+    images = tuple(
+        np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8) for seed in (0, 2)
+    )
+    prompt = "x" * 200
+    items = (*images, step.to_bytes())
+    client.send(Score(4, prompt, items, ("a", "b", "c"), (), model, 2, 1, plugins=specs))
+    _wait(collector, Scored)
+    rows = collector.of(Scored)[0].rows
+    assert [[p.name for p in row.plugin_scores] for row in rows] == [["clip", "aesthetic"]] * 3
+    local = load_plugins(specs)
+    pixels = [*images, decode(tiny_sampler.model.vae, step.x0_pred)]
+    for row, image in zip(rows, pixels, strict=True):
+        expected = [plugin.score([image], prompt)[0] for plugin in local]
+        # The worker decodes the checkpoint with its own thread count: a pixel may round apart.
+        assert [p.value for p in row.plugin_scores] == pytest.approx(expected, abs=1e-3)
+    assert rows[0].plugin_scores[0].value > 1.0 and rows[1].plugin_scores[0].value > 1.0
+    assert len({row.plugin_scores[1].value for row in rows}) == 3
+    progress = collector.of(ScoreProgress)
+    assert [p.row.plugin_scores for p in progress] == [row.plugin_scores for row in rows]
+
+    client.send(Score(5, "x", images, (), (), model, 2, 1, plugins=(PluginSpec("clip", model),)))
+    _wait(collector, JobFailed)
+    failed = collector.of(JobFailed)[0]
+    assert failed.job_id == 5 and "config.json" in failed.error and "\n" not in failed.error
+    assert not collector.of(ScoreProgress)[3:]
+
+
 def test_score_messages_survive_the_wire():
-    row = ScoreRow("v1", 0.25, 1.5, 1.75, (0.1, -0.2), np.arange(4, dtype=np.float32))
+    row = ScoreRow(
+        "v1",
+        0.25,
+        1.5,
+        1.75,
+        (0.1, -0.2),
+        np.arange(4, dtype=np.float32),
+        (PluginScore("clip", 31.5), PluginScore("aesthetic", 5.25)),
+    )
     setting = ScoreSetting("bundled", "abc", 8, 2, 0)
     for item in (
         Score(3, "p", (_images(1)[0], b"ckpt"), ("v1", "v2"), ("q",)),
@@ -106,3 +158,6 @@ def test_score_messages_survive_the_wire():
     request = from_wire(to_wire(Score(3, "p", (_images(1)[0], b"ckpt"), ("v1", "v2"))))
     assert request.items[1] == b"ckpt" and np.array_equal(request.items[0], _images(1)[0])
     assert from_wire(to_wire(setting)) == setting
+    assert from_wire(to_wire(row)).plugin_scores == row.plugin_scores
+    specs = (PluginSpec("clip", "/c"), PluginSpec("aesthetic", "/h", "/c"))
+    assert from_wire(to_wire(Score(3, "p", (), plugins=specs))).plugins == specs
