@@ -28,6 +28,7 @@ from studio.cli import (
     load_sampler,
 )
 from studio.cli_cluster import ClusterSampler, add_backend_options, cluster_sampler, uses_cluster
+from studio.engine.batching import batch_groups, with_batches
 
 
 @contextmanager
@@ -54,40 +55,23 @@ def _render_all(sampler: Any, recipes: Sequence[Any]) -> list[Any]:
     for recipe in recipes:
         recipe.validate(sampler.model.size_factor)
     images: list[Any] = [None] * len(recipes)
-    groups: dict[tuple, list[int]] = {}
-    for index, r in enumerate(recipes):
-        key = (r.steps, r.sampler, r.width, r.height, r.batch, r.guidance != 1.0)
-        groups.setdefault(key if r.batch > 1 else (index,), []).append(index)
-    for members in groups.values():
-        size = recipes[members[0]].batch
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
-            if len(chunk) == 1:
-                latents = [list(sampler.run(recipes[chunk[0]]))[-1].latent]
-            else:
-                latents = [None] * len(chunk)
-                for position, step in sampler.run_batch([recipes[i] for i in chunk]):
-                    latents[position] = step.latent
-            for index, latent in zip(chunk, latents, strict=True):
-                images[index] = sampler.decode(latent)
+    for chunk in batch_groups(recipes):
+        if len(chunk) == 1:
+            latents = [list(sampler.run(recipes[chunk[0]]))[-1].latent]
+        else:
+            latents = [None] * len(chunk)
+            for position, step in sampler.run_batch([recipes[i] for i in chunk]):
+                latents[position] = step.latent
+        for index, latent in zip(chunk, latents, strict=True):
+            images[index] = sampler.decode(latent)
     return images
 
 
 def _batched(recipes: Sequence[Any], batch: int) -> list[Any]:
-    """``recipes`` with each one's ``batch`` set: ``batch``, or the size of its group of
-    recipes that can share a UNet call when that is smaller."""
+    """``recipes`` with each one's ``batch`` set (see ``batching.with_batches``)."""
     if not 1 <= batch <= 64:
         raise CliError("--batch must be from 1 to 64.")
-    counts: dict[tuple, int] = {}
-    for r in recipes:
-        key = (r.steps, r.sampler, r.width, r.height, r.guidance != 1.0)
-        counts[key] = counts.get(key, 0) + 1
-    return [
-        r.with_changes(
-            batch=min(batch, counts[(r.steps, r.sampler, r.width, r.height, r.guidance != 1.0)])
-        )
-        for r in recipes
-    ]
+    return with_batches(recipes, batch)
 
 
 def _sha256(image: Any) -> str:

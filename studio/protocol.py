@@ -103,6 +103,21 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class GenerateBatch:
+    """Run ``jobs`` through the UNet as one batch: a brood's children, a grid's cells, a
+    search's candidates, or a search's survivors resumed from one step.
+
+    Each member stays its own job: its own JobStarted, StepMade and ending, its own
+    Cancel (which drops it from the batch; the others run on), its own queue row. The
+    members share the recipe fields of ``studio.engine.batching.batch_key`` and each
+    recipe's ``batch`` is at least ``len(jobs)``, so a member's lone run (and a resume
+    from any of its stored steps) pads to the batch and gives the same bits. A worker
+    that cannot batch (one job per actor on a cluster) runs the members as plain jobs."""
+
+    jobs: tuple[Generate | Resume, ...]
+
+
+@dataclass(frozen=True)
 class Decode:
     """Full VAE decode of a stored step's x0-hat (``which="x0"``) or x_t (``"xt"``).
 
@@ -188,6 +203,7 @@ Request = (
     | ListModels
     | Generate
     | Resume
+    | GenerateBatch
     | Decode
     | Forward
     | TokenInfo

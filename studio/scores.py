@@ -24,6 +24,30 @@ from studio.document.versions import VersionTree
 SORT_KEYS = ("combined", "fidelity", "novelty")
 PANEL_ORDERS = ("created", *SORT_KEYS)
 DEFAULT_EXPLORE = 0.5
+SCORE_COSTS: dict[str, tuple[int, int]] = {
+    "fast": (4, 1),
+    "standard": (8, 2),
+    "careful": (16, 4),
+}
+"""The Scores dock's cost settings: (timesteps, noises) of each score's fixed draws."""
+DEFAULT_COST = "standard"
+
+Cost = tuple[int, int]
+
+
+def cost_text(cost: Cost) -> str:
+    timesteps, noises = cost
+    return f"{timesteps}×{noises}"
+
+
+def evaluations_per_image(cost: Cost) -> int:
+    """UNet evaluations one score costs: each draw with the prompt and without it."""
+    timesteps, noises = cost
+    return timesteps * noises * 2
+
+
+def cost_of(score: VersionScores) -> Cost:
+    return (score.setting.timesteps, score.setting.noises)
 
 
 class TreeScores(Mapping[str, VersionScores]):
@@ -82,34 +106,67 @@ def score_groups(tree: VersionTree, version_ids: Sequence[str]) -> list[ScoreGro
     ]
 
 
+def cost_groups(
+    scores: Mapping[str, VersionScores], version_ids: Sequence[str], cost: Cost | None = None
+) -> list[list[str]]:
+    """The scored ones of ``version_ids`` by the cost that produced their scores, each
+    group in the given order: those at ``cost`` first, then the others, costliest first.
+    Scores at different costs are not comparable, so each group is ranked on its own."""
+    groups: dict[Cost, list[str]] = {}
+    for vid in version_ids:
+        if vid in scores:
+            groups.setdefault(cost_of(scores[vid]), []).append(vid)
+    keys = sorted(groups, key=lambda c: (c != cost, -evaluations_per_image(c), c))
+    return [groups[c] for c in keys]
+
+
 def ordered(
-    scores: Mapping[str, VersionScores], version_ids: Sequence[str], key: str, explore: float
+    scores: Mapping[str, VersionScores],
+    version_ids: Sequence[str],
+    key: str,
+    explore: float,
+    cost: Cost | None = None,
 ) -> list[str]:
     """The scored ones of ``version_ids``, best first: by fidelity, by novelty, or by the
-    combined score at the ``explore`` mix (:func:`studio.taste.ranking`)."""
-    scored = [vid for vid in version_ids if vid in scores]
+    combined score at the ``explore`` mix (:func:`studio.taste.ranking`). Versions scored
+    at different costs are ranked within their cost only, ``cost``'s first (see
+    :func:`cost_groups`), never in one ranking."""
+    if key not in SORT_KEYS:
+        raise ValueError(f"Sort by one of {', '.join(SORT_KEYS)}, not {key!r}.")
+    return [
+        vid
+        for group in cost_groups(scores, version_ids, cost)
+        for vid in _ranked(scores, group, key, explore)
+    ]
+
+
+def _ranked(
+    scores: Mapping[str, VersionScores], scored: Sequence[str], key: str, explore: float
+) -> list[str]:
     fidelity = [scores[vid].fidelity for vid in scored]
     novelty = [scores[vid].novelty for vid in scored]
     if key == "fidelity":
         order = sorted(range(len(scored)), key=lambda i: -fidelity[i])
     elif key == "novelty":
         order = sorted(range(len(scored)), key=lambda i: -novelty[i])
-    elif key == "combined":
-        order = taste.ranking(fidelity, novelty, explore)
     else:
-        raise ValueError(f"Sort by one of {', '.join(SORT_KEYS)}, not {key!r}.")
+        order = taste.ranking(fidelity, novelty, explore)
     return [scored[i] for i in order]
 
 
 def panel_order(
-    scores: Mapping[str, VersionScores], version_ids: Sequence[str], key: str, explore: float
+    scores: Mapping[str, VersionScores],
+    version_ids: Sequence[str],
+    key: str,
+    explore: float,
+    cost: Cost | None = None,
 ) -> list[str]:
     """The Versions panel's rows for ``key`` (one of :data:`PANEL_ORDERS`): ``version_ids``
     as given for "created", else the scored ones best first (:func:`ordered`, the combined
     score ranked among every scored version) and the unscored after them, as given."""
     if key == "created":
         return list(version_ids)
-    best = ordered(scores, version_ids, key, explore)
+    best = ordered(scores, version_ids, key, explore, cost)
     ranked = set(best)
     return [*best, *(vid for vid in version_ids if vid not in ranked)]
 
@@ -125,6 +182,7 @@ class TasteState(QObject):
     explore_changed = Signal(float)
     sort_key_changed = Signal(str)
     panel_key_changed = Signal(str)
+    cost_changed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -132,6 +190,19 @@ class TasteState(QObject):
         self.explore = DEFAULT_EXPLORE
         self.sort_key = "combined"
         self.panel_key = "created"
+        self.cost_key = DEFAULT_COST
+        """Which of :data:`SCORE_COSTS` "Score these" uses; rankings lead with its scores."""
+
+    @property
+    def cost(self) -> Cost:
+        return SCORE_COSTS[self.cost_key]
+
+    def set_cost(self, key: str) -> None:
+        if key not in SCORE_COSTS:
+            raise ValueError(f"Score at one of {', '.join(SCORE_COSTS)}, not {key!r}.")
+        if key != self.cost_key:
+            self.cost_key = key
+            self.cost_changed.emit(key)
 
     def set_versions(self, version_ids: Sequence[str]) -> None:
         version_ids = tuple(dict.fromkeys(version_ids))

@@ -108,8 +108,7 @@ class PrunedSearch(QObject):
         session.message_handled.connect(self._on_message)
         session.scores_changed.connect(self._on_scores)
         self._running = True
-        for recipe in self.recipes:
-            job_id = session.generate(recipe, stop_after=self.prune_step - 1)
+        for job_id in session.generate_many(self.recipes, stop_after=self.prune_step - 1):
             self._candidate_jobs[job_id] = session.jobs[job_id].version_id
 
     # ---- the session's messages ------------------------------------------------------
@@ -168,8 +167,7 @@ class PrunedSearch(QObject):
         order = ranking(fidelity, novelty, self._explore)
         best = [versions[i] for i in order[: self._keep]]
         self.report.pruned = [vid for vid in versions if vid not in best]
-        for vid in best:
-            job_id = self._session.resume(vid)
+        for job_id in self._session.resume_many(best):
             if job_id is not None:
                 self._survivor_jobs[job_id] = self._session.jobs[job_id].version_id
         if not self._survivor_jobs:

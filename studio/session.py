@@ -42,6 +42,7 @@ from studio.document.project import Project
 from studio.document.scores import VersionScores
 from studio.document.versions import StepRef, Version, VersionTree
 from studio.engine import init_pixels
+from studio.engine.batching import DEFAULT_BATCH, batch_groups, batch_key, with_batches
 from studio.engine.breeding import brood_of, cross_at
 from studio.engine.memory import SizeBudget
 from studio.engine.recipe import BUNDLED_MODEL, Recipe, RecipeError
@@ -57,6 +58,7 @@ from studio.protocol import (
     ForwardMade,
     FrameShown,
     Generate,
+    GenerateBatch,
     JobCancelled,
     JobFailed,
     JobFinished,
@@ -245,6 +247,8 @@ class Session(QObject):
         self.interrupted_ids: set[str] = set()
         self.scores = TreeScores(self.tree)
         self.score_jobs: dict[int, ScoreJob] = {}
+        self.batch_size = DEFAULT_BATCH
+        """Most jobs of a brood, grid or search per UNet batch (the window's setting)."""
         self.init_images = InitImagePool(lambda: self.project.store if self.project else None)
         self._job_ids = itertools.count(1)
         self._trajectory: list[StepRef] = []
@@ -316,6 +320,29 @@ class Session(QObject):
         branch, and the step), so it reproduces from its recipe alone. The version it
         feeds appears in the tree when the job starts. With ``stop_after`` (a step index)
         a new run ends there, partial and resumable."""
+        job, request = self._job_request(recipe, branch, stop_after)
+        self.client.send(request)
+        return job.job_id
+
+    def generate_many(self, recipes: Sequence[Recipe], stop_after: int | None = None) -> list[int]:
+        """Send one job per recipe, as :meth:`generate` does, letting them share UNet
+        batches (a brood's children, a grid's cells, a search's candidates); returns the
+        job ids in the order of ``recipes``.
+
+        Each recipe records its ``batch`` (:attr:`batch_size` at most, see
+        ``batching.with_batches``), so it reproduces alone; the recipes of one batch go
+        as one GenerateBatch. A client that cannot batch gets them at batch 1."""
+        size = self.batch_size if self.client.batches else 1
+        recipes = with_batches(recipes, size)
+        pairs = [self._job_request(recipe, None, stop_after) for recipe in recipes]
+        self._send_in_batches([request for _, request in pairs], batch_groups(recipes))
+        return [job.job_id for job, _ in pairs]
+
+    def _job_request(
+        self, recipe: Recipe, branch: BranchTarget | None, stop_after: int | None
+    ) -> tuple[Job, Generate | Resume]:
+        """A new job for ``recipe`` (a branch of ``branch`` when given), kept in :attr:`jobs`,
+        and the request that runs it."""
         if branch is not None:
             parent = self.tree.get(branch.version_id).recipe
             recipe = recipe.branched_from(parent, branch.step_index)
@@ -330,8 +357,16 @@ class Session(QObject):
             checkpoint = self.tree.step(branch.version_id, branch.step_index).checkpoint
             request = Resume(job.job_id, job.version_id, recipe, checkpoint, label, images)
         self.jobs[job.job_id] = job
-        self.client.send(request)
-        return job.job_id
+        return job, request
+
+    def _send_in_batches(
+        self, requests: Sequence[Generate | Resume], groups: Sequence[Sequence[int]]
+    ) -> None:
+        for group in groups:
+            if len(group) == 1:
+                self.client.send(requests[group[0]])
+            else:
+                self.client.send(GenerateBatch(tuple(requests[i] for i in group)))
 
     def generate_from_layer(
         self, layer_id: str, recipe: Recipe, strength: float, mask: np.ndarray | None = None
@@ -383,7 +418,8 @@ class Session(QObject):
     ) -> list[str]:
         """Send one job per child of ``parent_ids`` (crossed with equal weights, each child
         mutated by ``dose`` of noise whose seed derives from ``brood_seed`` and its index,
-        see ``breeding.brood_of``); returns the children's version ids, in order.
+        see ``breeding.brood_of``), in UNet batches (:meth:`generate_many`); returns the
+        children's version ids, in order.
 
         Each child's parents (equal weights) are recorded in :attr:`origins` before its
         version appears, and the version carries them (``Version.bred_from``).
@@ -394,11 +430,9 @@ class Session(QObject):
         for recipe in recipes:
             recipe.validate(self.model.size_factor)
         bred_from = tuple((p.id, 1.0) for p in parents)
-        version_ids = []
-        for recipe in recipes:
-            job = self.jobs[self.generate(recipe)]
-            self.origins.record(job.version_id, bred_from)
-            version_ids.append(job.version_id)
+        version_ids = [self.jobs[job_id].version_id for job_id in self.generate_many(recipes)]
+        for version_id in version_ids:
+            self.origins.record(version_id, bred_from)
         return version_ids
 
     def cross(
@@ -474,12 +508,38 @@ class Session(QObject):
 
         The new version is a child, so the stopped one stays as it was (and undo removes
         only the continuation); its result equals an uninterrupted run's."""
-        if version_id not in self.tree:
-            return None
-        version = self.tree.get(version_id)
-        if not version.step_indices or version.step_indices[-1] >= version.recipe.steps - 1:
-            return None
-        return self.generate(version.recipe, BranchTarget(version.id, version.step_indices[-1]))
+        return self.resume_many([version_id])[0]
+
+    def resume_many(self, version_ids: Sequence[str]) -> list[int | None]:
+        """:meth:`resume` each version; stopped versions of one batch (a search's
+        candidates) stopped after the same step resume together as one UNet batch, in
+        the batch their recipes record. Returns the job ids (None: nothing to resume)."""
+        job_ids: list[int | None] = []
+        requests: list[Generate | Resume] = []
+        keys: dict[tuple, list[int]] = {}
+        for version_id in version_ids:
+            version = self.tree.get(version_id) if version_id in self.tree else None
+            if (
+                version is None
+                or not version.step_indices
+                or version.step_indices[-1] >= version.recipe.steps - 1
+            ):
+                job_ids.append(None)
+                continue
+            last = version.step_indices[-1]
+            job, request = self._job_request(version.recipe, BranchTarget(version.id, last), None)
+            job_ids.append(job.job_id)
+            solo = version.recipe.batch == 1 or not self.client.batches
+            key = (len(requests),) if solo else (batch_key(version.recipe), last)
+            keys.setdefault(key, []).append(len(requests))
+            requests.append(request)
+        groups = [
+            members[start : start + requests[members[0]].recipe.batch]
+            for members in keys.values()
+            for start in range(0, len(members), requests[members[0]].recipe.batch)
+        ]
+        self._send_in_batches(requests, groups)
+        return job_ids
 
     # ---- edits ---------------------------------------------------------------------------
 

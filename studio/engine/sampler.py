@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.engine import crossing, img2img, noise, schedulers
+from studio.engine import batching, crossing, img2img, noise, schedulers
 from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
 from studio.engine.memory_saving import tiling_when_short
@@ -237,18 +237,7 @@ class Sampler:
                 recipe, scheduler, levels, start_noise, init, model.device
             )
         else:
-            _check_resumable(start, recipe, shape)
-            first = start.step_index + 1
-            schedulers.restore(scheduler, start.scheduler_state, model.device, torch.float32)
-            latent = start.latent.to(model.device)
-            if recipe.renoise_strength > 0.0 and first < recipe.steps:
-                latent = _renoise(
-                    latent,
-                    start.x0_pred.to(model.device, latent.dtype),
-                    levels[first],
-                    recipe,
-                    first,
-                )
+            first, latent = _resumed_latent(recipe, scheduler, levels, start, shape, model.device)
 
         for index in range(first, recipe.steps):
             if cancel is not None and cancel.is_set():
@@ -456,26 +445,34 @@ class Sampler:
         recipes: list[Recipe],
         cancel: threading.Event | None = None,
         images: Sequence[np.ndarray] = (),
+        cancels: Sequence[threading.Event] | None = None,
+        starts: Sequence[Checkpoint] | None = None,
     ) -> Iterator[tuple[int, Step]]:
-        """Run recipes from noise as one UNet batch; yields (position in ``recipes``, Step),
-        every recipe's step k before any step k+1.
+        """Run recipes as one UNet batch; yields (position in ``recipes``, Step), every
+        running recipe's step k before any step k+1.
 
         The recipes share steps, sampler, size and whether they are guided, and each
         one's ``batch`` is the batch size used (at least ``len(recipes)``; the rest is
         padding). Their trajectories are those ``run`` gives each recipe alone, bit for
-        bit, and so are resumes from their checkpoints: the recipe records the batch."""
+        bit, and so are resumes from their checkpoints: the recipe records the batch.
+
+        ``cancels`` (one event per recipe) drops a recipe from the batch before the next
+        step once its event is set; the others run on with the same bits, since a row's
+        output depends on the batch's shape only. ``cancel``, or every recipe's event,
+        stops the batch within one block. ``starts`` (one checkpoint per recipe, all
+        after the same step) resumes each recipe from its checkpoint, as ``run`` does."""
         model = self.model
         if not recipes:
             return
         lead = recipes[0]
-        key = _batch_key(lead)
+        key = batching.batch_key(lead)
         for recipe in recipes:
             recipe.validate(model.size_factor)
-            if _batch_key(recipe) != key:
+            if batching.batch_key(recipe) != key:
                 raise RecipeError(
                     "A batch's recipes share steps, sampler, size, batch size and strength."
                 )
-            if recipe.lineage or recipe.cross is not None:
+            if starts is None and not batching.can_batch(recipe):
                 raise RecipeError("A branch or a cross runs alone, from its parents' checkpoints.")
         if len(recipes) > lead.batch:
             raise RecipeError(f"A batch of {lead.batch} holds at most {lead.batch} recipes.")
@@ -500,22 +497,45 @@ class Sampler:
             img2img.inpainting_input(model, r, init, shape)
             for r, init in zip(recipes, inits, strict=True)
         ]
-        starts = [
-            _first_latent(r, run, levels, n, init, model.device)
-            for r, run, n, init in zip(recipes, runs, noises, inits, strict=True)
-        ]
-        first = starts[0][0]
-        latents = [latent for _, latent in starts]
+        if starts is None:
+            firsts = [
+                _first_latent(r, run, levels, n, init, model.device)
+                for r, run, n, init in zip(recipes, runs, noises, inits, strict=True)
+            ]
+        else:
+            firsts = [
+                _resumed_latent(r, run, levels, start, shape, model.device)
+                for r, run, start in zip(recipes, runs, starts, strict=True)
+            ]
+            if len({first for first, _ in firsts}) > 1:
+                raise CheckpointError("A batch resumes its recipes from one step.")
+        first = firsts[0][0]
+        latents = [latent for _, latent in firsts]
+        dropped = list(cancels) if cancels is not None else [threading.Event() for _ in recipes]
+        every = _EveryEvent(cancel, dropped)
         for index in range(first, lead.steps):
-            if cancel is not None and cancel.is_set():
+            running = [p for p in range(len(recipes)) if not dropped[p].is_set()]
+            if every.is_set() or not running:
                 return
             timestep = runs[0].timesteps[index]
             try:
-                with _stops_when(cancel, model.unet):
-                    predicted = self._predict_batch(
-                        runs, latents, timestep, conditionings, recipes, levels[index], prediction,
-                        extras,
-                    )  # fmt: skip
+                with _stops_when(every, model.unet):
+                    predicted = dict(
+                        zip(
+                            running,
+                            self._predict_batch(
+                                [runs[p] for p in running],
+                                [latents[p] for p in running],
+                                timestep,
+                                [conditionings[p] for p in running],
+                                [recipes[p] for p in running],
+                                levels[index],
+                                prediction,
+                                [extras[p] for p in running],
+                            ),
+                            strict=True,
+                        )
+                    )
             except _Cancelled:
                 return
             except RuntimeError as exc:
@@ -526,7 +546,8 @@ class Sampler:
                     f"Out of memory at step {index + 1} of {lead.steps}. {OOM_ADVICE}", index
                 ) from exc
             a, s = levels[index + 1]
-            for position, recipe in enumerate(recipes):
+            for position in running:
+                recipe = recipes[position]
                 scheduler, (model_output, x0_pred) = runs[position], predicted[position]
                 kwargs: dict[str, Any] = {}
                 if spec.noise == "generator":
@@ -564,7 +585,7 @@ class Sampler:
                         sigma=s / a if a else float("inf"),
                         latent=latent,
                         x0_pred=x0_pred,
-                        preview_x0=preview_image(model, x0_pred),
+                        preview_x0=self._preview_x0(x0_pred, last=index == lead.steps - 1),
                         preview_xt=linear_preview(
                             latent / (a * a + s * s) ** 0.5,
                             model.preview_factors,
@@ -748,17 +769,38 @@ def _first_latent(
     return first, init.noised(levels[first])
 
 
-def _batch_key(recipe: Recipe) -> tuple[Any, ...]:
-    first = img2img.start_index(recipe.steps, recipe.strength) if recipe.init_image else 0
-    return (
-        recipe.steps,
-        recipe.sampler,
-        recipe.width,
-        recipe.height,
-        recipe.batch,
-        recipe.guidance != 1.0,
-        first,
-    )
+def _resumed_latent(
+    recipe: Recipe,
+    scheduler: Any,
+    levels: list[tuple[float, float]],
+    start: Checkpoint,
+    shape: tuple[int, ...],
+    device: torch.device,
+) -> tuple[int, torch.Tensor]:
+    """The first step a run resumed from ``start`` takes, and its latent there (re-noised
+    for a branch that asks for it), with ``scheduler`` restored to the checkpoint's state."""
+    _check_resumable(start, recipe, shape)
+    first = start.step_index + 1
+    schedulers.restore(scheduler, start.scheduler_state, device, torch.float32)
+    latent = start.latent.to(device)
+    if recipe.renoise_strength > 0.0 and first < recipe.steps:
+        latent = _renoise(
+            latent, start.x0_pred.to(device, latent.dtype), levels[first], recipe, first
+        )
+    return first, latent
+
+
+class _EveryEvent:
+    """Set once ``cancel`` is, or every one of ``events``: a batch stops mid-block only
+    when none of its recipes is left to run."""
+
+    def __init__(self, cancel: threading.Event | None, events: Sequence[threading.Event]) -> None:
+        self._cancel, self._events = cancel, events
+
+    def is_set(self) -> bool:
+        if self._cancel is not None and self._cancel.is_set():
+            return True
+        return all(event.is_set() for event in self._events)
 
 
 def _ancestral_temperature(

@@ -101,7 +101,8 @@ class GridActions(QObject):
             session.status.emit(f"Cannot make the grid: {exc}", 8000)
             return []
         self.cells = cells
-        self.version_ids = [session.jobs[session.generate(c.recipe)].version_id for c in cells]
+        job_ids = session.generate_many([c.recipe for c in cells])
+        self.version_ids = [session.jobs[job_id].version_id for job_id in job_ids]
         names = " × ".join(["seed", *(axis.name for axis in axes)])
         self.view.show_grid(
             f"Seed grid · {names} · {len(cells)} cells", self.cells, self.version_ids

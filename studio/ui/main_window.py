@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.recipe import BUNDLED_MODEL
+from studio.engine.batching import DEFAULT_BATCH
+from studio.engine.recipe import BUNDLED_MODEL, MAX_BATCH
 from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
 from studio.ui.backend_settings import place_backend_action, start_session, worker_client
@@ -49,6 +50,8 @@ from studio.ui.window_actions import WindowActions
 """QSettings: {single-file path: the config folder the user paired it with}."""
 GEOMETRY_KEY = "window/geometry"
 DOCKS_KEY = "window/docks"
+BATCH_KEY = "explore/batch"
+"""QSettings: most children, cells or candidates per UNet batch (1: one at a time)."""
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +71,7 @@ class MainWindow(QMainWindow):
             session = Session(worker_client(self.settings), model_ref)
         self.session = session
         session.setParent(self)
+        session.batch_size = _batch_size(self.settings)
         self._build_layout()
         self.actions_ = WindowActions(self, session.undo_stack)
         self.menus = self.actions_.build_menus(
@@ -97,7 +101,9 @@ class MainWindow(QMainWindow):
         self.importer.recipe_offered.connect(self.binding.offer_recipe)
         self.broods = BroodActions(session, self.pages, self.versions, self)
         self.broods.place_in(self.menus["generate"])
-        self.scores = ScoreActions(session, self, self.versions, self.versions_dock, self.broods)
+        self.scores = ScoreActions(
+            session, self, self.versions, self.versions_dock, self.broods, self.settings
+        )
         self.scores.place_in(self.menus["generate"], self.menus["view"])
         self.canvas_generation = CanvasGeneration(session, self.panel, self.workspace.panel, self)
         self.canvas_generation.place_in(self.menus["generate"])
@@ -297,6 +303,14 @@ def _scrolling(widget: QWidget) -> QScrollArea:
     area.setWidgetResizable(True)
     area.setFrameShape(QScrollArea.Shape.NoFrame)
     return area
+
+
+def _batch_size(settings: QSettings) -> int:
+    try:
+        size = int(settings.value(BATCH_KEY, DEFAULT_BATCH))
+    except (TypeError, ValueError):
+        size = DEFAULT_BATCH
+    return max(1, min(MAX_BATCH, size))
 
 
 def _default_size() -> QSize:

@@ -7,11 +7,11 @@ brood actions), never the window's attributes. Scoring goes through
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QScrollArea
 
-from studio.scores import TasteState, ordered
+from studio.scores import SCORE_COSTS, TasteState, cost_text, evaluations_per_image, ordered
 from studio.session import Session
 from studio.ui.brood_actions import BroodActions
 from studio.ui.scores_view import ScoresView
@@ -19,6 +19,8 @@ from studio.ui.version_order import VersionOrder
 from studio.ui.versions_panel import VersionsPanel
 
 SCORE_SHORTCUT = "Ctrl+Shift+F"
+COST_KEY = "scores/cost"
+"""QSettings: the Scores dock's cost, a key of ``studio.scores.SCORE_COSTS``."""
 
 
 class ScoreActions(QObject):
@@ -32,10 +34,16 @@ class ScoreActions(QObject):
         versions: VersionsPanel,
         versions_dock: QDockWidget,
         broods: BroodActions,
+        settings: QSettings | None = None,
     ) -> None:
         super().__init__(window)
         self._session, self._versions, self._broods = session, versions, broods
         self.state = TasteState(self)
+        stored = str(settings.value(COST_KEY, "")) if settings is not None else ""
+        if stored in SCORE_COSTS:
+            self.state.set_cost(stored)
+        if settings is not None:
+            self.state.cost_changed.connect(lambda key: settings.setValue(COST_KEY, key))
         self.version_order = VersionOrder(session, self.state, versions)
         self.view = ScoresView(
             session.tree, session.scores, self.state, lambda: session.view.version_id
@@ -95,15 +103,20 @@ class ScoreActions(QObject):
         """Score :meth:`targets` and show them in the dock; returns the job ids."""
         session = self._session
         targets = [vid for vid in self.targets() if vid in session.tree]
-        job_ids = session.score(targets)
+        timesteps, noises = self.state.cost
+        job_ids = session.score(targets, timesteps=timesteps, noises=noises)
         if not job_ids:
             session.status.emit("Nothing to score: select versions with at least one step.", 5000)
             return []
         self.state.set_versions(targets)
         self.dock.show()
         self.dock.raise_()
-        count = len(targets)
-        session.status.emit(f"Scoring {count} version{'s' if count != 1 else ''}…", 5000)
+        count, cost = len(targets), self.state.cost
+        session.status.emit(
+            f"Scoring {count} version{'s' if count != 1 else ''} at {cost_text(cost)} "
+            f"({evaluations_per_image(cost)} UNet evaluations each)…",
+            5000,
+        )
         return job_ids
 
     def show_version(self, version_id: str) -> None:
@@ -116,7 +129,9 @@ class ScoreActions(QObject):
     def order_brood(self) -> None:
         """The brood's cells in the order of the combined score; unscored children last."""
         brood = self._broods.state
-        best = ordered(self._session.scores, brood.children, "combined", self.state.explore)
+        best = ordered(
+            self._session.scores, brood.children, "combined", self.state.explore, self.state.cost
+        )
         brood.reorder([*best, *(vid for vid in brood.children if vid not in best)])
 
     def _on_version_added(self, version_id: str) -> None:

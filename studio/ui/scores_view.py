@@ -32,7 +32,16 @@ from PySide6.QtWidgets import (
 from studio import taste
 from studio.document.scores import VersionScores
 from studio.document.versions import VersionTree
-from studio.scores import SORT_KEYS, TasteState, ordered
+from studio.scores import (
+    SCORE_COSTS,
+    SORT_KEYS,
+    TasteState,
+    cost_groups,
+    cost_of,
+    cost_text,
+    evaluations_per_image,
+    ordered,
+)
 from studio.ui.qimage import to_qimage, to_thumbnail
 
 EXPLORE_TICKS = 100
@@ -42,6 +51,7 @@ FRONT_COLOUR = QColor(255, 170, 0)
 CURRENT_COLOUR = QColor(80, 160, 255)
 OTHER_COLOUR = QColor(130, 130, 130)
 SORT_LABELS = {"combined": "Combined (slider)", "fidelity": "Fidelity", "novelty": "Novelty"}
+COST_LABELS = {"fast": "Fast", "standard": "Standard", "careful": "Careful"}
 _ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -49,7 +59,7 @@ def score_text(name: str, score: VersionScores) -> str:
     text = f"{name} · fidelity {score.fidelity:.3f} · novelty {score.novelty:.3f}"
     if score.context_novelty is not None:
         text += f" · novelty among those scored with it {score.context_novelty:+.2f}"
-    return text
+    return text + f" · scored at {cost_text(cost_of(score))}"
 
 
 class ScatterPlot(QWidget):
@@ -82,7 +92,10 @@ class ScatterPlot(QWidget):
         return [v for v in self._state.version_ids if v in self._scores and v in self._tree]
 
     def front_ids(self) -> list[str]:
-        shown = self.shown_ids()
+        """The Pareto front among the versions scored at the ranking's leading cost (scores
+        at other costs are not compared with them)."""
+        groups = cost_groups(self._scores, self.shown_ids(), self._state.cost)
+        shown = groups[0] if groups else []
         front = taste.pareto_front(
             [self._scores[v].fidelity for v in shown], [self._scores[v].novelty for v in shown]
         )
@@ -264,9 +277,23 @@ class ScoresView(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setFormat("%v / %m scored")
         self.progress.hide()
+        self.cost = QComboBox()
+        for key, cost in SCORE_COSTS.items():
+            self.cost.addItem(
+                f"{COST_LABELS[key]} {cost_text(cost)} · "
+                f"{evaluations_per_image(cost)} UNet evaluations / image",
+                key,
+            )
+        self.cost.setToolTip(
+            "How many timesteps × noises each score averages: more is steadier and slower"
+        )
         header = QHBoxLayout()
         header.addWidget(self.score_button)
+        header.addWidget(self.cost)
         header.addWidget(self.progress, 1)
+        self.cost_note = QLabel()
+        self.cost_note.setWordWrap(True)
+        self.cost_note.hide()
 
         self.plot = ScatterPlot(tree, scores, state, current)
         self.explore = QSlider(Qt.Orientation.Horizontal)
@@ -299,6 +326,7 @@ class ScoresView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(header)
+        layout.addWidget(self.cost_note)
         layout.addWidget(self.plot, 3)
         layout.addLayout(mix)
         layout.addLayout(sort_row)
@@ -312,6 +340,8 @@ class ScoresView(QWidget):
         self.sort_key.currentIndexChanged.connect(
             lambda _i: state.set_sort_key(self.sort_key.currentData())
         )
+        self.cost.currentIndexChanged.connect(lambda _i: state.set_cost(self.cost.currentData()))
+        state.cost_changed.connect(self._show_cost)
         state.explore_changed.connect(self._show_explore)
         state.sort_key_changed.connect(self._show_sort_key)
         state.versions_changed.connect(self.refresh)
@@ -319,31 +349,43 @@ class ScoresView(QWidget):
             signal.connect(self.refresh)
         self._show_explore(state.explore)
         self._show_sort_key(state.sort_key)
+        self._show_cost(state.cost_key)
 
     def sorted_ids(self) -> list[str]:
         """The list's order: the state's sort key at its explore mix."""
         shown = self.plot.shown_ids()
-        return ordered(self._scores, shown, self._state.sort_key, self._state.explore)
+        return ordered(
+            self._scores, shown, self._state.sort_key, self._state.explore, self._state.cost
+        )
 
     def refresh(self, *_args: object) -> None:
         self.list.clear()
         combined = {}
-        shown = self.plot.shown_ids()
-        if shown:
+        groups = cost_groups(self._scores, self.plot.shown_ids(), self._state.cost)
+        for group in groups:  # the mix is relative to the set: each cost's own
             mixed = taste.combined_scores(
-                [self._scores[v].fidelity for v in shown],
-                [self._scores[v].novelty for v in shown],
+                [self._scores[v].fidelity for v in group],
+                [self._scores[v].novelty for v in group],
                 self._state.explore,
             )
-            combined = dict(zip(shown, mixed, strict=True))
+            combined.update(zip(group, mixed, strict=True))
+        self._show_cost_note(groups)
         front = set(self.plot.front_ids())
-        for rank, vid in enumerate(self.sorted_ids(), 1):
+        key, explore = self._state.sort_key, self._state.explore
+        ranked = [
+            (rank, vid)
+            for g in groups
+            for rank, vid in enumerate(ordered(self._scores, g, key, explore), 1)
+        ]
+        for rank, vid in ranked:  # each cost ranked on its own, from 1
             version = self._tree.get(vid)
             score = self._scores[vid]
             mark = " (front)" if vid in front else ""
+            cost = cost_of(score)
+            at = "" if cost == self._state.cost else f" · scored at {cost_text(cost)}"
             item = QListWidgetItem(
                 f"{rank}. {version.name}{mark} · fidelity {score.fidelity:.3f} · "
-                f"novelty {score.novelty:.3f} · mix {combined[vid]:.2f}"
+                f"novelty {score.novelty:.3f} · mix {combined[vid]:.2f}{at}"
             )
             item.setToolTip(score_text(version.name, score))
             item.setData(_ID_ROLE, vid)
@@ -368,6 +410,27 @@ class ScoresView(QWidget):
         self.explore.setValue(round(explore * EXPLORE_TICKS))
         self.explore.blockSignals(False)
         self.explore_label.setText(f"{explore:.2f}")
+        self.refresh()
+
+    def _show_cost_note(self, groups: list[list[str]]) -> None:
+        """Say when the versions on view were scored at more than one cost, or at another
+        cost than the one chosen: those are ranked apart, each among its own cost."""
+        chosen = self._state.cost
+        others = [g for g in groups if cost_of(self._scores[g[0]]) != chosen]
+        if not others:
+            self.cost_note.hide()
+            return
+        parts = [f"{len(g)} at {cost_text(cost_of(self._scores[g[0]]))}" for g in others]
+        self.cost_note.setText(
+            f"Scored at another cost than {cost_text(chosen)}: {', '.join(parts)}. "
+            "Each cost is ranked on its own; Score these again to compare them all."
+        )
+        self.cost_note.show()
+
+    def _show_cost(self, key: str) -> None:
+        self.cost.blockSignals(True)
+        self.cost.setCurrentIndex(list(SCORE_COSTS).index(key))
+        self.cost.blockSignals(False)
         self.refresh()
 
     def _show_sort_key(self, key: str) -> None:

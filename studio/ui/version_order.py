@@ -24,6 +24,7 @@ class VersionOrder(QObject):
         panel.order_requested.connect(state.set_panel_key)
         state.panel_key_changed.connect(self._on_key)
         state.explore_changed.connect(self.apply)
+        state.cost_changed.connect(self.apply)
         tree = session.tree
         for signal in (tree.scores_changed, tree.version_added, tree.version_removed):
             signal.connect(self.apply)
@@ -37,7 +38,9 @@ class VersionOrder(QObject):
             return
         session = self._session
         ids = [v.id for v in session.tree.versions()]
-        self._panel.show_ranked(panel_order(session.scores, ids, key, self._state.explore))
+        self._panel.show_ranked(
+            panel_order(session.scores, ids, key, self._state.explore, self._state.cost)
+        )
 
     def _on_key(self, key: str) -> None:
         self._panel.show_order_key(key)

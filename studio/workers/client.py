@@ -22,6 +22,11 @@ Listener = Callable[[Message], None]
 class WorkerClient(ABC):
     """Runs jobs somewhere else than the UI thread and reports on them."""
 
+    batches: bool = False
+    """Whether it runs a GenerateBatch's members through the UNet together; a client that
+    does not runs them as plain jobs, so the session sends them at batch 1 instead (a
+    lone run padded to a batch would cost the batch's work)."""
+
     def __init__(self) -> None:
         self._listener: Listener = _drop
 

@@ -5,7 +5,11 @@ Threading contract
 - A single ``threading.Thread`` imports torch/diffusers, loads the model and
   runs every job; nothing else in the app touches torch. ``send`` is
   thread-safe and never blocks on work.
-- Jobs (Generate, Resume) run one at a time, in the order sent. Decode, Forward and
+- Jobs (Generate, Resume) run one at a time, in the order sent, except the members of
+  a :class:`~studio.protocol.GenerateBatch`, which run together as one UNet batch
+  (``Sampler.run_batch``), each still its own job: its own steps, ending and cancel (a
+  cancelled member leaves the batch before its next step; the others run on, with
+  the same bits). Decode, Forward and
   TokenInfo are "latest wins": a newer one replaces a waiting older one, and
   they are served between the steps of a running job so scrubbing stays
   responsive.
@@ -23,6 +27,7 @@ its messages to the UI thread.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -43,6 +48,7 @@ from studio.protocol import (
     ForwardMade,
     FrameShown,
     Generate,
+    GenerateBatch,
     JobCancelled,
     JobFailed,
     JobFinished,
@@ -75,6 +81,8 @@ FRAME_RATE = 30
 class _Job:
     request: JobRequest
     cancel: threading.Event = field(default_factory=threading.Event)
+    batch: int | None = None
+    """The GenerateBatch it came in (a number per batch), None for a job on its own."""
 
     @property
     def job_id(self) -> int:
@@ -83,6 +91,21 @@ class _Job:
     @property
     def label(self) -> str:
         return request_label(self.request)
+
+
+@dataclass(eq=False)
+class _Run:
+    """A generation job as it runs on the worker thread: what it started from, and how far."""
+
+    job: _Job
+    recipe: Any
+    start: Any
+    images: tuple[Any, ...]
+    first: int
+    began: float = field(default_factory=time.perf_counter)
+    steps_done: int = 0
+    last: Any = None
+    ended: bool = False
 
 
 def request_label(request: JobRequest) -> str:
@@ -129,6 +152,8 @@ class LocalWorker(WorkerClient):
     The four callables are the engine; tests pass fakes of them, and the
     protocol suite holds the fakes to the real engine's behaviour."""
 
+    batches = True
+
     def __init__(
         self,
         load_model: Callable[[str], Any] = _default_load_model,
@@ -143,7 +168,8 @@ class LocalWorker(WorkerClient):
         self._load_checkpoint_fn = load_checkpoint
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
-        self._running: _Job | None = None
+        self._running: list[_Job] = []
+        self._batches = itertools.count(1)
         self._model_request: tuple[str, str] | None = None
         self._configs: dict[str, str] = {}  # the config folder each single-file ref was given
         self._decode_request: Decode | None = None
@@ -186,8 +212,8 @@ class LocalWorker(WorkerClient):
             for job in self._jobs:
                 job.cancel.set()
             self._jobs.clear()
-            if self._running is not None:
-                self._running.cancel.set()
+            for job in self._running:
+                job.cancel.set()
             self._cond.notify_all()
         if self._thread is None:
             return True
@@ -205,6 +231,12 @@ class LocalWorker(WorkerClient):
             case Generate() | Resume() | Score():
                 with self._cond:
                     self._jobs.append(_Job(request))
+                    self._cond.notify_all()
+                self._post_queue()
+            case GenerateBatch():
+                with self._cond:  # queued at once, so the worker finds them together
+                    batch = next(self._batches)
+                    self._jobs.extend(_Job(job, batch=batch) for job in request.jobs)
                     self._cond.notify_all()
                 self._post_queue()
             case Cancel():
@@ -234,9 +266,9 @@ class LocalWorker(WorkerClient):
     def _cancel(self, job_id: int | None) -> None:
         dropped: list[_Job] = []
         with self._cond:
-            running = self._running
-            if running is not None and job_id in (None, running.job_id):
-                running.cancel.set()
+            for running in self._running:
+                if job_id in (None, running.job_id):
+                    running.cancel.set()
             for job in list(self._jobs):
                 if job.job_id == job_id:
                     self._jobs.remove(job)
@@ -247,8 +279,8 @@ class LocalWorker(WorkerClient):
         with self._cond:
             dropped = list(self._jobs)
             self._jobs.clear()
-            if self._running is not None:
-                self._running.cancel.set()
+            for job in self._running:
+                job.cancel.set()
         self._report_dropped(dropped)
         self._post_queue()
 
@@ -261,9 +293,7 @@ class LocalWorker(WorkerClient):
     # ---- worker thread ----------------------------------------------------------------
 
     def _queue_snapshot(self) -> tuple[JobInfo, ...]:
-        jobs = []
-        if self._running is not None:
-            jobs.append(JobInfo(self._running.job_id, self._running.label, True))
+        jobs = [JobInfo(j.job_id, j.label, True) for j in self._running]
         jobs += [JobInfo(j.job_id, j.label, False) for j in self._jobs]
         return tuple(jobs)
 
@@ -282,22 +312,29 @@ class LocalWorker(WorkerClient):
                 if self._stopping:
                     return
                 model_ref, self._model_request = self._model_request, None
-                job = None
+                jobs: list[_Job] = []
                 if model_ref is None and not self._has_side_requests():
-                    job = self._jobs.popleft()
-                    self._running = job
+                    jobs.append(self._jobs.popleft())
+                    while jobs[0].batch is not None and self._jobs:
+                        if self._jobs[0].batch != jobs[0].batch:
+                            break
+                        jobs.append(self._jobs.popleft())
+                    self._running = list(jobs)
             if model_ref is not None:
                 self._ensure_model(*model_ref)
                 continue
-            if job is None:
+            if not jobs:
                 self._serve_side_requests()
                 continue
             self._post_queue()
             try:
-                self._run_job(job)
+                if isinstance(jobs[0].request, Score):
+                    self._run_score(jobs[0])
+                else:
+                    self._run_generations(jobs)
             finally:
                 with self._cond:
-                    self._running = None
+                    self._running = []
                 self._post_queue()
 
     def _ensure_model(self, ref: str, config: str = "") -> bool:
@@ -408,13 +445,19 @@ class LocalWorker(WorkerClient):
             return
         self.post(ForwardMade(request.key, tuple(frames)))
 
-    def _run_job(self, job: _Job) -> None:
+    def _run_generations(self, jobs: list[_Job]) -> None:
+        """Start each job; run one alone, several (a GenerateBatch) as one UNet batch."""
+        runs = [run for run in map(self._start_run, jobs) if run is not None]
+        if len(runs) == 1:
+            self._run_alone(runs[0])
+        elif runs:
+            self._run_together(runs)
+
+    def _start_run(self, job: _Job) -> _Run | None:
+        """Load the job's model, check its recipe and post JobStarted; None (JobFailed
+        posted) when it cannot run."""
         request = job.request
-        if isinstance(request, Score):
-            self._run_score(job)
-            return
-        job_id, version_id, recipe = request.job_id, request.version_id, request.recipe
-        steps_done = 0
+        recipe = request.recipe
         try:
             if not self._ensure_model(recipe.model, getattr(recipe, "model_config", "")):
                 raise RuntimeError(f"The model {recipe.model!r} could not be loaded.")
@@ -425,56 +468,119 @@ class LocalWorker(WorkerClient):
             start = None
             if isinstance(request, Resume):
                 start = self._load_checkpoint_fn(request.checkpoint)
-            images = getattr(request, "images", ())
-            if start is not None:
-                first = int(start.step_index) + 1
-            elif getattr(recipe, "cross", None) is not None:
-                first = recipe.cross.step_index + 1
-            elif recipe.init_image:
-                from studio.engine.init_pixels import start_index
-
-                first = start_index(recipe.steps, recipe.strength)
-            else:
-                first = 0
-            self.post(JobStarted(job_id, version_id, recipe, first, recipe.steps))
-            began = time.perf_counter()
-            if first >= recipe.steps:  # branching from the last step, or strength 0
-                latent = None if start is None else start.latent
-                image = self._result(recipe, latent, images, job.cancel)
-                self.post(JobFinished(job_id, version_id, image, time.perf_counter() - began))
-                return
-            last = None
-            from_image = {"images": images} if recipe.init_image else {}
-            for step in self._sampler.run(recipe, start=start, cancel=job.cancel, **from_image):
-                steps_done += 1
-                last = step
-                record = StepRecord(
-                    index=int(step.index),
-                    total=int(step.total),
-                    timestep=float(step.timestep),
-                    sigma=None if step.sigma is None else float(step.sigma),
-                    checkpoint=step.checkpoint.to_bytes(),
-                    preview_x0=step.preview_x0,
-                    preview_xt=step.preview_xt,
-                )
-                elapsed = time.perf_counter() - began
-                self.post(StepMade(job_id, version_id, record, elapsed, steps_done))
-                self._serve_side_requests()
-                if job.cancel.is_set() or record.index == getattr(request, "stop_after", None):
-                    break
-            complete = last is not None and int(last.index) == int(last.total) - 1
-            if job.cancel.is_set() or not complete:
-                self.post(JobCancelled(job_id, version_id, steps_done))
-                return
-            image = self._result(recipe, last.latent, images, job.cancel)
-            if image is None:
-                self.post(JobCancelled(job_id, version_id, steps_done))
-                return
-            self.post(JobFinished(job_id, version_id, image, time.perf_counter() - began))
         except Exception as exc:
-            if not _is_expected(exc):  # a bug: keep its traceback for the log
-                traceback.print_exc()
-            self.post(JobFailed(job_id, version_id, one_sentence(exc), steps_done))
+            self._fail(_Run(job, recipe, None, (), 0), exc)
+            return None
+        if start is not None:
+            first = int(start.step_index) + 1
+        elif getattr(recipe, "cross", None) is not None:
+            first = recipe.cross.step_index + 1
+        elif recipe.init_image:
+            from studio.engine.init_pixels import start_index
+
+            first = start_index(recipe.steps, recipe.strength)
+        else:
+            first = 0
+        run = _Run(job, recipe, start, getattr(request, "images", ()), first)
+        self.post(JobStarted(job.job_id, request.version_id, recipe, first, recipe.steps))
+        return run
+
+    def _run_alone(self, run: _Run) -> None:
+        job, recipe = run.job, run.recipe
+        try:
+            if run.first >= recipe.steps:  # branching from the last step, or strength 0
+                latent = None if run.start is None else run.start.latent
+                image = self._result(recipe, latent, run.images, job.cancel)
+                self.post(
+                    JobFinished(
+                        job.job_id, job.request.version_id, image, time.perf_counter() - run.began
+                    )
+                )
+                return
+            from_image = {"images": run.images} if recipe.init_image else {}
+            for step in self._sampler.run(recipe, start=run.start, cancel=job.cancel, **from_image):
+                if self._post_step(run, step):
+                    break
+            self._end(run)
+        except Exception as exc:
+            self._fail(run, exc)
+
+    def _run_together(self, runs: list[_Run]) -> None:
+        """The runs as one UNet batch, each ended as soon as it is cancelled or told to stop
+        (the batch runs on without it), the rest decoded once the batch is done."""
+        options: dict[str, Any] = {"cancels": [run.job.cancel for run in runs]}
+        if any(run.recipe.init_image for run in runs):
+            options["images"] = tuple(image for run in runs for image in run.images)
+        if runs[0].start is not None:
+            options["starts"] = [run.start for run in runs]
+        try:
+            steps = self._sampler.run_batch([run.recipe for run in runs], **options)
+            for position, step in steps:
+                run = runs[position]
+                if not run.ended and self._post_step(run, step):
+                    run.job.cancel.set()
+                for other in runs:
+                    if other.job.cancel.is_set() and not other.ended:
+                        self._end(other)
+        except Exception as exc:
+            for run in runs:
+                if not run.ended:
+                    self._fail(run, exc)
+            return
+        for run in runs:
+            if not run.ended:
+                try:
+                    self._end(run)
+                except Exception as exc:
+                    self._fail(run, exc)
+
+    def _post_step(self, run: _Run, step: Any) -> bool:
+        """Post the step as a StepMade (its checkpoint as bytes) and serve the side requests
+        that wait; True when the run is to stop here (cancelled, or its ``stop_after``)."""
+        run.steps_done += 1
+        run.last = step
+        record = StepRecord(
+            index=int(step.index),
+            total=int(step.total),
+            timestep=float(step.timestep),
+            sigma=None if step.sigma is None else float(step.sigma),
+            checkpoint=step.checkpoint.to_bytes(),
+            preview_x0=step.preview_x0,
+            preview_xt=step.preview_xt,
+        )
+        elapsed = time.perf_counter() - run.began
+        request = run.job.request
+        self.post(StepMade(run.job.job_id, request.version_id, record, elapsed, run.steps_done))
+        self._serve_side_requests()
+        return run.job.cancel.is_set() or record.index == getattr(request, "stop_after", None)
+
+    def _end(self, run: _Run) -> None:
+        """JobFinished with the result image when the run reached its last step and was not
+        cancelled; otherwise JobCancelled (a partial version, resumable)."""
+        job, last = run.job, run.last
+        run.ended = True
+        with self._cond:
+            if job in self._running and len(self._running) > 1:
+                self._running.remove(job)
+                self.post(QueueChanged(self._queue_snapshot()))
+        version_id = job.request.version_id
+        complete = last is not None and int(last.index) == int(last.total) - 1
+        if job.cancel.is_set() or not complete:
+            self.post(JobCancelled(job.job_id, version_id, run.steps_done))
+            return
+        image = self._result(run.recipe, last.latent, run.images, job.cancel)
+        if image is None:
+            self.post(JobCancelled(job.job_id, version_id, run.steps_done))
+            return
+        self.post(JobFinished(job.job_id, version_id, image, time.perf_counter() - run.began))
+
+    def _fail(self, run: _Run, exc: Exception) -> None:
+        run.ended = True
+        if not _is_expected(exc):  # a bug: keep its traceback for the log
+            traceback.print_exc()
+        self.post(
+            JobFailed(run.job.job_id, run.job.request.version_id, one_sentence(exc), run.steps_done)
+        )
 
     def _result(self, recipe: Any, latent: Any, images: Any, cancel: Any) -> Any:
         """The run's result image: composited with the init image when it started from one."""

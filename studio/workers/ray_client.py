@@ -44,6 +44,7 @@ from studio.protocol import (
     Forward,
     FrameShown,
     Generate,
+    GenerateBatch,
     JobCancelled,
     JobFailed,
     JobFinished,
@@ -260,6 +261,13 @@ class RayWorker(WorkerClient):
             case Generate() | Resume() | Score():
                 with self._cond:
                     self._waiting.append(_RemoteJob(request))
+                    self._cond.notify_all()
+                self._post_queue()
+            case GenerateBatch():
+                # One job per actor here: each member runs alone, padded to its recipe's
+                # batch, so it gives the bits the batch would have.
+                with self._cond:
+                    self._waiting.extend(_RemoteJob(job) for job in request.jobs)
                     self._cond.notify_all()
                 self._post_queue()
             case Cancel():

@@ -128,3 +128,60 @@ def test_a_scored_brood_is_ordered_by_the_combined_score(qtbot, window):
         assert sorted(c.version_id for c in cells if c.isVisible()) == sorted(children)
 
     qtbot.waitUntil(only_the_new_cells_show)
+
+
+def test_the_cost_setting_scores_at_its_cost_is_stored_and_marks_other_costs(
+    qtbot, window, tmp_path
+):
+    from PySide6.QtCore import QSettings
+
+    from studio.scores import SCORE_COSTS
+    from studio.ui.score_actions import COST_KEY
+
+    view = window.scores.view
+    assert (
+        view.cost.currentData() == "standard" and "32 UNet evaluations" in view.cost.currentText()
+    )
+    versions = _three_versions(qtbot, window)
+    view.cost.setCurrentIndex(list(SCORE_COSTS).index("fast"))
+    assert view.cost.currentText() == "Fast 4×1 · 8 UNet evaluations / image"
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    assert settings.value(COST_KEY) == "fast"
+    _score_selected(qtbot, window, versions[:2])  # two at 4×1
+    scores = window.session.scores
+    assert {
+        (scores[v.id].setting.timesteps, scores[v.id].setting.noises) for v in versions[:2]
+    } == {(4, 1)}
+    assert view.cost_note.isHidden()
+    assert not any("scored at" in view.list.item(i).text() for i in range(view.list.count()))
+
+    view.cost.setCurrentIndex(list(SCORE_COSTS).index("standard"))
+    assert not view.cost_note.isHidden() and "2 at 4×1" in view.cost_note.text()
+    assert all("scored at 4×1" in view.list.item(i).text() for i in range(view.list.count()))
+
+    window.versions.select(versions[2].id)
+    with qtbot.waitSignal(window.session.scores_changed, timeout=GENERATION_TIMEOUT_MS):
+        window.scores.score_action.trigger()  # the third at 8×2
+    window.scores.state.set_versions([v.id for v in versions])
+    rows = [view.list.item(i).text() for i in range(view.list.count())]
+    assert rows[0].startswith("1. ") and "scored at" not in rows[0], "the chosen cost leads"
+    assert [r.split(".")[0] for r in rows] == ["1", "1", "2"], "each cost ranked on its own"
+    assert all("scored at 4×1" in r for r in rows[1:])
+    assert _list_order(view)[0] == versions[2].id
+    assert view.plot.front_ids() == [versions[2].id], "no front across costs"
+
+
+def test_the_cost_setting_comes_back_from_qsettings(qtbot, tiny_model_dir, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from studio.ui.score_actions import COST_KEY
+    from tests.ui.conftest import open_window
+
+    path = tmp_path / "settings.ini"
+    QSettings(str(path), QSettings.Format.IniFormat).setValue(COST_KEY, "careful")
+    win = open_window(qtbot, tiny_model_dir, path)
+    try:
+        assert win.scores.state.cost == (16, 4)
+        assert win.scores.view.cost.currentText().startswith("Careful 16×4 · 128 UNet")
+    finally:
+        win.close()
