@@ -83,6 +83,8 @@ TORCH_FREE_ENGINE = (
     "studio.engine.seeds",
     "studio.engine.breeding",
     "studio.engine.grid",
+    "studio.engine.batching",
+    "studio.engine.init_pixels",
 )
 
 
