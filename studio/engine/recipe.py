@@ -210,9 +210,13 @@ class Recipe:
 
     def branched_from(self, parent: Recipe, step_index: int) -> Recipe:
         """This recipe as a branch after step ``step_index`` of ``parent`` (itself maybe a branch);
-        any lineage this recipe had is replaced by the parent's."""
+        any lineage this recipe had is replaced by the parent's. A branch that keeps a mixed
+        parent's prompt (the mix's name, as the prompt panel shows it) keeps its mix too."""
         point = BranchPoint(parent.with_changes(lineage=()), step_index)
-        return replace(self, lineage=(*parent.lineage, point), cross=None)
+        mix = self.prompt_mix
+        if not mix and self.prompt == parent.prompt:
+            mix = parent.prompt_mix
+        return replace(self, lineage=(*parent.lineage, point), cross=None, prompt_mix=mix)
 
     @property
     def parent(self) -> Recipe | None:

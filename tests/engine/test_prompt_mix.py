@@ -172,3 +172,19 @@ def test_a_bad_mix_is_refused_in_one_sentence(mix, words):
         _recipe(prompt_mix=mix).validate()
     with pytest.raises(RecipeError, match="prompt_mix"):
         Recipe.from_dict({"prompt": FOX, "prompt_mix": [["a", "heavy"]]})
+
+
+def test_a_branch_that_keeps_the_mixs_name_keeps_the_mix_and_an_edit_drops_it():
+    (child,) = brood_of([_recipe(FOX), _recipe(OWL, seed=9)], 1, 0.2, brood_seed=5)
+    panel = Recipe(child.prompt, seed=3, steps=4, width=16, height=16, guidance=5.0)
+    assert panel.branched_from(child, 1).prompt_mix == child.prompt_mix
+    edited = panel.with_changes(prompt=FROG).branched_from(child, 1)
+    assert edited.prompt_mix == () and edited.prompt_weights() == ((FROG, 1.0),)
+
+
+def test_a_prompt_axis_replaces_words_in_the_mixed_prompts_too():
+    from studio.engine.grid import Axis, grid_cells
+
+    (child,) = brood_of([_recipe(FOX), _recipe(OWL, seed=9)], 1, 0.2, brood_seed=5)
+    cells = grid_cells(child, [3], [Axis.parse("prompt=red,green")])
+    assert [c.recipe.prompt_mix[0][0] for c in cells] == [FOX, "a green fox"]
