@@ -6,8 +6,8 @@ generation. The document holds them (``Version.bred_from`` and
 time between sending a child's job and its version appearing in the tree.
 
 :class:`BroodState` is what the brood view shows: the children, the generation,
-the cell under the keyboard cursor, the picks, the dose, the version shown
-large and whether the brood page is up. Setting a field emits its signal only on a change; the view follows.
+the cell under the keyboard cursor, the picks, the dose, whether parents'
+prompts are mixed, the version shown large and whether the brood page is up. Setting a field emits its signal only on a change; the view follows.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ class BroodState(QObject):
     large_changed = Signal(object)  # str | None
     dose_changed = Signal(float)
     size_changed = Signal(int)
+    mix_prompts_changed = Signal(bool)
     shown_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -101,6 +102,8 @@ class BroodState(QObject):
         self.title = ""
         self.dose = DEFAULT_DOSE
         self.size = DEFAULT_CHILDREN
+        self.mix_prompts = True
+        """Breed and cross on the mix of the parents' prompts when they differ."""
         self.shown = False
 
     @property
@@ -189,6 +192,12 @@ class BroodState(QObject):
         if size != self.size:
             self.size = size
             self.size_changed.emit(size)
+
+    def set_mix_prompts(self, mix: bool) -> None:
+        mix = bool(mix)
+        if mix != self.mix_prompts:
+            self.mix_prompts = mix
+            self.mix_prompts_changed.emit(mix)
 
     def set_shown(self, shown: bool) -> None:
         if shown != self.shown:

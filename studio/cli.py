@@ -71,6 +71,19 @@ def add_recipe_options(parser: argparse.ArgumentParser) -> None:
     )
     add("--mutation", metavar="S:D", help="mutate the start noise by dose D of seed S's noise")
     add(
+        "--parent-prompt",
+        action="append",
+        metavar="TEXT",
+        help="with --parents: one parent's prompt, once per pair in their order (instead of "
+        "--prompt); differing prompts are mixed by the parents' weights",
+    )
+    add(
+        "--mix-prompts",
+        action=argparse.BooleanOptionalAction,
+        help="condition on the weighted mix of the parents' differing prompts (default); "
+        "--no-mix-prompts keeps the first parent's prompt",
+    )
+    add(
         "--temperature",
         type=float,
         help="scale of the start noise and of ancestral/SDE step noise; default 1",
@@ -236,6 +249,8 @@ def _recipe_changes(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             raise CliError(f"--size must look like 64x64, not {args.size!r}.") from None
         changes["width"], changes["height"] = width, height
+    if args.prompt is not None:
+        changes["prompt_mix"] = ()  # a prompt given replaces a recipe's mix
     if args.parents is not None:
         from studio.engine.recipe import parse_parents
 
@@ -262,11 +277,38 @@ def base_recipe(args: argparse.Namespace) -> Any:
     changes = _recipe_changes(args)
     if "parents" in changes and "seed" not in changes:
         changes["seed"] = changes["parents"][0][0]
+    if args.parent_prompt and args.prompt is not None:
+        raise CliError("Give --prompt or one --parent-prompt per parent, not both.")
     if getattr(args, "recipe", None) is not None:
-        return read_recipe_file(args.recipe).with_changes(**changes)
+        return _with_parent_prompts(args, read_recipe_file(args.recipe).with_changes(**changes))
+    if args.parent_prompt:
+        changes["prompt"] = args.parent_prompt[0]
     if "prompt" not in changes:
         raise CliError("Give a --prompt (or a --recipe file, or --resume a checkpoint).")
-    return Recipe(**changes)
+    return _with_parent_prompts(args, Recipe(**changes))
+
+
+def _with_parent_prompts(args: argparse.Namespace, recipe: Any) -> Any:
+    """``recipe`` on the mix of ``--parent-prompt``s by the parents' weights (see
+    ``breeding.with_mixed_prompts``), or with ``--no-mix-prompts`` on the first one."""
+    from studio.engine.breeding import with_mixed_prompts
+    from studio.engine.recipe import Recipe
+
+    prompts = args.parent_prompt or []
+    if prompts and len(prompts) != len(recipe.parents):
+        raise CliError(
+            f"Give one --parent-prompt per --parents pair ({len(recipe.parents)} pairs, "
+            f"{len(prompts)} prompts)."
+        )
+    if args.mix_prompts is False:
+        first = prompts[0] if prompts else recipe.prompt_weights()[0][0]
+        return recipe.with_changes(prompt=first, prompt_mix=())
+    if not prompts:
+        return recipe
+    parents = [
+        (Recipe(text), weight) for text, (_, weight) in zip(prompts, recipe.parents, strict=True)
+    ]
+    return with_mixed_prompts(recipe, parents)
 
 
 def _cross_recipe(args: argparse.Namespace) -> Any:
@@ -295,7 +337,15 @@ def _cross_recipe(args: argparse.Namespace) -> Any:
     if "parents" in changes:
         raise CliError("A cross at a step takes its parents from --parents-recipes, not --parents.")
     try:
-        child = cross_at(recipes[0], recipes[1], args.cross_at - 1, dose, seed, tuple(weights))
+        child = cross_at(
+            recipes[0],
+            recipes[1],
+            args.cross_at - 1,
+            dose,
+            seed,
+            tuple(weights),
+            mix_prompts=args.mix_prompts is not False,
+        )
     except RecipeError as exc:
         raise CliError(str(exc)) from None
     return child.with_changes(**changes)

@@ -415,18 +415,20 @@ class Session(QObject):
         children: int = DEFAULT_CHILDREN,
         dose: float = DEFAULT_DOSE,
         brood_seed: int | None = None,
+        mix_prompts: bool = True,
     ) -> list[str]:
         """Send one job per child of ``parent_ids`` (crossed with equal weights, each child
         mutated by ``dose`` of noise whose seed derives from ``brood_seed`` and its index,
         see ``breeding.brood_of``), in UNet batches (:meth:`generate_many`); returns the
-        children's version ids, in order.
+        children's version ids, in order. Parents' differing prompts are mixed with the
+        same weights unless ``mix_prompts`` is False (then the first parent's prompt).
 
         Each child's parents (equal weights) are recorded in :attr:`origins` before its
         version appears, and the version carries them (``Version.bred_from``).
         Raises RecipeError (nothing sent) when the children's recipe cannot run."""
         parents = [self.tree.get(version_id) for version_id in parent_ids]
         seed = secrets.randbits(64) if brood_seed is None else brood_seed
-        recipes = brood_of([p.recipe for p in parents], children, dose, seed)
+        recipes = brood_of([p.recipe for p in parents], children, dose, seed, mix_prompts)
         for recipe in recipes:
             recipe.validate(self.model.size_factor)
         bred_from = tuple((p.id, 1.0) for p in parents)
@@ -442,10 +444,12 @@ class Session(QObject):
         step_index: int,
         dose: float = DEFAULT_DOSE,
         seed: int | None = None,
+        mix_prompts: bool = True,
     ) -> str:
         """Send a job for the child of two versions crossed after step ``step_index``
         (0-based): their latents there slerped with equal weights and re-noised by ``dose``
-        of ``seed``'s noise (see ``breeding.cross_at``); returns the child's version id.
+        of ``seed``'s noise (see ``breeding.cross_at``), running on to the end on the mix
+        of their prompts unless ``mix_prompts`` is False; returns the child's version id.
 
         The child's recipe carries both parents' recipes, so the worker replays them to the
         step and it reproduces from its recipe alone; both parents are recorded as for a
@@ -453,7 +457,9 @@ class Session(QObject):
         cross."""
         first, second = self.tree.get(first_id), self.tree.get(second_id)
         noise_seed = secrets.randbits(64) if seed is None else seed
-        recipe = cross_at(first.recipe, second.recipe, step_index, dose, noise_seed)
+        recipe = cross_at(
+            first.recipe, second.recipe, step_index, dose, noise_seed, mix_prompts=mix_prompts
+        )
         recipe.validate(self.model.size_factor)
         job = self.jobs[self.generate(recipe)]
         self.origins.record(job.version_id, ((first.id, 1.0), (second.id, 1.0)))

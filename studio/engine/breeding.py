@@ -6,6 +6,10 @@ into those base seeds first, so parents that share ancestry share seeds, and
 merging the shared seeds is the covariance-normalised mix with the covariance
 known exactly: the child stays N(0, I) however its parents are related.
 
+Parents with different prompts also cross their prompts (:func:`with_mixed_prompts`):
+the child's ``prompt_mix`` weighs each parent's prompts by the parent's weight, a
+mixed parent's by its own shares, so a grandchild's mix is linear in the base prompts.
+
 Numbers only (no torch): the window's session plans its broods here too.
 """
 
@@ -15,9 +19,17 @@ import math
 from collections.abc import Sequence
 
 from studio.engine import seeds
-from studio.engine.recipe import CrossPoint, Recipe, RecipeError, check_crossable
+from studio.engine.recipe import (
+    MAX_PROMPT_CHARS,
+    CrossPoint,
+    Recipe,
+    RecipeError,
+    check_crossable,
+)
 
 MAX_CHILDREN = 64
+MIX_SEPARATOR = " × "
+"""Joins the mixed prompts into the child's readable ``prompt``."""
 
 
 def genome(recipe: Recipe) -> tuple[tuple[int, float], ...]:
@@ -53,6 +65,27 @@ def cross(parents: Sequence[tuple[Recipe, float]]) -> tuple[tuple[int, float], .
     return tuple((s, w) for s, w in seeds.merged_parents(mixed) if w > 0.0)
 
 
+def mixed_prompts(parents: Sequence[tuple[Recipe, float]]) -> tuple[tuple[str, float], ...]:
+    """The prompts of ``parents`` ((recipe, weight) pairs), each weighed by its parent's
+    weight times its share in that parent (``Recipe.prompt_weights``), repeats merged."""
+    merged: dict[str, float] = {}
+    for recipe, weight in parents:
+        for text, share in recipe.prompt_weights():
+            merged[text] = merged.get(text, 0.0) + weight * share
+    return tuple(merged.items())
+
+
+def with_mixed_prompts(recipe: Recipe, parents: Sequence[tuple[Recipe, float]]) -> Recipe:
+    """``recipe`` conditioned on the mix of ``parents``' prompts: with the one prompt they
+    all share as its plain prompt, or else with their ``prompt_mix`` and a ``prompt`` that
+    names it ("a red fox × a blue owl", cut to the prompt's limit)."""
+    mix = mixed_prompts(parents)
+    if len(mix) == 1:
+        return recipe.with_changes(prompt=mix[0][0], prompt_mix=())
+    title = MIX_SEPARATOR.join(text for text, _ in mix)[:MAX_PROMPT_CHARS]
+    return recipe.with_changes(prompt=title, prompt_mix=mix)
+
+
 def brood(
     base: Recipe,
     parents: Sequence[tuple[int, float]],
@@ -85,11 +118,19 @@ def brood(
 
 
 def brood_of(
-    parents: Sequence[Recipe], children: int, dose: float, brood_seed: int
+    parents: Sequence[Recipe],
+    children: int,
+    dose: float,
+    brood_seed: int,
+    mix_prompts: bool = True,
 ) -> list[Recipe]:
     """A brood of bred versions: the equal-weight :func:`cross` of ``parents``' genomes,
     with the first parent's other settings (its lineage, variation and branch noise are
-    folded into the genome or dropped, and the children run one at a time)."""
+    folded into the genome or dropped, and the children run one at a time).
+
+    ``mix_prompts``: the children's prompt is the equal-weight mix of the parents'
+    prompts when those differ (:func:`with_mixed_prompts`); False keeps the first
+    parent's."""
     if not parents:
         raise RecipeError("A brood needs at least one parent.")
     base = parents[0].with_changes(
@@ -100,7 +141,10 @@ def brood_of(
         renoise_strength=0.0,
         batch=1,
     )
-    return brood(base, cross([(p, 1.0) for p in parents]), children, dose, brood_seed)
+    weighted = [(p, 1.0) for p in parents]
+    if mix_prompts:
+        base = with_mixed_prompts(base, weighted)
+    return brood(base, cross(weighted), children, dose, brood_seed)
 
 
 def owner_at(recipe: Recipe, step_index: int) -> Recipe:
@@ -118,10 +162,14 @@ def cross_at(
     dose: float = 0.0,
     seed: int = 0,
     weights: tuple[float, float] = (1.0, 1.0),
+    mix_prompts: bool = True,
 ) -> Recipe:
     """The child of ``first`` and ``second`` crossed after step ``step_index`` (0-based):
     the slerp of their latents there by ``weights``, re-noised by ``dose`` of ``seed``'s
     noise (see ``crossing``), continued with ``first``'s other settings.
+
+    ``mix_prompts``: after the cross the child runs on the mix of the two parents' prompts
+    by ``weights`` when those differ (:func:`with_mixed_prompts`); False keeps ``first``'s.
 
     Raises RecipeError unless both share model, size, steps and sampler."""
     parents = tuple(owner_at(r, step_index) for r in (first, second))
@@ -143,4 +191,6 @@ def cross_at(
         batch=1,
     )
     check_crossable(child, parents[1], step_index)
+    if mix_prompts:
+        child = with_mixed_prompts(child, child.cross.parents)
     return child

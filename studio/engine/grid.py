@@ -78,7 +78,8 @@ class Axis:
             raise RecipeError(
                 f"The prompt does not hold {search!r}, the word the prompt axis replaces."
             )
-        return recipe.with_changes(prompt=recipe.prompt.replace(search, value))
+        mix = tuple((text.replace(search, value), w) for text, w in recipe.prompt_mix)
+        return recipe.with_changes(prompt=recipe.prompt.replace(search, value), prompt_mix=mix)
 
 
 @dataclass(frozen=True)

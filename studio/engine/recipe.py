@@ -91,6 +91,13 @@ class Recipe:
     from the cross of its two parents' latents there, so rendering it replays both
     parents (and their lineages) to that step. A branch keeps its cross in the first
     recipe of its lineage.
+
+    ``prompt_mix`` makes the recipe a child of prompts as well as of noises: (prompt,
+    weight) pairs whose text embeddings (per token, and SDXL's pooled one) are mixed as
+    a convex combination, the weights normalised by their sum, and the mix conditions
+    the run instead of ``prompt``'s encoding (see ``sampler.encode_mix``). ``prompt``
+    then only names the mix for people ("a red fox × a blue owl"); the negative prompt
+    is not mixed.
     """
 
     prompt: str
@@ -122,6 +129,7 @@ class Recipe:
     mask: str = ""
     """Inpainting: the mask's content hash (white repaints), stored like the init image."""
     cross: CrossPoint | None = None
+    prompt_mix: tuple[tuple[str, float], ...] = ()
 
     # ---- JSON -------------------------------------------------------------
 
@@ -132,6 +140,8 @@ class Recipe:
                 del data[name]
         if "parents" in data:
             data["parents"] = [[seed, weight] for seed, weight in self.parents]
+        if "prompt_mix" in data:
+            data["prompt_mix"] = [[text, weight] for text, weight in self.prompt_mix]
         if "lineage" in data:
             data["lineage"] = [
                 {"recipe": point.recipe.to_dict(), "step_index": point.step_index}
@@ -184,13 +194,29 @@ class Recipe:
     def with_changes(self, **changes: Any) -> Recipe:
         return replace(self, **changes)
 
+    def prompt_weights(self) -> tuple[tuple[str, float], ...]:
+        """The prompts that condition the run, each once, with shares summing to 1:
+        ``prompt_mix`` with repeated prompts merged (first appearance first), or the plain
+        prompt alone."""
+        if not self.prompt_mix:
+            return ((self.prompt, 1.0),)
+        merged: dict[str, float] = {}
+        for text, weight in self.prompt_mix:
+            merged[text] = merged.get(text, 0.0) + weight
+        total = sum(merged.values())
+        return tuple((text, weight / total) for text, weight in merged.items())
+
     # ---- lineage ----------------------------------------------------------
 
     def branched_from(self, parent: Recipe, step_index: int) -> Recipe:
         """This recipe as a branch after step ``step_index`` of ``parent`` (itself maybe a branch);
-        any lineage this recipe had is replaced by the parent's."""
+        any lineage this recipe had is replaced by the parent's. A branch that keeps a mixed
+        parent's prompt (the mix's name, as the prompt panel shows it) keeps its mix too."""
         point = BranchPoint(parent.with_changes(lineage=()), step_index)
-        return replace(self, lineage=(*parent.lineage, point), cross=None)
+        mix = self.prompt_mix
+        if not mix and self.prompt == parent.prompt:
+            mix = parent.prompt_mix
+        return replace(self, lineage=(*parent.lineage, point), cross=None, prompt_mix=mix)
 
     @property
     def parent(self) -> Recipe | None:
@@ -248,6 +274,7 @@ class Recipe:
             if not _finite(value) or not 0.0 <= value <= 1.0:
                 raise RecipeError(f"The {name.replace('_', ' ')} must be between 0 and 1.")
         self._validate_genome()
+        self._validate_prompt_mix()
         for name in ("width", "height"):
             value = getattr(self, name)
             if (
@@ -300,6 +327,15 @@ class Recipe:
             raise RecipeError("A mutation dose needs a mutation seed.")
         if not _finite(self.temperature) or not 0.0 < self.temperature <= MAX_TEMPERATURE:
             raise RecipeError(f"The temperature must be above 0 and at most {MAX_TEMPERATURE:g}.")
+
+    def _validate_prompt_mix(self) -> None:
+        if not isinstance(self.prompt_mix, tuple) or len(self.prompt_mix) > MAX_PARENTS:
+            raise RecipeError(f"A recipe mixes at most {MAX_PARENTS} prompts.")
+        for text, weight in self.prompt_mix:
+            if not isinstance(text, str) or len(text) > MAX_PROMPT_CHARS:
+                raise RecipeError(f"A mixed prompt is longer than {MAX_PROMPT_CHARS} characters.")
+            if not _finite(weight) or weight <= 0.0:
+                raise RecipeError("A mixed prompt's weight must be a number above 0.")
 
     def _validate_lineage(self, size_factor: int) -> None:
         if len(self.lineage) > MAX_LINEAGE:
@@ -389,6 +425,9 @@ class Recipe:
             ]
         if self.temperature != 1.0:
             pairs.append(("Temperature", _number(self.temperature)))
+        if self.prompt_mix:
+            weights = ":".join(_number(w) for _, w in self.prompt_mix)
+            pairs.append(("Prompt mix", f"{len(self.prompt_mix)} prompts, weights {weights}"))
         if self.init_image:
             pairs += [
                 ("Denoising strength", _number(self.strength)),
@@ -478,6 +517,11 @@ class Recipe:
             notes.append(
                 f"The image is a branch ({params['Branch']}); its parameters text alone does not "
                 "reproduce it, its Noise Studio recipe does."
+            )
+        if "Prompt mix" in params and notes is not None:
+            notes.append(
+                f"The image mixes prompts ({params['Prompt mix']}); its parameters text alone "
+                "does not reproduce it, its Noise Studio recipe does."
             )
         if "Cross" in params and notes is not None:
             notes.append(
@@ -645,6 +689,7 @@ _OPTIONAL_DEFAULTS: dict[str, Any] = {
     "strength": 1.0,
     "mask": "",
     "cross": None,
+    "prompt_mix": (),
 }
 """Fields added after recipes were first written: left out of the JSON at these values."""
 _STR_FIELDS = {
@@ -672,6 +717,8 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
                 out[key] = _coerce_lineage(value)
             elif key == "cross":
                 out[key] = _coerce_cross(value)
+            elif key == "prompt_mix":
+                out[key] = _coerce_prompt_mix(value)
             elif key in _INT_FIELDS:
                 if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                     raise ValueError
@@ -710,6 +757,26 @@ def _coerce_parents(value: Any) -> tuple[tuple[int, float], ...]:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise ValueError
         out.append((seed, float(weight)))
+    return tuple(out)
+
+
+def _coerce_prompt_mix(value: Any) -> tuple[tuple[str, float], ...]:
+    if isinstance(value, tuple) and all(isinstance(p, tuple) for p in value):
+        pairs = value
+    elif isinstance(value, list) and len(value) <= MAX_PARENTS:
+        pairs = tuple(tuple(p) if isinstance(p, list) else p for p in value)
+    else:
+        raise ValueError
+    out = []
+    for pair in pairs:
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise ValueError
+        text, weight = pair
+        if not isinstance(text, str):
+            raise ValueError
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise ValueError
+        out.append((text, float(weight)))
     return tuple(out)
 
 

@@ -90,7 +90,7 @@ class Sampler:
 
     def __init__(self, model: LoadedModel) -> None:
         self.model = model
-        self._conditioning_cache: dict[tuple[str, str, bool, int, int], _Conditioning] = {}
+        self._conditioning_cache: dict[tuple[Any, ...], _Conditioning] = {}
         self.frame_gate: Callable[[], bool] | None = None
         """Latest wins for the costly preview: when set, a step's x0-hat gets the tiny
         decoder only if ``frame_gate()`` says a frame is wanted (the last step always
@@ -143,11 +143,12 @@ class Sampler:
 
     def _conditioning(self, recipe: Recipe) -> _Conditioning:
         guided = recipe.guidance != 1.0
-        key = (recipe.prompt, recipe.negative_prompt, guided, recipe.width, recipe.height)
+        weights = recipe.prompt_weights()
+        key = (weights, recipe.negative_prompt, guided, recipe.width, recipe.height)
         cached = self._conditioning_cache.get(key)
         if cached is not None:
             return cached
-        positive, pooled = self._encode_one(recipe.prompt)
+        positive, pooled = mix_encodings([(self._encode_one(text), w) for text, w in weights])
         added = None
         zeros_for_empty = getattr(self.model, "force_zeros_for_empty_prompt", False)
         if guided and not recipe.negative_prompt and zeros_for_empty:
@@ -859,6 +860,38 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
 def _release_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def encode_mix(
+    model: LoadedModel, weights: Sequence[tuple[str, float]]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The conditioning of prompts mixed by ``weights`` ((text, share) pairs, the shares
+    summing to 1, as ``Recipe.prompt_weights`` gives them): see :func:`mix_encodings`."""
+    return mix_encodings([(encode_text(model, text), share) for text, share in weights])
+
+
+def mix_encodings(
+    encodings: Sequence[tuple[tuple[torch.Tensor, torch.Tensor | None], float]],
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The convex combination ``Σ share·e`` of :func:`encode_text` outputs, per token and
+    for the pooled embedding, summed in float32 in the given order; one encoding is
+    returned as it is, so a lone prompt keeps its exact bits.
+
+    Convex, not the start noise's ``Σ w·z / sqrt(Σ w²)``: that form keeps the variance of
+    independent zero-mean noises, but text embeddings share most of their direction (the
+    start token, the padding, the common words), so it would scale two like prompts up
+    by up to √2, off the embeddings the UNet was trained on; a convex mix of one prompt
+    with itself is that prompt."""
+    if len(encodings) == 1:
+        return encodings[0][0]
+    (first, first_pooled), _ = encodings[0]
+    hidden = torch.zeros(first.shape, dtype=torch.float32, device=first.device)
+    pooled = None if first_pooled is None else torch.zeros_like(first_pooled, dtype=torch.float32)
+    for (states, states_pooled), share in encodings:
+        hidden = hidden + share * states.to(torch.float32)
+        if pooled is not None:
+            pooled = pooled + share * states_pooled.to(torch.float32)
+    return hidden.to(first.dtype), None if pooled is None else pooled.to(first_pooled.dtype)
 
 
 @torch.no_grad()

@@ -82,7 +82,13 @@ class BroodActions(QObject):
             session.status.emit("Select two versions and a step on the timeline to cross.", 5000)
             return None
         try:
-            child = session.cross(selected[0], selected[1], step.index, self.state.dose)
+            child = session.cross(
+                selected[0],
+                selected[1],
+                step.index,
+                self.state.dose,
+                mix_prompts=self.state.mix_prompts,
+            )
         except RecipeError as exc:
             session.status.emit(f"Cannot cross: {exc}", 8000)
             return None
@@ -106,7 +112,9 @@ class BroodActions(QObject):
             session.status.emit("Select or pick one or more versions to breed from.", 5000)
             return []
         try:
-            children = session.breed(parent_ids, state.size, state.dose)
+            children = session.breed(
+                parent_ids, state.size, state.dose, mix_prompts=state.mix_prompts
+            )
         except RecipeError as exc:
             session.status.emit(f"Cannot breed: {exc}", 8000)
             return []

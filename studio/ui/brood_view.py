@@ -1,8 +1,8 @@
 """The brood view: a grid of a brood's children, each cell streaming its version's previews.
 
 It shows a :class:`~studio.brood.BroodState` and the version tree, and sends
-the user's intent back: a click picks a cell, the dose slider and the size box
-set the next brood's dose and size, "Breed from picked" asks for the next
+the user's intent back: a click picks a cell, the dose slider, the size box and
+"Mix prompts" set the next brood's dose, size and prompt, "Breed from picked" asks for the next
 generation. Arrow keys move the cursor, Return picks, Space flips between the
 last two picks shown large (or shows one large); the window routes those keys
 here while the page is up (see :meth:`BroodView.handle_key`).
@@ -13,6 +13,7 @@ from __future__ import annotations
 from PySide6.QtCore import QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
+    QCheckBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -119,6 +120,11 @@ class BroodView(QWidget):
         self.size = QSpinBox()
         self.size.setRange(1, MAX_CHILDREN)
         self.size.setSuffix(" children")
+        self.mix_prompts = QCheckBox("Mix prompts")
+        self.mix_prompts.setToolTip(
+            "Parents with different prompts give children conditioned on the mix of their "
+            "prompts; off, the children keep the first parent's prompt"
+        )
         self.breed_button = QPushButton("Breed from picked")
         self.breed_button.setToolTip("Cross the picked children into the next generation")
         self.close_button = QPushButton("Close brood")
@@ -130,6 +136,7 @@ class BroodView(QWidget):
         header.addWidget(self.dose)
         header.addWidget(self.dose_label)
         header.addWidget(self.size)
+        header.addWidget(self.mix_prompts)
         header.addWidget(self.breed_button)
         header.addWidget(self.close_button)
         self.hint = QLabel(
@@ -159,6 +166,8 @@ class BroodView(QWidget):
         state.large_changed.connect(self._show_large)
         state.dose_changed.connect(self._show_dose)
         state.size_changed.connect(self.size.setValue)
+        state.mix_prompts_changed.connect(self.mix_prompts.setChecked)
+        self.mix_prompts.toggled.connect(state.set_mix_prompts)
         self.dose.valueChanged.connect(lambda tick: state.set_dose(tick / DOSE_TICKS))
         self.size.valueChanged.connect(state.set_size)
         self.breed_button.clicked.connect(self.breed_requested)
@@ -168,6 +177,7 @@ class BroodView(QWidget):
         tree.version_added.connect(self._on_version_changed)
         self._show_dose(state.dose)
         self.size.setValue(state.size)
+        self.mix_prompts.setChecked(state.mix_prompts)
         self._rebuild()
 
     def handle_key(self, key: int) -> bool:

@@ -113,3 +113,36 @@ def test_grid_cells_equal_their_recipes_rendered_alone(capsys, tiny_model_dir, t
         )
     with Image.open(out) as sheet:
         assert sheet.width > 2 * 16 and sheet.height > 4 * 16
+
+
+def test_a_brood_of_parents_with_two_prompts_mixes_them_and_each_child_reproduces(
+    capsys, tiny_model_dir, tmp_path
+):
+    model = ["--model", str(tiny_model_dir), "--size", "16x16", "--steps", "4"]
+    prompts = ["--parent-prompt", "a red fox", "--parent-prompt", "a blue owl"]
+    breed = [*model, "--parents", "11:1,22:3", *prompts, "--children", "2", "--dose", "0.3"]
+    summary = _json(capsys, "brood", *breed, "--out", str(tmp_path / "mixed"), "--json")
+    for child in summary["children"]:
+        recipe = child["recipe"]
+        assert recipe["prompt_mix"] == [["a red fox", 1.0], ["a blue owl", 3.0]]
+        assert recipe["prompt"] == "a red fox × a blue owl"
+        again = _render(capsys, "--recipe", child["file"], "--model", str(tiny_model_dir))
+        assert again["sha256"] == child["sha256"]
+
+    kept = _json(
+        capsys, "brood", *breed, "--no-mix-prompts", "--out", str(tmp_path / "kept"), "--json"
+    )
+    for child, mixed in zip(kept["children"], summary["children"], strict=True):
+        assert child["recipe"]["prompt"] == "a red fox" and "prompt_mix" not in child["recipe"]
+        assert child["recipe"]["mutation_seed"] == mixed["recipe"]["mutation_seed"]
+        assert child["sha256"] != mixed["sha256"]  # the mix is what changed the picture
+
+    lone = _render(capsys, *model, "--parents", "11:1,22:3", *prompts, "--mutation", "5:0.2")
+    assert lone["recipe"]["prompt_mix"] == [["a red fox", 1.0], ["a blue owl", 3.0]]
+    unmixed = _render(
+        capsys, "--recipe", summary["children"][0]["file"], "--model", str(tiny_model_dir),
+        "--no-mix-prompts",
+    )  # fmt: skip
+    assert unmixed["recipe"]["prompt"] == "a red fox" and "prompt_mix" not in unmixed["recipe"]
+    assert run_command(["brood", *breed, "--prompt", "x", "--out", str(tmp_path / "no")]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -169,3 +169,30 @@ def test_breeding_needs_a_version(qtbot, window, how):
     else:
         assert window.broods.breed_selected() == []
         assert window.stack.currentWidget() is not window.broods.view
+
+
+def test_parents_with_different_prompts_breed_on_their_mix_unless_unchecked(
+    qtbot, window, tiny_sampler
+):
+    first = generate_and_wait(qtbot, window)
+    window.panel.seed.setText("99")
+    window.panel.prompt.setPlainText("a blue owl")
+    second = generate_and_wait(qtbot, window)
+    prompts = (first.recipe.prompt, second.recipe.prompt)
+    assert prompts[0] != prompts[1]
+    view, state = window.broods.view, window.broods.state
+    assert view.mix_prompts.isChecked() and state.mix_prompts
+
+    mixed = _breed_selected(qtbot, window, [first, second], size=2)
+    for child in mixed:
+        assert child.recipe.prompt_mix == ((prompts[0], 1.0), (prompts[1], 1.0))
+        assert child.recipe.prompt == f"{prompts[0]} × {prompts[1]}"
+        result = window.session.tree.result(child.id)
+        assert np.array_equal(_render(tiny_sampler, child.recipe), result)  # its recipe alone
+
+    view.mix_prompts.click()
+    assert not state.mix_prompts
+    kept = _breed_selected(qtbot, window, [first, second], size=2)
+    for child in kept:
+        assert child.recipe.prompt == prompts[0] and child.recipe.prompt_mix == ()
+        assert child.recipe.parents == mixed[0].recipe.parents
