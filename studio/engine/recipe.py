@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -741,26 +742,16 @@ def _coerce(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _coerce_parents(value: Any) -> tuple[tuple[int, float], ...]:
-    if isinstance(value, tuple) and all(isinstance(p, tuple) for p in value):
-        pairs = value
-    elif isinstance(value, list) and len(value) <= MAX_PARENTS:
-        pairs = tuple(tuple(p) if isinstance(p, list) else p for p in value)
-    else:
-        raise ValueError
-    out = []
-    for pair in pairs:
-        if not isinstance(pair, tuple) or len(pair) != 2:
-            raise ValueError
-        seed, weight = pair
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise ValueError
-        out.append((seed, float(weight)))
-    return tuple(out)
+    return _weighted_pairs(value, lambda seed: isinstance(seed, int) and not isinstance(seed, bool))
 
 
 def _coerce_prompt_mix(value: Any) -> tuple[tuple[str, float], ...]:
+    return _weighted_pairs(value, lambda text: isinstance(text, str))
+
+
+def _weighted_pairs(value: Any, key_ok: Callable[[Any], bool]) -> tuple[tuple[Any, float], ...]:
+    """(key, weight) pairs from a tuple of pairs or their JSON lists (at most MAX_PARENTS);
+    raises ValueError for any other shape, a key ``key_ok`` refuses or a weight not a number."""
     if isinstance(value, tuple) and all(isinstance(p, tuple) for p in value):
         pairs = value
     elif isinstance(value, list) and len(value) <= MAX_PARENTS:
@@ -771,12 +762,12 @@ def _coerce_prompt_mix(value: Any) -> tuple[tuple[str, float], ...]:
     for pair in pairs:
         if not isinstance(pair, tuple) or len(pair) != 2:
             raise ValueError
-        text, weight = pair
-        if not isinstance(text, str):
+        key, weight = pair
+        if not key_ok(key):
             raise ValueError
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise ValueError
-        out.append((text, float(weight)))
+        out.append((key, float(weight)))
     return tuple(out)
 
 
