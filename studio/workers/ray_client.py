@@ -76,6 +76,7 @@ ACTOR_START_SECONDS = 60.0
 MAX_RESUMES = 3
 """How many lost actors one job survives."""
 CONNECT_SECONDS = 5.0
+"""How long an address may stay silent before it counts as unreachable."""
 
 
 class ClusterError(EngineError):
@@ -118,6 +119,10 @@ def _check_reachable(address: str) -> None:
         )
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except TimeoutError:
+        raise ClusterError(
+            f"Cannot reach a Ray cluster at {address}: no answer within {CONNECT_SECONDS:g} s."
+        ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ClusterError(f"Cannot reach a Ray cluster at {address}: {reason}.") from None
@@ -209,17 +214,42 @@ class RayWorker(WorkerClient):
         self._size = 1
         self._resources: dict[str, float] = {}
         self._owns_ray = False
+        self._connected = False
         self._stopping = False
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def remote(self) -> str:
+        address = (self._address or "").strip()
+        if address in LOCAL_ADDRESSES:
+            return "a Ray cluster on this machine"
+        if address == "auto":
+            return "the Ray cluster started on this machine"
+        return f"the Ray cluster at {address}"
+
+    def connect(self) -> None:
+        """Join the cluster (seconds; raises :class:`ClusterError`). Thread-safe; a client
+        stopped while this ran leaves the cluster again."""
+        with self._cond:
+            if self._connected:
+                return
+        owns_ray = connect(self._address)
+        shape = pool_shape(self._workers)
+        with self._cond:
+            self._owns_ray, self._connected = owns_ray, True
+            self._size, self._resources = shape
+            stopping = self._stopping
+        if stopping:
+            self._leave_ray()
+
     def start(self) -> None:
-        """Connect (raises :class:`ClusterError`) and begin dispatching."""
+        """Connect unless :meth:`connect` did (raises :class:`ClusterError`) and begin
+        dispatching the requests sent so far and from now on."""
         if self._thread is not None:
             return
-        self._owns_ray = connect(self._address)
-        self._size, self._resources = pool_shape(self._workers)
+        self.connect()
         self._thread = threading.Thread(target=self._dispatch, name="ray-dispatch", daemon=True)
         self._thread.start()
 
@@ -233,12 +263,25 @@ class RayWorker(WorkerClient):
             self._thread.join(timeout)
         for actor in list(self._actors):
             self._retire(actor, deadline)
-        if self._owns_ray:
+        self._leave_ray()
+        return self._thread is None or not self._thread.is_alive()
+
+    def _leave_ray(self) -> None:
+        with self._cond:
+            owns_ray, self._owns_ray = self._owns_ray, False
+        if owns_ray:
             import ray
 
             ray.shutdown()
-            self._owns_ray = False
-        return self._thread is None or not self._thread.is_alive()
+
+    def take_waiting(self) -> list[Request]:
+        with self._cond:
+            taken = [*self._side, *(job.request for job in self._waiting)]
+            self._side.clear()
+            self._waiting.clear()
+        if taken:
+            self._post_queue()
+        return taken
 
     @property
     def is_running(self) -> bool:
