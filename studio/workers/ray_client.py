@@ -19,7 +19,8 @@ messages the in-process worker posts, so the session and the window do not chang
   When an actor dies mid-job, the job resumes on another actor from the last
   checkpoint that reached this client (or starts again if none had), with no second
   JobStarted and the step count carried on; the result equals the uninterrupted
-  run's. A cluster that cannot be reached raises :class:`ClusterError` (one
+  run's. A Score job starts again, and the rows it had reported are not reported
+  twice. A cluster that cannot be reached raises :class:`ClusterError` (one
   sentence) from :func:`connect`.
 
 Ray is imported only when a client connects, so the default install never needs it.
@@ -61,10 +62,12 @@ from studio.protocol import (
     Resume,
     Score,
     Scored,
+    ScoreProgress,
     StepMade,
     TokenInfo,
     from_wire,
     to_wire,
+    unpack_step,
 )
 from studio.workers.client import WorkerClient
 from studio.workers.local import one_sentence, request_label
@@ -154,6 +157,7 @@ class _RemoteJob:
     steps_before: int = 0
     elapsed_before: float = 0.0
     last_elapsed: float = 0.0
+    items_scored: int = 0
     resumes: int = 0
 
     @property
@@ -448,7 +452,9 @@ class RayWorker(WorkerClient):
 
         try:
             for ref in stream:
-                self._on_message(actor, from_wire(ray.get(ref)))
+                item = ray.get(ref)
+                message = unpack_step(item) if isinstance(item, bytes) else from_wire(item)
+                self._on_message(actor, message)
         except ray.exceptions.RayError as exc:
             self._lost(actor, exc)
 
@@ -456,8 +462,6 @@ class RayWorker(WorkerClient):
         with self._cond:
             job = actor.job
             match message:
-                case QueueChanged():
-                    return  # the client's own queue is the one the user sees
                 case ModelLoading() | ModelLoaded() | ModelFailed():
                     self._on_model_message(actor, message)
                 case JobStarted() if job is not None:
@@ -475,6 +479,11 @@ class RayWorker(WorkerClient):
                             message, steps_done=job.steps_done, elapsed=job.last_elapsed
                         )
                     )
+                case ScoreProgress() if job is not None:
+                    # A Score job starts again on another actor: its early rows come twice.
+                    if message.done > job.items_scored:
+                        job.items_scored = message.done
+                        self.post(message)
                 case JobFinished() | JobCancelled() | JobFailed() | Scored() if job is not None:
                     self.post(_carried_on(message, job))
                     actor.job = None
