@@ -295,6 +295,11 @@ class RayWorker(WorkerClient):
     def pool_size(self) -> int:
         return self._size
 
+    def pool_pids(self) -> list[int]:
+        """The process ids of the pool's actors (what a benchmark reads CPU time from)."""
+        with self._cond:
+            return [a.pid for a in self._actors]
+
     def actor_pids(self) -> dict[int, int]:
         """{job id: pid of the actor process running it} for the jobs running now."""
         with self._cond:
