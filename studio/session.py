@@ -279,8 +279,10 @@ class Session(QObject):
         self.client.send(ListModels(self.model.folders))
 
     def replace_client(self, client: WorkerClient) -> None:
-        """Serve jobs from ``client`` instead, before :meth:`start` (the window's fallback
-        from a cluster it cannot reach to the in-process worker)."""
+        """Serve jobs from ``client`` instead (then :meth:`start` it), with no job in flight:
+        the window's fallback from a cluster it cannot reach, or a new backend setting. The
+        replaced client's messages are dropped from now on; stopping it is the caller's."""
+        self.client.listen(_ignore)
         self.channel.deleteLater()
         self.client = client
         self.channel = MessageChannel(client, self)
@@ -299,6 +301,11 @@ class Session(QObject):
     def request_tokens(self, *texts: str) -> None:
         if self.model.loaded:
             self.client.send(TokenInfo(tuple(texts)))
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`shutdown` was called: no message is handled any more."""
+        return self._closing
 
     def shutdown(self, timeout: float = 10.0) -> bool:
         """Stop handling messages, cancel every job and join the worker (bounded, and only
@@ -950,3 +957,7 @@ class Session(QObject):
         if version_id == self.view.version_id:
             remaining = self.tree.versions()
             self.show_version(remaining[-1].id if remaining else None)
+
+
+def _ignore(_message: Message) -> None:
+    pass

@@ -24,7 +24,7 @@ from studio.engine.batching import DEFAULT_BATCH
 from studio.engine.recipe import BUNDLED_MODEL, MAX_BATCH
 from studio.protocol import QueueChanged as QueueChangedMessage
 from studio.session import Session
-from studio.ui.backend_settings import place_backend_action, start_session, worker_client
+from studio.ui.backend_settings import BackendSwitch, place_backend_action, worker_client
 from studio.ui.brood_actions import BroodActions
 from studio.ui.canvas_extension import CanvasExtension
 from studio.ui.canvas_generation import CanvasGeneration
@@ -118,7 +118,8 @@ class MainWindow(QMainWindow):
         self.grids.place_in(self.menus["generate"], self.menus["view"])
         self.lineage = LineageActions(session, self, self.versions_dock)
         self.lineage.place_in(self.menus["view"])
-        place_backend_action(self.menus["generate"], self.settings, self)
+        self.backend = BackendSwitch(session, self.settings, self.binding.model_folders, self)
+        place_backend_action(self.menus["generate"], self.settings, self.backend, self)
         self.mask_tool = MaskTool(session, self.workspace, self)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.mask_tool.toolbar)
         self.menuBar().insertMenu(self.menus["generate"].menuAction(), self.mask_tool.menu)
@@ -256,9 +257,10 @@ class MainWindow(QMainWindow):
     # ---- start-up and models -----------------------------------------------------------
 
     def start_worker(self) -> None:
-        """Start the worker thread and load the chosen model in the background."""
+        """Start the worker and load the chosen model in the background (a cluster is
+        connected to off the UI thread; see :class:`BackendSwitch`)."""
         self.model_label.setText("loading model…")
-        start_session(self.session, self.binding.model_folders(), self)
+        self.backend.start()
 
     # ---- generation --------------------------------------------------------------------
 

@@ -27,6 +27,10 @@ class WorkerClient(ABC):
     does not runs them as plain jobs, so the session sends them at batch 1 instead (a
     lone run padded to a batch would cost the batch's work)."""
 
+    remote: str | None = None
+    """Where the jobs run when that takes reaching ("the Ray cluster at HOST:6379"); None
+    for this process. A remote client's :meth:`connect` may take seconds."""
+
     def __init__(self) -> None:
         self._listener: Listener = _drop
 
@@ -36,6 +40,17 @@ class WorkerClient(ABC):
 
     def post(self, message: Message) -> None:
         self._listener(message)
+
+    def connect(self) -> None:
+        """Reach where the jobs run (blocking: the window calls it off the UI thread);
+        raises the client's one-sentence error when it cannot. :meth:`start` connects
+        when this was not called. Nothing to do in this process."""
+        return None
+
+    def take_waiting(self) -> list[Request]:
+        """The requests sent to a client that never started, removed from it (for another
+        client to serve, or to refuse). None wait in this process's client."""
+        return []
 
     @abstractmethod
     def start(self) -> None:

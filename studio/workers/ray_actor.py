@@ -6,7 +6,9 @@ worker, before any library opens a file) and the same steps as a job at home. It
 methods only forward: requests go in through :meth:`ModelHost.send` and every
 message the worker posts comes back through one streaming generator,
 :meth:`ModelHost.messages`, in the order posted, as the job protocol's wire form
-(:func:`~studio.protocol.to_wire`).
+(:func:`~studio.protocol.to_wire`), each step packed in one payload
+(:func:`~studio.protocol.pack_step`). QueueChanged stays here: the client keeps the
+queue the user sees.
 
 Threading contract: the LocalWorker's own thread is the one thread of this process
 that touches torch. The actor's methods run in two concurrency groups of one thread
@@ -24,7 +26,7 @@ import queue
 from collections.abc import Iterator
 from typing import Any
 
-from studio.protocol import from_wire, to_wire
+from studio.protocol import QueueChanged, StepMade, from_wire, pack_step, to_wire
 from studio.workers.local import LocalWorker
 
 _END = object()
@@ -40,6 +42,7 @@ class ModelHost:
         from studio.engine.models import THREADS_ENV
 
         os.environ[THREADS_ENV] = str(torch_threads)
+        os.environ["OMP_NUM_THREADS"] = str(torch_threads)  # before the worker imports torch
         self._messages: queue.Queue[Any] = queue.Queue()
         self._worker = LocalWorker()
         self._worker.listen(self._messages.put)
@@ -64,7 +67,10 @@ class ModelHost:
             message = self._messages.get()
             if message is _END:
                 return
-            yield to_wire(message)
+            if isinstance(message, StepMade):
+                yield pack_step(message)
+            elif not isinstance(message, QueueChanged):
+                yield to_wire(message)
 
     def stop(self) -> bool:
         stopped = self._worker.stop(timeout=10.0)

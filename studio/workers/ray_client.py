@@ -19,7 +19,8 @@ messages the in-process worker posts, so the session and the window do not chang
   When an actor dies mid-job, the job resumes on another actor from the last
   checkpoint that reached this client (or starts again if none had), with no second
   JobStarted and the step count carried on; the result equals the uninterrupted
-  run's. A cluster that cannot be reached raises :class:`ClusterError` (one
+  run's. A Score job starts again, and the rows it had reported are not reported
+  twice. A cluster that cannot be reached raises :class:`ClusterError` (one
   sentence) from :func:`connect`.
 
 Ray is imported only when a client connects, so the default install never needs it.
@@ -62,10 +63,12 @@ from studio.protocol import (
     Resume,
     Score,
     Scored,
+    ScoreProgress,
     StepMade,
     TokenInfo,
     from_wire,
     to_wire,
+    unpack_step,
 )
 from studio.workers.client import WorkerClient
 from studio.workers.local import one_sentence, request_label
@@ -77,6 +80,7 @@ ACTOR_START_SECONDS = 60.0
 MAX_RESUMES = 3
 """How many lost actors one job survives."""
 CONNECT_SECONDS = 5.0
+"""How long an address may stay silent before it counts as unreachable."""
 
 
 class ClusterError(EngineError):
@@ -119,6 +123,10 @@ def _check_reachable(address: str) -> None:
         )
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+    except TimeoutError:
+        raise ClusterError(
+            f"Cannot reach a Ray cluster at {address}: no answer within {CONNECT_SECONDS:g} s."
+        ) from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise ClusterError(f"Cannot reach a Ray cluster at {address}: {reason}.") from None
@@ -150,6 +158,7 @@ class _RemoteJob:
     steps_before: int = 0
     elapsed_before: float = 0.0
     last_elapsed: float = 0.0
+    items_scored: int = 0
     resumes: int = 0
 
     @property
@@ -210,17 +219,42 @@ class RayWorker(WorkerClient):
         self._size = 1
         self._resources: dict[str, float] = {}
         self._owns_ray = False
+        self._connected = False
         self._stopping = False
         self._thread: threading.Thread | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def remote(self) -> str:
+        address = (self._address or "").strip()
+        if address in LOCAL_ADDRESSES:
+            return "a Ray cluster on this machine"
+        if address == "auto":
+            return "the Ray cluster started on this machine"
+        return f"the Ray cluster at {address}"
+
+    def connect(self) -> None:
+        """Join the cluster (seconds; raises :class:`ClusterError`). Thread-safe; a client
+        stopped while this ran leaves the cluster again."""
+        with self._cond:
+            if self._connected:
+                return
+        owns_ray = connect(self._address)
+        shape = pool_shape(self._workers)
+        with self._cond:
+            self._owns_ray, self._connected = owns_ray, True
+            self._size, self._resources = shape
+            stopping = self._stopping
+        if stopping:
+            self._leave_ray()
+
     def start(self) -> None:
-        """Connect (raises :class:`ClusterError`) and begin dispatching."""
+        """Connect unless :meth:`connect` did (raises :class:`ClusterError`) and begin
+        dispatching the requests sent so far and from now on."""
         if self._thread is not None:
             return
-        self._owns_ray = connect(self._address)
-        self._size, self._resources = pool_shape(self._workers)
+        self.connect()
         self._thread = threading.Thread(target=self._dispatch, name="ray-dispatch", daemon=True)
         self._thread.start()
 
@@ -234,12 +268,25 @@ class RayWorker(WorkerClient):
             self._thread.join(timeout)
         for actor in list(self._actors):
             self._retire(actor, deadline)
-        if self._owns_ray:
+        self._leave_ray()
+        return self._thread is None or not self._thread.is_alive()
+
+    def _leave_ray(self) -> None:
+        with self._cond:
+            owns_ray, self._owns_ray = self._owns_ray, False
+        if owns_ray:
             import ray
 
             ray.shutdown()
-            self._owns_ray = False
-        return self._thread is None or not self._thread.is_alive()
+
+    def take_waiting(self) -> list[Request]:
+        with self._cond:
+            taken = [*self._side, *(job.request for job in self._waiting)]
+            self._side.clear()
+            self._waiting.clear()
+        if taken:
+            self._post_queue()
+        return taken
 
     @property
     def is_running(self) -> bool:
@@ -248,6 +295,11 @@ class RayWorker(WorkerClient):
     @property
     def pool_size(self) -> int:
         return self._size
+
+    def pool_pids(self) -> list[int]:
+        """The process ids of the pool's actors (what a benchmark reads CPU time from)."""
+        with self._cond:
+            return [a.pid for a in self._actors]
 
     def actor_pids(self) -> dict[int, int]:
         """{job id: pid of the actor process running it} for the jobs running now."""
@@ -413,7 +465,9 @@ class RayWorker(WorkerClient):
 
         try:
             for ref in stream:
-                self._on_message(actor, from_wire(ray.get(ref)))
+                item = ray.get(ref)
+                message = unpack_step(item) if isinstance(item, bytes) else from_wire(item)
+                self._on_message(actor, message)
         except ray.exceptions.RayError as exc:
             self._lost(actor, exc)
 
@@ -421,8 +475,6 @@ class RayWorker(WorkerClient):
         with self._cond:
             job = actor.job
             match message:
-                case QueueChanged():
-                    return  # the client's own queue is the one the user sees
                 case ModelLoading() | ModelLoaded() | ModelFailed():
                     self._on_model_message(actor, message)
                 case JobStarted() if job is not None:
@@ -440,6 +492,11 @@ class RayWorker(WorkerClient):
                             message, steps_done=job.steps_done, elapsed=job.last_elapsed
                         )
                     )
+                case ScoreProgress() if job is not None:
+                    # A Score job starts again on another actor: its early rows come twice.
+                    if message.done > job.items_scored:
+                        job.items_scored = message.done
+                        self.post(message)
                 case JobFinished() | JobCancelled() | JobFailed() | Scored() if job is not None:
                     self.post(_carried_on(message, job))
                     actor.job = None

@@ -3,8 +3,11 @@
     OMP_NUM_THREADS=1 python tests/bench/ray_overhead.py [--steps 20] [--children 32]
 
 1. Per-step overhead: the same recipe on the in-process worker and on a Ray actor
-   (a local cluster, one worker), alternated, each after a warm-up job; the time
-   per step is the median gap between consecutive steps reaching the client.
+   (a local cluster, one worker), interleaved A B B A …, each after a warm-up job;
+   the time per step is the median gap between consecutive steps reaching the
+   client, and the overhead compares the medians over the repeats. The CPU time per
+   step (this process, plus the actor's process for Ray; the job's end included)
+   says what the Ray path costs whatever else the machine runs.
 2. Brood throughput: 32 children (one job each) on 1 and on 2 CPU actors (one torch
    thread each), and on the in-process worker for reference, with the actors
    started and their model loaded before the clock starts.
@@ -75,6 +78,17 @@ def run_jobs(client: WorkerClient, clock: Clock, recipes: list[Recipe]) -> tuple
     return time.perf_counter() - began, ids
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by this process and the processes ``pids``."""
+    mine = os.times()
+    total = mine.user + mine.system
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def seconds_per_step(clock: Clock, job_id: int) -> float:
     times = clock.steps[job_id]
     return statistics.median(b - a for a, b in itertools.pairwise(times))
@@ -92,7 +106,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--children", type=int, default=32)
     parser.add_argument("--child-steps", type=int, default=10)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=6)
     args = parser.parse_args()
 
     import ray
@@ -107,14 +121,24 @@ def main() -> None:
     # 1. per-step overhead, one worker each, alternated
     local, local_clock = started(LocalWorker(), [base])
     remote, remote_clock = started(RayWorker(workers=1), [base])
-    local_times, remote_times = [], []
-    for _ in range(args.reps):
-        _, (job,) = run_jobs(local, local_clock, [recipe])
-        local_times.append(seconds_per_step(local_clock, job))
-        _, (job,) = run_jobs(remote, remote_clock, [recipe])
-        remote_times.append(seconds_per_step(remote_clock, job))
+    sides = {
+        "local": (local, local_clock, [], [], []),
+        "ray": (remote, remote_clock, [], [], remote.pool_pids()),
+    }
+    load_before = os.getloadavg()[0]
+    for rep in range(args.reps):
+        # A B B A …: a load that drifts during the run weighs on both sides alike.
+        for name in ("local", "ray") if rep % 2 == 0 else ("ray", "local"):
+            client, clock, times, cpu, pids = sides[name]
+            cpu_before = cpu_seconds(pids)
+            _, (job,) = run_jobs(client, clock, [recipe])
+            cpu.append((cpu_seconds(pids) - cpu_before) / args.steps)
+            times.append(seconds_per_step(clock, job))
+    local_times, remote_times = sides["local"][2], sides["ray"][2]
+    cpu_local, cpu_ray = statistics.median(sides["local"][3]), statistics.median(sides["ray"][3])
     per_step_local = statistics.median(local_times)
     per_step_ray = statistics.median(remote_times)
+    paired = [r / b - 1 for b, r in zip(local_times, remote_times, strict=True)]
 
     # 2. brood throughput: in-process, 1 actor (the one above), 2 actors
     local_seconds, local_ids = run_jobs(local, local_clock, children)
@@ -139,6 +163,12 @@ def main() -> None:
         "per_step_ms_in_process": round(per_step_local * 1000, 2),
         "per_step_ms_ray": round(per_step_ray * 1000, 2),
         "per_step_overhead_pct": round((per_step_ray / per_step_local - 1) * 100, 1),
+        "per_step_overhead_pct_each_pair": [round(p * 100, 1) for p in paired],
+        "cpu_ms_per_step_in_process": round(cpu_local * 1000, 2),
+        "cpu_ms_per_step_ray_client_and_actor": round(cpu_ray * 1000, 2),
+        "cpu_overhead_pct": round((cpu_ray / cpu_local - 1) * 100, 1),
+        "per_step_ms_each_in_process": [round(t * 1000, 2) for t in local_times],
+        "per_step_ms_each_ray": [round(t * 1000, 2) for t in remote_times],
         "children": args.children,
         "child_steps": args.child_steps,
         "brood_s_in_process": round(local_seconds, 2),
@@ -149,7 +179,8 @@ def main() -> None:
         "scaling_2_over_1": round(one_seconds / two_seconds, 2),
         "same_pixels_everywhere": same,
         "cpu_count": os.cpu_count(),
-        "load_average_1min": round(os.getloadavg()[0], 2),
+        "load_average_1min_before": round(load_before, 2),
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(report))
 

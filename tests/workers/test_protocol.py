@@ -23,7 +23,9 @@ from studio.protocol import (
     StepMade,
     StepRecord,
     from_wire,
+    pack_step,
     to_wire,
+    unpack_step,
 )
 from studio.workers.local import LocalWorker
 from tests.workers.harness import (
@@ -108,6 +110,30 @@ def test_every_message_survives_the_wire_form(worker):
             assert np.array_equal(again.step.preview_x0, message.step.preview_x0)
         elif not isinstance(message, JobFinished):
             assert again == message
+
+
+def test_a_step_packs_into_one_payload_and_back(worker):
+    driver, _sampler, collector, recipe = worker
+    driver.submit(recipe)
+    _wait(collector, JobFinished)
+    for message in collector.of(StepMade):
+        payload = pack_step(message)
+        assert isinstance(payload, bytes)
+        again = unpack_step(payload)
+        assert (again.job_id, again.version_id, again.steps_done, again.elapsed) == (
+            message.job_id, message.version_id, message.steps_done, message.elapsed,
+        )  # fmt: skip
+        step, back = message.step, again.step
+        assert (back.index, back.total, back.timestep, back.sigma) == (
+            step.index, step.total, step.timestep, step.sigma,
+        )  # fmt: skip
+        assert back.checkpoint == step.checkpoint
+        for before, after in (
+            (step.preview_x0, back.preview_x0),
+            (step.preview_xt, back.preview_xt),
+        ):
+            assert after.dtype == before.dtype and after.shape == before.shape
+            np.testing.assert_array_equal(after, before)
 
 
 def test_jobs_run_one_at_a_time_in_order_and_the_queue_is_reported(worker):

@@ -31,9 +31,20 @@ from studio.protocol import (  # noqa: E402
     JobStarted,
     LoadModel,
     ModelLoaded,
+    Score,
+    Scored,
+    ScoreProgress,
+    ScoreRow,
+    ScoreSetting,
     StepMade,
 )
-from studio.workers.ray_client import ClusterError, RayWorker, connect  # noqa: E402
+from studio.workers.ray_client import (  # noqa: E402
+    ClusterError,
+    RayWorker,
+    _Actor,
+    _RemoteJob,
+    connect,
+)
 from tests.workers.harness import Collector  # noqa: E402
 
 RECIPE = Recipe("a red circle on grass", seed=7, steps=24, sampler="Euler a")
@@ -166,6 +177,35 @@ def test_a_worker_killed_mid_job_resumes_elsewhere_with_the_exact_result(worker)
     client.send(Generate(2, "w", RECIPE))
     uninterrupted = _ended(collector, job_id=2)
     np.testing.assert_array_equal(ended.image, uninterrupted.image)
+
+
+def test_a_score_job_started_again_after_a_lost_worker_reports_each_row_once():
+    # The client's bookkeeping alone (no cluster): what two actors stream for one job.
+    client = RayWorker()
+    collector = Collector(client)
+    request = Score(1, "a fox", tuple(np.zeros((8, 8, 3), np.uint8) for _ in range(3)))
+    first = _Actor(handle=None, pid=1, job=_RemoteJob(request))
+    client._actors.append(first)
+
+    def progress(done: int) -> ScoreProgress:
+        return ScoreProgress(
+            1, done, 3, ScoreRow(str(done - 1), 0.5, 0.5, 0.5, (), np.zeros(4, np.float32))
+        )
+
+    for done in (1, 2):
+        client._on_message(first, progress(done))
+    client._lost(first, RuntimeError("the actor died"))
+    (job,) = client._waiting
+    second = _Actor(handle=None, pid=2, job=client._waiting.popleft())
+    client._actors.append(second)
+    for done in (1, 2, 3):
+        client._on_message(second, progress(done))
+    rows = tuple(progress(done).row for done in (1, 2, 3))
+    setting = ScoreSetting(request.model, "", 8, 2, 0)
+    client._on_message(second, Scored(1, rows, (1.0,) * 3, (0.0,) * 3, 1.0, setting, 48, 1.0))
+    assert [m.done for m in collector.of(ScoreProgress)] == [1, 2, 3]
+    assert [m.row.key for m in collector.of(ScoreProgress)] == ["0", "1", "2"]
+    assert len(collector.of(Scored)) == 1 and job.resumes == 1
 
 
 def test_an_unreachable_address_is_one_sentence(capsys):
