@@ -202,7 +202,9 @@ class Session(QObject):
     - ``message_handled(message)``: after the session acted on a worker message;
       views and tests listen here rather than to the worker.
     - ``trajectory_reset()``: the shown trajectory changed wholesale (another
-      version, or the x_t toggle); ``step_added(index, thumbnail)``: it grew by one.
+      version, or the x_t toggle); ``step_added(index, thumbnail)``: it grew by one;
+      ``thumbnails_read({position: thumbnail})``: previews :meth:`thumbnails` left to the
+      project's preview thread have been read.
     - ``frame_changed()``: :meth:`frame` has something new (coalesced).
     - ``progress_changed(Progress | None)``, ``status(text, ms)``, ``error(text | None)``.
     - ``cancelling(job_id | None)``: a cancel was asked (None: the running job), before
@@ -216,6 +218,7 @@ class Session(QObject):
     message_handled = Signal(object)
     trajectory_reset = Signal()
     step_added = Signal(int, object)
+    thumbnails_read = Signal(object)
     frame_changed = Signal()
     progress_changed = Signal(object)
     status = Signal(str, int)
@@ -798,11 +801,38 @@ class Session(QObject):
             return None
         return self.tree.steps.step(*self._trajectory[index])
 
-    def thumbnails(self) -> list[np.ndarray]:
+    def thumbnails(self) -> list[np.ndarray | None]:
         """One preview per timeline position: the forward frames, then each stored step of the
-        trajectory on view (x_t when the toggle is on)."""
-        stored = [self._thumbnail(self.tree.steps.step(*ref)) for ref in self._trajectory]
+        trajectory on view (x_t when the toggle is on).
+
+        Steps in memory give theirs at once. The others are None here (placeholders): the
+        project reads them off the UI thread and they arrive in ``thumbnails_read``, so
+        showing a version of a thousand stored steps reads none of them here."""
+        stored: list[np.ndarray | None] = []
+        waiting: dict[StepRef, int] = {}
+        for position, ref in enumerate(self._trajectory, start=self._forward):
+            step = self.tree.steps.in_memory(*ref)
+            if step is None:
+                waiting[ref] = position
+            stored.append(None if step is None else self._thumbnail(step))
+        self._read_thumbnails(waiting)
         return [*self._forward_images(), *stored]
+
+    def _read_thumbnails(self, waiting: dict[StepRef, int]) -> None:
+        """Ask the project for the previews of ``waiting`` steps (at those timeline positions);
+        they reach ``thumbnails_read`` unless the trajectory or the x_t toggle changed first.
+        With no project bound yet (one being opened) they are asked for once it is shown."""
+        if self.project is None:
+            return
+        trajectory, static = self._trajectory, self.view.static
+
+        def deliver(thumbnails: dict[tuple[str, int], np.ndarray]) -> None:
+            if self._trajectory is trajectory and self.view.static == static:
+                self.thumbnails_read.emit(
+                    {waiting[StepRef(*ref)]: image for ref, image in thumbnails.items()}
+                )
+
+        self.project.read_previews(list(waiting), "xt" if static else "x0", deliver)
 
     def _forward_images(self) -> list[np.ndarray]:
         version = self.current_version()

@@ -22,6 +22,13 @@ All or nothing
     shown (its header passed the open checks, its data did not) becomes a grey
     placeholder and ``image_unreadable(sentence)`` is emitted, never an exception.
 
+Previews off the UI thread
+    :meth:`Project.read_previews` reads many steps' previews (a filmstrip's) on the
+    project's preview thread, a chunk of rows a query and never a checkpoint, and
+    hands them, thumbnail-sized, to the UI thread as they come; a newer request
+    stops an older one. A UI-thread read waits on the shared read connection for
+    one chunk's query at most.
+
 Releasing what the file holds
     A step or result made in this session stays in the tree's memory until the
     writer thread has committed it; then the project tells the StepStore to let
@@ -32,8 +39,10 @@ Releasing what the file holds
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import Future
+import contextlib
+import itertools
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -47,13 +56,15 @@ from studio.document.layers import BlendMode, Layer, LayerStack
 from studio.document.scores import VersionScores
 from studio.document.store import ProjectError, ProjectStore
 from studio.document.store.checks import png_within_cap
-from studio.document.store.project_store import LayerValue
+from studio.document.store.project_store import PREVIEWS_PER_QUERY, LayerValue
 from studio.document.versions import StepStore, Version, VersionTree, thumbnail_of
 from studio.engine.recipe import image_hash
 from studio.protocol import StepRecord
 
 T = TypeVar("T")
 PLACEHOLDER_SIDE = 64
+Thumbnails = dict[tuple[str, int], np.ndarray]
+"""Thumbnail-sized previews by (version id, step index)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class Project(QObject):
     image_unreadable = Signal(str)
     _written = Signal(str, int, bool)  # emitted on the writer thread; queued to this object's
     _failed = Signal(str, str)  # the same: write_failed is then emitted on this object's thread
+    _previews_read = Signal(int, object, int)  # ticket, Thumbnails, unreadable; preview thread
 
     RESULT = -1
     MASK_SAVE_MS = 400
@@ -114,6 +126,11 @@ class Project(QObject):
         # step only when the newest write of it has committed.
         self._in_flight: dict[tuple[str, int], int] = {}
         self._written.connect(self._on_written, Qt.ConnectionType.QueuedConnection)
+        self._preview_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="previews")
+        self._preview_tickets = itertools.count(1)
+        self._preview_ticket = 0
+        self._deliver_previews: Callable[[Thumbnails], None] = lambda _thumbnails: None
+        self._previews_read.connect(self._on_previews_read, Qt.ConnectionType.QueuedConnection)
         self._failed.connect(self.write_failed, Qt.ConnectionType.QueuedConnection)
         self._connections: list[tuple[SignalInstance, Callable[..., None]]] = [
             (tree.version_added, self._on_version_added),
@@ -260,6 +277,8 @@ class Project(QObject):
         for signal, slot in self._connections:
             signal.disconnect(slot)
         self._connections = []
+        self._preview_ticket = 0  # a read in flight stops before its next query
+        self._preview_thread.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
     # ---- the tree's StepLoader --------------------------------------------------
@@ -269,6 +288,54 @@ class Project(QObject):
 
     def load_result(self, version_id: str) -> np.ndarray | None:
         return self.store.result(version_id, decode=self._shown_decoder(version_id))
+
+    def read_previews(
+        self,
+        steps: Sequence[tuple[str, int]],
+        kind: str,
+        deliver: Callable[[Thumbnails], None],
+    ) -> None:
+        """Read the ``kind`` ("x0" or "xt") previews of stored ``steps`` (version id, index)
+        on the preview thread and call ``deliver`` with them, thumbnail-sized, on this
+        object's thread, a chunk at a time as they come. Replaces the request before it,
+        which delivers nothing more; no steps: just that. Nothing read is kept here."""
+        self._preview_ticket = ticket = next(self._preview_tickets)
+        self._deliver_previews = deliver
+        if steps:
+            self._preview_thread.submit(self._read_previews, ticket, list(steps), kind)
+
+    def _read_previews(self, ticket: int, steps: list[tuple[str, int]], kind: str) -> None:
+        """On the preview thread: one query per chunk of a version's steps, decoded here."""
+        chunks: dict[str, list[int]] = {}
+        for version_id, index in steps:
+            chunks.setdefault(version_id, []).append(index)
+        for version_id, indices in chunks.items():
+            for start in range(0, len(indices), PREVIEWS_PER_QUERY):
+                if ticket != self._preview_ticket:
+                    return  # replaced, or the project closed
+                chunk = indices[start : start + PREVIEWS_PER_QUERY]
+                try:
+                    found = self.store.step_previews(version_id, chunk, kind)
+                except ProjectError:
+                    return  # the file closed meanwhile
+                thumbnails: Thumbnails = {}
+                unreadable = 0
+                for index, png in found:
+                    image = _decode_or_none(png)
+                    unreadable += image is None
+                    thumbnails[(version_id, index)] = thumbnail_of(
+                        _placeholder() if image is None else image
+                    )
+                with contextlib.suppress(RuntimeError):  # the project is gone
+                    self._previews_read.emit(ticket, thumbnails, unreadable)
+
+    def _on_previews_read(self, ticket: int, thumbnails: Thumbnails, unreadable: int) -> None:
+        if ticket != self._preview_ticket:
+            return
+        if unreadable:
+            which = "A stored preview" if unreadable == 1 else f"{unreadable} stored previews"
+            self.image_unreadable.emit(f"{which} could not be read; grey placeholders are shown.")
+        self._deliver_previews(thumbnails)
 
     def _shown_decoder(self, version_id: str) -> Callable[[bytes], np.ndarray]:
         def decode(png: bytes) -> np.ndarray:

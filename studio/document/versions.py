@@ -72,6 +72,12 @@ class StepStore:
             return held
         return self._cached(key, lambda: self._loader().load_step(version_id, index))
 
+    def in_memory(self, version_id: str, index: int) -> StepRecord | None:
+        """The step if it is held or cached, without reading it (None otherwise)."""
+        key = (version_id, index)
+        record: StepRecord | None = self._held.get(key) or self._cache.get(key)
+        return record
+
     def result(self, version_id: str) -> np.ndarray | None:
         if version_id in self._held_results:
             return self._held_results[version_id]

@@ -55,6 +55,7 @@ class Pages(QWidget):
         view.position_changed.connect(self.timeline.set_position)
         session.trajectory_reset.connect(self._reset_timeline)
         session.step_added.connect(self.timeline.append_step)
+        session.thumbnails_read.connect(self.timeline.replace_thumbnails)
         view.compare_changed.connect(self._show_compare)
         view.position_changed.connect(self._draw_compare)
         view.canvas_shown_changed.connect(self._show_canvas)

@@ -24,6 +24,7 @@ from studio.ui.qimage import to_thumbnail
 THUMB = 44
 PLAY_INTERVAL_MS = 90
 SETTLE_MS = 220
+PLACEHOLDER_GREY = 64
 
 
 class Timeline(QWidget):
@@ -113,12 +114,13 @@ class Timeline(QWidget):
         self,
         step_numbers: list[int],
         total: int,
-        thumbs: list[np.ndarray],
+        thumbs: list[np.ndarray | None],
         position: int | None = None,
         forward: int = 0,
     ) -> None:
         """Show a trajectory: its 0-based step numbers, the run length and one thumbnail per
-        position (the ``forward`` frames' first)."""
+        position (the ``forward`` frames' first; None: a placeholder until
+        :meth:`replace_thumbnails` brings it)."""
         self._step_numbers = list(step_numbers)
         self._total = total
         self._forward = forward
@@ -154,9 +156,12 @@ class Timeline(QWidget):
         self.branch_button.setEnabled(True)
         self._sync_label_and_strip(self.slider.value())
 
-    def replace_thumbnails(self, thumbs: list[np.ndarray]) -> None:
-        for row, thumb in enumerate(thumbs[: self.filmstrip.count()]):
-            self.filmstrip.item(row).setIcon(QIcon(to_thumbnail(thumb, THUMB)))
+    def replace_thumbnails(self, thumbs: dict[int, np.ndarray]) -> None:
+        """Put thumbnails (by position) in place of the placeholders that waited for them."""
+        for row, thumb in thumbs.items():
+            item = self.filmstrip.item(row)
+            if item is not None:
+                item.setIcon(_icon(thumb))
 
     def clear(self) -> None:
         self.set_steps([], 0, [])
@@ -185,14 +190,14 @@ class Timeline(QWidget):
 
     # ---- internals -------------------------------------------------------------------
 
-    def _thumb_item(self, step_number: int, thumb: np.ndarray) -> QListWidgetItem:
-        item = QListWidgetItem(QIcon(to_thumbnail(thumb, THUMB)), str(step_number + 1))
+    def _thumb_item(self, step_number: int, thumb: np.ndarray | None) -> QListWidgetItem:
+        item = QListWidgetItem(_icon(thumb), str(step_number + 1))
         item.setToolTip(f"step {step_number + 1} / {self._total}")
         item.setTextAlignment(Qt.AlignmentFlag.AlignHCenter)
         return item
 
-    def _forward_item(self, j: int, thumb: np.ndarray) -> QListWidgetItem:
-        item = QListWidgetItem(QIcon(to_thumbnail(thumb, THUMB)), f"f{j + 1}")
+    def _forward_item(self, j: int, thumb: np.ndarray | None) -> QListWidgetItem:
+        item = QListWidgetItem(_icon(thumb), f"f{j + 1}")
         item.setToolTip(
             f"forward {j + 1} / {self._forward}: the layer pushed into noise (not a stored step)"
         )
@@ -258,3 +263,10 @@ class Timeline(QWidget):
             self.play_button.setChecked(False)
             return
         self.slider.setValue(self.slider.value() + 1)
+
+
+def _icon(thumb: np.ndarray | None) -> QIcon:
+    """A filmstrip icon: the thumbnail, or a grey placeholder while it is being read."""
+    if thumb is None:
+        thumb = np.full((THUMB, THUMB, 3), PLACEHOLDER_GREY, np.uint8)
+    return QIcon(to_thumbnail(thumb, THUMB))

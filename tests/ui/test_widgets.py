@@ -121,6 +121,27 @@ def test_timeline_labels_steps_of_the_whole_run(qtbot):
     assert timeline.position() == 4  # at the end: follow the run
 
 
+def test_filmstrip_placeholders_are_replaced_by_the_thumbnails_read_later(qtbot):
+    from studio.ui.timeline import PLACEHOLDER_GREY, THUMB
+
+    timeline = Timeline()
+    qtbot.addWidget(timeline)
+    red = np.zeros((4, 4, 3), np.uint8)
+    red[..., 0] = 255
+    timeline.set_steps([0, 1, 2], 3, [None, red, None])
+
+    def centre(row: int) -> tuple[int, int, int]:
+        pixel = timeline.filmstrip.item(row).icon().pixmap(THUMB, THUMB).toImage()
+        colour = pixel.pixelColor(THUMB // 2, THUMB // 2)
+        return colour.red(), colour.green(), colour.blue()
+
+    assert centre(0) == centre(2) == (PLACEHOLDER_GREY,) * 3 and centre(1) == (255, 0, 0)
+    blue = np.zeros((4, 4, 3), np.uint8)
+    blue[..., 2] = 255
+    timeline.replace_thumbnails({2: blue, 7: blue})  # a row past the end is ignored
+    assert centre(2) == (0, 0, 255) and centre(0) == (PLACEHOLDER_GREY,) * 3
+
+
 def test_default_window_size_fits_the_screen(qtbot):
     from PySide6.QtGui import QGuiApplication
 

@@ -85,6 +85,8 @@ T = TypeVar("T")
 LayerValue = str | int | float | bool | None
 Image = np.ndarray | bytes
 """An image to store: a uint8 HxWx3/HxWx4 array, or PNG bytes stored as they are."""
+PREVIEWS_PER_QUERY = 64
+"""Previews one query reads: the read connection is shared, so another read waits at most this."""
 
 
 class ProjectStore:
@@ -702,6 +704,24 @@ class ProjectStore:
         if kind not in ("x0", "xt"):
             raise ValueError("kind must be 'x0' or 'xt'")
         return self._step_blob(f"preview_{kind}", version_id, index)
+
+    def step_previews(
+        self, version_id: str, indices: Sequence[int], kind: str = "x0"
+    ) -> list[tuple[int, bytes]]:
+        """Some of a version's steps' previews as (index, PNG bytes), in one query that reads
+        no checkpoint; steps not stored are left out. For up to ``PREVIEWS_PER_QUERY`` indices."""
+        if kind not in ("x0", "xt"):
+            raise ValueError("kind must be 'x0' or 'xt'")
+        if len(indices) > PREVIEWS_PER_QUERY:
+            raise ValueError(f"at most {PREVIEWS_PER_QUERY} previews a query")
+        marks = ", ".join("?" * len(indices))
+        with self._reading() as conn:
+            found: list[tuple[int, bytes]] = conn.execute(
+                f"SELECT idx, preview_{kind} FROM steps"
+                f" WHERE version_id = ? AND idx IN ({marks}) ORDER BY idx",
+                (version_id, *indices),
+            ).fetchall()
+        return found
 
     def step_preview_image(self, version_id: str, index: int, kind: str = "x0") -> np.ndarray:
         return decode_png(self.step_preview(version_id, index, kind))
