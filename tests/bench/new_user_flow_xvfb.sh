@@ -45,8 +45,8 @@ xdotool key ctrl+Return
 wait_versions 2
 shot 3-branched
 
-at 1094 114; xdotool click 1         # v1 in the Versions panel, then v2 with Ctrl
-at 1094 152; xdotool keydown ctrl click 1 keyup ctrl
+at 1094 138; xdotool click 1         # v1 in the Versions panel, then v2 with Ctrl
+at 1094 176; xdotool keydown ctrl click 1 keyup ctrl
 at 1083 526; xdotool click 1         # Compare
 sleep 1
 at 620 370; xdotool click 1          # the picture area, then scrub both panes together
