@@ -99,10 +99,11 @@ class MaskTool(QObject):
             lambda: self.choose(MaskToolKind.RECTANGLE),
         )
         self._tools = QActionGroup(window)  # triggered, not toggled: B again keeps the brush
+        # The tool shows as checked only while mask mode is on; off, none looks pressed.
+        self._tools.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
         for tool_action in (self.brush_action, self.eraser_action, self.rectangle_action):
             tool_action.setCheckable(True)
             self._tools.addAction(tool_action)
-        self.brush_action.setChecked(True)
         self.invert_action = action("Invert mask", "Ctrl+Shift+I", "Invert the mask", self.invert)
         self.clear_action = action("Clear mask", "Ctrl+Backspace", "Unpaint the mask", self.clear)
         self.smaller_action = action("Smaller brush", "[", "Smaller brush", lambda: self.resize(-1))
@@ -167,18 +168,20 @@ class MaskTool(QObject):
         )
         if self.mode_action.isChecked() != active:
             self.mode_action.setChecked(active)
+        for kind, action in self._tool_actions().items():
+            action.setChecked(active and kind is self.kind)
         self._update_hint()
 
     def choose(self, kind: MaskToolKind) -> None:
         self.kind = kind
-        action = {
+        self.set_active(True)
+
+    def _tool_actions(self) -> dict[MaskToolKind, QAction]:
+        return {
             MaskToolKind.BRUSH: self.brush_action,
             MaskToolKind.ERASER: self.eraser_action,
             MaskToolKind.RECTANGLE: self.rectangle_action,
-        }[kind]
-        if not action.isChecked():
-            action.setChecked(True)
-        self.set_active(True)
+        }
 
     def resize(self, direction: int) -> None:
         factor = SIZE_STEP if direction > 0 else 1.0 / SIZE_STEP

@@ -50,8 +50,17 @@ def test_a_brush_stroke_paints_the_mask_in_one_undo_step(qtbot, window):
     put_layer(window)
     mask, tool, stack = window.session.mask, window.mask_tool, window.session.undo_stack
     assert mask.size == (32, 32) and mask.is_empty()
+    assert not any(a.isChecked() for a in tool.actions()[:4])  # off: no tool looks pressed
     window.mask_tool.brush_action.trigger()  # B
     assert tool.active and tool.overlay.isVisible() and tool.hint.isVisible()
+    assert tool.brush_action.isChecked() and tool.mode_action.isChecked()
+    tool.eraser_action.trigger()
+    assert tool.eraser_action.isChecked() and not tool.brush_action.isChecked()
+    tool.eraser_action.trigger()  # E again keeps the eraser
+    assert tool.eraser_action.isChecked()
+    tool.mode_action.trigger()  # Q: off, and no tool looks pressed
+    assert not tool.active and not any(a.isChecked() for a in tool.actions()[:4])
+    tool.brush_action.trigger()
     assert window.workspace.view.tool is tool
     tool.radius, tool.hardness = 3.0, 1.0
     before = stack.count()
