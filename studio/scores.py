@@ -23,6 +23,8 @@ from studio.document.versions import VersionTree
 
 SORT_KEYS = ("combined", "fidelity", "novelty")
 PANEL_ORDERS = ("created", *SORT_KEYS)
+PLUGIN_ORDER = "plugin:"
+"""The Versions panel orders by a scorer plug-in's value as ``plugin:<name>`` too."""
 DEFAULT_EXPLORE = 0.5
 SCORE_COSTS: dict[str, tuple[int, int]] = {
     "fast": (4, 1),
@@ -154,6 +156,26 @@ def _ranked(
     return [scored[i] for i in order]
 
 
+def plugin_names(scores: Mapping[str, VersionScores]) -> list[str]:
+    """The names of the scorer plug-ins any version has a value of, sorted."""
+    return sorted({p.name for score in scores.values() for p in score.plugins})
+
+
+def plugin_text(score: VersionScores) -> str:
+    """A version's plug-in values in a line ("clip 27.3 · aesthetic 5.1"), "" when none."""
+    return " · ".join(f"{p.name} {p.value:.1f}" for p in score.plugins)
+
+
+def plugin_ordered(
+    scores: Mapping[str, VersionScores], version_ids: Sequence[str], name: str
+) -> list[str]:
+    """Those of ``version_ids`` with a value of plug-in ``name``, highest first (higher is
+    better for every plug-in); a plug-in's value does not depend on the cost."""
+    valued = [(vid, scores[vid].plugin(name)) for vid in version_ids if vid in scores]
+    present = [(vid, value) for vid, value in valued if value is not None]
+    return [vid for vid, _ in sorted(present, key=lambda pair: -pair[1])]
+
+
 def panel_order(
     scores: Mapping[str, VersionScores],
     version_ids: Sequence[str],
@@ -163,10 +185,14 @@ def panel_order(
 ) -> list[str]:
     """The Versions panel's rows for ``key`` (one of :data:`PANEL_ORDERS`): ``version_ids``
     as given for "created", else the scored ones best first (:func:`ordered`, the combined
-    score ranked among every scored version) and the unscored after them, as given."""
+    score ranked among every scored version) and the unscored after them, as given;
+    ``plugin:<name>`` (:data:`PLUGIN_ORDER`) ranks by that plug-in's value the same way."""
     if key == "created":
         return list(version_ids)
-    best = ordered(scores, version_ids, key, explore, cost)
+    if key.startswith(PLUGIN_ORDER):
+        best = plugin_ordered(scores, version_ids, key.removeprefix(PLUGIN_ORDER))
+    else:
+        best = ordered(scores, version_ids, key, explore, cost)
     ranked = set(best)
     return [*best, *(vid for vid in version_ids if vid not in ranked)]
 
@@ -175,8 +201,8 @@ class TasteState(QObject):
     """What the scores view shows (see the module docstring): ``version_ids`` on view
     (the last set asked to be scored), ``explore`` from 0 (exploit: most faithful first)
     to 1 (explore: most novel first) and ``sort_key``, one of :data:`SORT_KEYS`; and
-    ``panel_key``, the Versions panel's order, one of :data:`PANEL_ORDERS` (creation
-    order by default), which ranks at the same ``explore`` mix."""
+    ``panel_key``, the Versions panel's order, one of :data:`PANEL_ORDERS` or a plug-in's
+    ``plugin:<name>`` (creation order by default), which ranks at the same ``explore`` mix."""
 
     versions_changed = Signal()
     explore_changed = Signal(float)
@@ -228,7 +254,9 @@ class TasteState(QObject):
             self.sort_key_changed.emit(key)
 
     def set_panel_key(self, key: str) -> None:
-        if key not in PANEL_ORDERS:
+        if key not in PANEL_ORDERS and not (
+            key.startswith(PLUGIN_ORDER) and len(key) > len(PLUGIN_ORDER)
+        ):
             raise ValueError(
                 f"Order the versions by one of {', '.join(PANEL_ORDERS)}, not {key!r}."
             )

@@ -45,6 +45,7 @@ from studio.engine import init_pixels
 from studio.engine.batching import DEFAULT_BATCH, batch_groups, batch_key, with_batches
 from studio.engine.breeding import brood_of, cross_at
 from studio.engine.memory import SizeBudget
+from studio.engine.plugins import PluginSpec, plugin_setting
 from studio.engine.recipe import BUNDLED_MODEL, Recipe, RecipeError
 from studio.forward_process import ForwardFrames, forward_caption, forward_count, forward_recipe
 from studio.init_images import InitImagePool
@@ -112,6 +113,8 @@ class ScoreJob:
     job_id: int
     version_ids: tuple[str, ...]
     done: int = 0
+    plugin_settings: dict[str, str] = field(default_factory=dict)
+    """What produced each plug-in's values (name → :func:`plugin_setting`)."""
 
 
 @dataclass(frozen=True)
@@ -475,15 +478,25 @@ class Session(QObject):
         self.origins.record(job.version_id, ((first.id, 1.0), (second.id, 1.0)))
         return job.version_id
 
-    def score(self, version_ids: Sequence[str], timesteps: int = 8, noises: int = 2) -> list[int]:
+    def score(
+        self,
+        version_ids: Sequence[str],
+        timesteps: int = 8,
+        noises: int = 2,
+        plugins: Sequence[PluginSpec] = (),
+    ) -> list[int]:
         """Send Score jobs for ``version_ids`` (one per prompt and model, usually one),
         keyed by version id; returns the job ids (none when nothing can be scored).
 
         A run costs about ``timesteps × noises × 2`` UNet evaluations per version. Results
-        land in :attr:`scores` when each job's ``Scored`` arrives."""
+        land in :attr:`scores` when each job's ``Scored`` arrives. ``plugins`` (local
+        scorer plug-ins) add their values to each version's scores, stored with what
+        produced them; a version keeps the values of plug-ins not named this time."""
+        plugins = tuple(plugins)
+        settings = {spec.kind: plugin_setting(spec) for spec in plugins}
         job_ids = []
         for group in score_groups(self.tree, version_ids):
-            job = ScoreJob(next(self._job_ids), group.version_ids)
+            job = ScoreJob(next(self._job_ids), group.version_ids, plugin_settings=settings)
             count = len(group.items)
             label = f"score {count} version{'s' if count != 1 else ''}"
             request = Score(
@@ -495,6 +508,7 @@ class Session(QObject):
                 timesteps=timesteps,
                 noises=noises,
                 label=label,
+                plugins=plugins,
             )
             self.score_jobs[job.job_id] = job
             self.client.send(request)
@@ -720,7 +734,14 @@ class Session(QObject):
         alone = len(message.rows) < 2  # novelty in context needs a context
         for row, context in zip(message.rows, message.context_novelty, strict=True):
             if row.key in self.tree:
-                scores = VersionScores.from_row(row, message.setting, None if alone else context)
+                earlier = self.tree.scores(row.key)
+                scores = VersionScores.from_row(
+                    row,
+                    message.setting,
+                    None if alone else context,
+                    job.plugin_settings,
+                    () if earlier is None else earlier.plugins,
+                )
                 self.tree.set_scores(row.key, scores)
         self._emit_score_progress()
         self.status.emit(

@@ -33,6 +33,7 @@ This module imports torch and transformers only when a plug-in is loaded.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -133,6 +134,30 @@ class PluginSpec:
             )
         if self.kind == "clip" and self.clip:
             raise PluginError("The clip plug-in takes its CLIP folder as clip=/path, once.")
+
+
+def plugin_setting(spec: PluginSpec) -> str:
+    """What produced a plug-in's values, stored beside them: its kind, its folder's name
+    and the first 12 hex digits of the sha256 of its ``config.json`` (and of the CLIP
+    folder's, for a head), e.g. ``clip clip-vit-l 3fa2c1d09b7e``. Reads two small files;
+    a config that cannot be read hashes as ``?``."""
+
+    def config_hash(folder: str) -> str:
+        try:
+            path = Path(folder) / "config.json"
+            if path.stat().st_size > MAX_CONFIG_HASH_BYTES:
+                return "?"
+            return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        except OSError:
+            return "?"
+
+    parts = [spec.kind, Path(spec.folder).name, config_hash(spec.folder)]
+    if spec.clip:
+        parts += ["clip", Path(spec.clip).name, config_hash(spec.clip)]
+    return " ".join(parts)
+
+
+MAX_CONFIG_HASH_BYTES = 1 << 20
 
 
 class ScorePlugin(ABC):

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QScrollArea
 from studio.scores import SCORE_COSTS, TasteState, cost_text, evaluations_per_image, ordered
 from studio.session import Session
 from studio.ui.brood_actions import BroodActions
+from studio.ui.plugin_settings import PluginSettingsDialog, stored_plugins
 from studio.ui.scores_view import ScoresView
 from studio.ui.version_order import VersionOrder
 from studio.ui.versions_panel import VersionsPanel
@@ -25,7 +26,8 @@ COST_KEY = "scores/cost"
 
 class ScoreActions(QObject):
     """The "Score these" action (the brood on view, else the selected versions, else the one on view),
-    the Scores dock beside the Versions panel, and "Order brood by score"."""
+    the Scores dock beside the Versions panel, "Order brood by score" and "Score plug-ins…"
+    (the optional plug-ins "Score these" also runs, see :mod:`studio.ui.plugin_settings`)."""
 
     def __init__(
         self,
@@ -38,6 +40,8 @@ class ScoreActions(QObject):
     ) -> None:
         super().__init__(window)
         self._session, self._versions, self._broods = session, versions, broods
+        self._settings, self._window = settings, window
+        self.plugin_dialog: PluginSettingsDialog | None = None
         self.state = TasteState(self)
         stored = str(settings.value(COST_KEY, "")) if settings is not None else ""
         if stored in SCORE_COSTS:
@@ -64,6 +68,12 @@ class ScoreActions(QObject):
         self.score_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         self.score_action.setToolTip(self.view.score_button.toolTip())
         window.addAction(self.score_action)
+        self.plugins_action = QAction("Score plug-ins…", window)
+        self.plugins_action.setToolTip(
+            "Optional CLIP score and aesthetic head from folders on this computer"
+        )
+        self.plugins_action.setEnabled(settings is not None)
+        self.plugins_action.triggered.connect(self.edit_plugins)
 
         self.score_action.triggered.connect(self.score_these)
         self.view.score_requested.connect(self.score_these)
@@ -89,6 +99,7 @@ class ScoreActions(QObject):
 
     def place_in(self, menu: QMenu, view_menu: QMenu) -> None:
         menu.addAction(self.score_action)
+        menu.addAction(self.plugins_action)
         view_menu.addAction(self.dock.toggleViewAction())
 
     def targets(self) -> list[str]:
@@ -104,7 +115,8 @@ class ScoreActions(QObject):
         session = self._session
         targets = [vid for vid in self.targets() if vid in session.tree]
         timesteps, noises = self.state.cost
-        job_ids = session.score(targets, timesteps=timesteps, noises=noises)
+        plugins = stored_plugins(self._settings)
+        job_ids = session.score(targets, timesteps=timesteps, noises=noises, plugins=plugins)
         if not job_ids:
             session.status.emit("Nothing to score: select versions with at least one step.", 5000)
             return []
@@ -118,6 +130,15 @@ class ScoreActions(QObject):
             5000,
         )
         return job_ids
+
+    def edit_plugins(self) -> PluginSettingsDialog | None:
+        """Open the "Score plug-ins…" dialog (window-modal, not blocking); returns it."""
+        if self._settings is None:
+            return None
+        if self.plugin_dialog is None:
+            self.plugin_dialog = PluginSettingsDialog(self._settings, self._window)
+        self.plugin_dialog.open()
+        return self.plugin_dialog
 
     def show_version(self, version_id: str) -> None:
         """Select a version; a brood on view stays up, its cursor on the version."""

@@ -41,6 +41,7 @@ from studio.scores import (
     cost_text,
     evaluations_per_image,
     ordered,
+    plugin_text,
 )
 from studio.ui.qimage import to_qimage, to_thumbnail
 
@@ -59,7 +60,9 @@ def score_text(name: str, score: VersionScores) -> str:
     text = f"{name} · fidelity {score.fidelity:.3f} · novelty {score.novelty:.3f}"
     if score.context_novelty is not None:
         text += f" · novelty among those scored with it {score.context_novelty:+.2f}"
-    return text + f" · scored at {cost_text(cost_of(score))}"
+    text += f" · scored at {cost_text(cost_of(score))}"
+    plugins = plugin_text(score)
+    return f"{text} · {plugins}" if plugins else text
 
 
 class ScatterPlot(QWidget):
@@ -386,6 +389,7 @@ class ScoresView(QWidget):
             item = QListWidgetItem(
                 f"{rank}. {version.name}{mark} · fidelity {score.fidelity:.3f} · "
                 f"novelty {score.novelty:.3f} · mix {combined[vid]:.2f}{at}"
+                + (f" · {plugin_text(score)}" if score.plugins else "")
             )
             item.setToolTip(score_text(version.name, score))
             item.setData(_ID_ROLE, vid)

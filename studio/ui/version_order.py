@@ -1,4 +1,5 @@
-"""The Versions panel's order: creation (the tree) or ranked by the versions' scores.
+"""The Versions panel's order: creation (the tree) or ranked by the versions' scores,
+or by a scorer plug-in's value ("By clip") once some version has one.
 
 Keeps the panel in step with :attr:`TasteState.panel_key <studio.scores.TasteState>`,
 the explore ↔ exploit mix the Scores dock sets and the scores in the tree (those
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 
-from studio.scores import TasteState, panel_order
+from studio.scores import PLUGIN_ORDER, TasteState, panel_order, plugin_names
 from studio.session import Session
 from studio.ui.versions_panel import VersionsPanel
 
@@ -32,7 +33,12 @@ class VersionOrder(QObject):
         self._on_key(state.panel_key)
 
     def apply(self, *_args: object) -> None:
+        names = plugin_names(self._session.scores)
+        self._panel.show_plugin_orders(names)
         key = self._state.panel_key
+        if key.startswith(PLUGIN_ORDER) and key.removeprefix(PLUGIN_ORDER) not in names:
+            self._state.set_panel_key("created")  # its values are gone (undone, deleted)
+            return
         if key == "created":
             self._panel.show_ranked(None)
             return

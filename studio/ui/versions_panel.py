@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from studio.brood import BroodOrigins
 from studio.document.versions import Version, VersionTree
+from studio.scores import PLUGIN_ORDER
 from studio.ui.qimage import to_thumbnail
 
 ICON = 36
@@ -155,7 +156,23 @@ class VersionsPanel(QWidget):
     def show_order_key(self, key: str) -> None:
         """Show ``key`` in the Order box without asking for it again."""
         self.order.blockSignals(True)
-        self.order.setCurrentIndex(list(ORDER_LABELS).index(key))
+        self.order.setCurrentIndex(max(0, self.order.findData(key)))
+        self.order.blockSignals(False)
+
+    def show_plugin_orders(self, names: list[str]) -> None:
+        """Offer "By <name>" in the Order box for each scorer plug-in in ``names`` (those
+        some version has a value of), after the built-in orders."""
+        keys = [f"{PLUGIN_ORDER}{name}" for name in names]
+        shown = [self.order.itemData(i) for i in range(len(ORDER_LABELS), self.order.count())]
+        if shown == keys:
+            return
+        current = self.order.currentData()
+        self.order.blockSignals(True)
+        while self.order.count() > len(ORDER_LABELS):
+            self.order.removeItem(self.order.count() - 1)
+        for name, key in zip(names, keys, strict=True):
+            self.order.addItem(f"By {name}", key)
+        self.order.setCurrentIndex(max(0, self.order.findData(current)))
         self.order.blockSignals(False)
 
     def show_ranked(self, version_ids: list[str] | None) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from studio.document.versions import VersionTree
+from studio.engine.plugins import PluginSpec, plugin_setting
 from studio.engine.recipe import Recipe
 from studio.protocol import JobFinished, ModelLoaded, StepRecord
 from studio.scores import ordered, score_groups
@@ -111,3 +112,27 @@ def test_scoring_versions_fills_scores_with_progress_and_repeats_exactly(
     alone = session.scores[ids[0]]
     assert (alone.fidelity, alone.novelty) == first[ids[0]][:2]
     assert alone.context_novelty is None
+
+
+def test_plugin_values_land_on_the_versions_and_outlive_a_score_without_them(
+    qtbot, session, tiny_model_dir, tiny_clip_dir
+):
+    with qtbot.waitSignal(
+        session.message_handled,
+        timeout=60_000,
+        check_params_cb=lambda m: isinstance(m, JobFinished),
+    ) as finished:
+        session.generate(_recipe(str(tiny_model_dir), seed=3))
+    vid = finished.args[0].version_id
+    spec = PluginSpec("clip", str(tiny_clip_dir))
+
+    with qtbot.waitSignal(session.scores_changed, timeout=60_000):
+        session.score([vid], timesteps=2, noises=1, plugins=[spec])
+    (value,) = session.scores[vid].plugins
+    assert value.name == "clip" and value.setting == plugin_setting(spec)
+    assert value.setting.startswith("clip clip ") and len(value.setting.split()[-1]) == 12
+
+    with qtbot.waitSignal(session.scores_changed, timeout=60_000):
+        session.score([vid], timesteps=1, noises=1)
+    assert session.scores[vid].setting.timesteps == 1
+    assert session.scores[vid].plugins == (value,)  # recomputed only when asked

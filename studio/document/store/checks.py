@@ -291,7 +291,11 @@ def _check_counts(label: str, conn: sqlite3.Connection, version: int) -> None:
         ).fetchone()[0]
     if version >= 3:
         bad += conn.execute(
-            "SELECT count(*) FROM images WHERE typeof(hash) != 'text' OR typeof(png) != 'blob'"
+            "SELECT (SELECT count(*) FROM images WHERE typeof(hash) != 'text'"
+            "  OR typeof(png) != 'blob')"
+            " + (SELECT count(*) FROM plugin_scores WHERE typeof(version_id) != 'text'"
+            "  OR typeof(name) != 'text' OR typeof(setting) != 'text'"
+            "  OR typeof(value) NOT IN ('real', 'integer'))"
         ).fetchone()[0]
     if bad:
         raise ProjectError(

@@ -184,6 +184,13 @@ _UPGRADE_2_TO_3 = (
     kind TEXT NOT NULL CHECK (kind IN ('image', 'mask')),
     png BLOB NOT NULL
 )""",
+    """CREATE TABLE plugin_scores (
+    version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    setting TEXT NOT NULL,
+    PRIMARY KEY (version_id, name)
+)""",
 )
 
 

@@ -353,11 +353,12 @@ class ProjectStore:
         return self.submit(write, "store result")
 
     def set_scores(self, version_id: str, scores: ScoreRecord | None) -> Future[None]:
-        """Store a version's scores with what produced them (replacing any), or with None
-        forget them."""
+        """Store a version's scores and its plug-in values with what produced them
+        (replacing any), or with None forget them."""
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM scores WHERE version_id = ?", (version_id,))
+            conn.execute("DELETE FROM plugin_scores WHERE version_id = ?", (version_id,))
             if scores is None:
                 return
             conn.execute(
@@ -373,6 +374,13 @@ class ProjectStore:
                     scores.context_novelty,
                     bytes(scores.features),
                 ),
+            )
+            conn.executemany(
+                "INSERT INTO plugin_scores(version_id, name, value, setting) VALUES (?, ?, ?, ?)",
+                [
+                    (version_id, name, float(value), setting)
+                    for name, value, setting in scores.plugins
+                ],
             )
 
         return self.submit(write, "store scores")

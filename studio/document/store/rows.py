@@ -28,8 +28,8 @@ def has_lineage(conn: sqlite3.Connection) -> bool:
 
 
 def has_images(conn: sqlite3.Connection) -> bool:
-    """Whether the file has version 3's images table (an older file read before its upgrade
-    has not, and holds no init images or masks)."""
+    """Whether the file has version 3's tables, ``images`` and ``plugin_scores`` (an older
+    file read before its upgrade has not, and holds no init images, masks or plug-in values)."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0]) >= 3
 
 
@@ -122,9 +122,16 @@ def read_snapshot(conn: sqlite3.Connection) -> ProjectSnapshot:
 
 
 def read_scores(conn: sqlite3.Connection) -> dict[str, ScoreRecord]:
-    """The stored scores of live versions, by version id."""
+    """The stored scores of live versions, by version id, with their plug-in values
+    (a version-2 file, read before its upgrade, has none)."""
+    plugins: dict[str, list[tuple[str, float, str]]] = {}
+    if has_images(conn):
+        for version_id, name, value, setting in conn.execute(
+            "SELECT version_id, name, value, setting FROM plugin_scores ORDER BY version_id, name"
+        ):
+            plugins.setdefault(version_id, []).append((name, float(value), setting))
     return {
-        r[0]: ScoreRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+        r[0]: ScoreRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(plugins.get(r[0], ())))
         for r in conn.execute(
             "SELECT s.version_id, s.setting_json, s.fidelity, s.novelty,"
             " s.novelty_unconditional, s.context_novelty, s.features"

@@ -5,7 +5,9 @@ lineage of bred versions (``version_parents``: every parent with its weight, and
 ``versions.generation``) and stored scores (``scores``). Version 3 added
 ``images``: init images and masks, PNG, keyed by the content hash a recipe names
 them by (``studio.engine.img2img.image_hash``, the sha256 of their pixels); the
-canvas's current mask is the one ``meta`` names under ``canvas_mask``. An older file
+canvas's current mask is the one ``meta`` names under ``canvas_mask``; and
+``plugin_scores``: a version's scorer plug-in values (CLIP score, an aesthetic head),
+each with the setting that produced it, stored beside its ``scores`` row. An older file
 is upgraded by :mod:`~studio.document.store.migration` after a backup copy is
 written next to it; a newer file is refused by
 :func:`~studio.document.store.checks.check_project_file` without being touched.
@@ -23,7 +25,9 @@ SCHEMA_VERSION = 3
 APPLICATION_ID = 0x4E535444  # "NSTD": marks the file as ours in the SQLite header
 APP_NAME = "noise-studio"
 SUFFIX = ".studio"
-TABLES = frozenset({"meta", "versions", "steps", "layers", "version_parents", "scores", "images"})
+TABLES = frozenset(
+    {"meta", "versions", "steps", "layers", "version_parents", "scores", "images", "plugin_scores"}
+)
 
 SCHEMA = f"""
 CREATE TABLE meta (
@@ -98,6 +102,14 @@ CREATE TABLE images (
     hash TEXT PRIMARY KEY,
     kind TEXT NOT NULL CHECK (kind IN ('image', 'mask')),
     png BLOB NOT NULL
+);
+
+CREATE TABLE plugin_scores (
+    version_id TEXT NOT NULL REFERENCES versions(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    setting TEXT NOT NULL,
+    PRIMARY KEY (version_id, name)
 );
 
 PRAGMA application_id = {APPLICATION_ID};
@@ -178,6 +190,9 @@ class ScoreRecord:
     novelty_unconditional: float | None
     context_novelty: float | None
     features: bytes = field(repr=False)
+    plugins: tuple[tuple[str, float, str], ...] = ()
+    """Scorer plug-in values as (name, value, setting): the plug-in's name, its value
+    and what produced it (its folder and a hash of its config)."""
 
 
 @dataclass(frozen=True)
