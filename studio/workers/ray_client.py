@@ -34,6 +34,8 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,14 +106,34 @@ def connect(address: str | None = None, local_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     where = "on this machine" if address in LOCAL_ADDRESSES else f"at {address}"
+    if address in LOCAL_ADDRESSES:
+        options: dict[str, Any] = {"num_cpus": local_cpus, "include_dashboard": False}
+    else:
+        options = {"address": address}
     try:
-        if address in LOCAL_ADDRESSES:
-            ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)
+        _on_ray_owner(ray.init, log_to_driver=False, **options)
     except Exception as exc:
         raise ClusterError(f"Cannot reach a Ray cluster {where}: {one_sentence(exc)}") from None
     return True
+
+
+_ray_owner: ThreadPoolExecutor | None = None
+_ray_owner_lock = threading.Lock()
+
+
+def _on_ray_owner(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run ``fn`` on the one thread of this process that starts and stops Ray, and wait.
+
+    A cluster that ``ray.init`` starts here (its GCS and raylet processes) is killed
+    when the *thread* that started it ends: Ray asks Linux to signal its children on
+    the parent's death, and Linux counts a thread as the parent. So Ray is started on a
+    thread that lives as long as the process, never on a short-lived connecting one."""
+    global _ray_owner
+    with _ray_owner_lock:
+        if _ray_owner is None:
+            _ray_owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-owner")
+        owner = _ray_owner
+    return owner.submit(fn, *args, **kwargs).result()
 
 
 def _check_reachable(address: str) -> None:
@@ -277,7 +299,7 @@ class RayWorker(WorkerClient):
         if owns_ray:
             import ray
 
-            ray.shutdown()
+            _on_ray_owner(ray.shutdown)
 
     def take_waiting(self) -> list[Request]:
         with self._cond:
