@@ -85,6 +85,7 @@ TORCH_FREE_ENGINE = (
     "studio.engine.grid",
     "studio.engine.batching",
     "studio.engine.init_pixels",
+    "studio.engine.plugins",
 )
 
 

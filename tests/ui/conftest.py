@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QSettings
 
-from studio.protocol import ModelLoaded
+from studio.protocol import ModelList, ModelLoaded
 from studio.session import Session
 from studio.ui.main_window import MainWindow
 from studio.workers.local import LocalWorker
@@ -35,12 +35,18 @@ def open_window(qtbot, model_dir: Path, settings_path: Path, worker=None) -> Mai
     win = MainWindow(session, settings)
     qtbot.addWidget(win)
     win.show()
-    with qtbot.waitSignal(
-        win.session.message_handled,
-        timeout=GENERATION_TIMEOUT_MS,
-        check_params_cb=lambda m: isinstance(m, ModelLoaded),
-    ):
-        win.start_worker()
+    seen: list[type] = []
+
+    def record(message: object) -> None:
+        seen.append(type(message))
+
+    win.session.message_handled.connect(record)
+    win.start_worker()
+    # The start-up listing too: a test's own ListModels must not be overtaken by it.
+    qtbot.waitUntil(
+        lambda: ModelLoaded in seen and ModelList in seen, timeout=GENERATION_TIMEOUT_MS
+    )
+    win.session.message_handled.disconnect(record)
     set_small_recipe(win)
     return win
 
