@@ -1,6 +1,7 @@
 """Kill a writing process with SIGKILL at random moments; nothing committed may be lost.
 
-Each round starts ``store_fault_writer.py``, lets it edit for a random 20-300 ms
+Each of ``ROUNDS`` rounds (50; ``NOISE_STUDIO_KILL_ROUNDS`` sets another count) starts
+``store_fault_writer.py``, lets it edit for a random 20-300 ms
 (or kills it while it is still opening the file), and SIGKILLs it. Then:
 
 - the file passes ``PRAGMA integrity_check`` and ``foreign_key_check``;
@@ -36,7 +37,9 @@ from tests.document.store_fault_writer import (
     read_state,
 )
 
-ROUNDS = 100
+ROUNDS = int(os.environ.get("NOISE_STUDIO_KILL_ROUNDS", "50"))
+"""50 kills by default, to keep the default run short; set NOISE_STUDIO_KILL_ROUNDS=100 (or more)
+for a longer hunt."""
 REPO = Path(__file__).resolve().parents[2]
 WRITER = Path(__file__).with_name("store_fault_writer.py")
 

@@ -10,8 +10,7 @@ from PySide6.QtWidgets import QInputDialog
 from studio.document.layers import Layer
 from studio.engine.recipe import image_hash
 from studio.ui.mask_tool import MaskToolKind
-from tests.ui.conftest import open_window
-from tests.ui.test_project_flow import Answers, attach_session
+from tests.ui.test_project_flow import Answers, attach_session, reopened_window
 
 
 def gradient_layer(width: int = 32, height: int = 32) -> Layer:
@@ -178,15 +177,9 @@ def test_the_mask_survives_saving_and_reopening(qtbot, window, tmp_path, tiny_mo
     window.mask_tool.invert_action.trigger()  # a change after Save As, written on close
     window.close()
 
-    reopened = open_window(qtbot, tiny_model_dir, tmp_path / "settings2.ini")
-    other = attach_session(reopened, tmp_path / "recovery2", Answers())
-    other.start()
-    try:
-        assert other.open_project(target)
+    with reopened_window(qtbot, target, tiny_model_dir, tmp_path) as (reopened, other):
         assert np.array_equal(reopened.session.mask.pixels, 255 - painted)
         kinds = other.project.store.submit(
             lambda conn: conn.execute("SELECT count(*) FROM images WHERE kind = 'mask'").fetchone()
         ).result()
         assert kinds == (1,), "earlier states of the painted mask are not kept"
-    finally:
-        reopened.close()

@@ -4,8 +4,7 @@ ordering the Versions panel, and read back from the project without rescoring.""
 from __future__ import annotations
 
 from studio.ui.plugin_settings import CLIP_KEY
-from tests.ui.conftest import open_window
-from tests.ui.test_project_flow import Answers, attach_session
+from tests.ui.test_project_flow import Answers, attach_session, reopened_window
 from tests.ui.test_scores_flow import _score_selected, _three_versions
 
 
@@ -48,11 +47,7 @@ def test_a_clip_plugin_scores_shows_orders_and_survives_reopening(
     assert projects.save_as(target)
     window.close()
 
-    reopened = open_window(qtbot, tiny_model_dir, tmp_path / "settings2.ini")
-    other = attach_session(reopened, tmp_path / "recovery2", Answers())
-    other.start()
-    try:
-        assert other.open_project(target)
+    with reopened_window(qtbot, target, tiny_model_dir, tmp_path) as (reopened, _projects):
         session = reopened.session
         assert {v: session.scores[v].plugin("clip") for v in clip} == clip
         assert session.scores[expected[0]].plugins[0].setting.startswith("clip clip ")
@@ -63,5 +58,3 @@ def test_a_clip_plugin_scores_shows_orders_and_survives_reopening(
         assert " · clip " in tip
         qtbot.wait(50)
         assert not session.score_jobs, "nothing was rescored"
-    finally:
-        reopened.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -53,6 +54,21 @@ def attach_session(window: MainWindow, folder: Path, answers: Answers) -> Projec
     session.ask_open_path = lambda: None
     session.show_error = answers.errors.append
     return session
+
+
+@contextlib.contextmanager
+def reopened_window(
+    qtbot, target: Path, model_dir: Path, tmp_path: Path
+) -> Iterator[tuple[MainWindow, ProjectSession]]:
+    """The saved project ``target`` opened in a second window, closed afterwards."""
+    window = open_window(qtbot, model_dir, tmp_path / "settings2.ini")
+    projects = attach_session(window, tmp_path / "recovery2", Answers())
+    projects.start()
+    try:
+        assert projects.open_project(target)
+        yield window, projects
+    finally:
+        window.close()
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from studio import taste
 from studio.ui.versions_panel import ORDER_LABELS
-from tests.ui.conftest import generate_and_wait, open_window
-from tests.ui.test_project_flow import Answers, attach_session
+from tests.ui.conftest import generate_and_wait
+from tests.ui.test_project_flow import Answers, attach_session, reopened_window
 from tests.ui.test_scores_flow import _list_order, _score_selected, _three_versions
 
 KEYS = list(ORDER_LABELS)
@@ -70,11 +70,7 @@ def test_scores_stored_in_the_project_order_the_panel_after_reopening(
     assert projects.save_as(target)
     window.close()
 
-    reopened = open_window(qtbot, tiny_model_dir, tmp_path / "settings2.ini")
-    other = attach_session(reopened, tmp_path / "recovery2", Answers())
-    other.start()
-    try:
-        assert other.open_project(target)
+    with reopened_window(qtbot, target, tiny_model_dir, tmp_path) as (reopened, _projects):
         session = reopened.session
         assert {v: session.scores[v].fidelity for v in stored} == stored
         _choose(reopened, "fidelity")
@@ -89,5 +85,3 @@ def test_scores_stored_in_the_project_order_the_panel_after_reopening(
         assert not session.score_jobs, "nothing was rescored"
         qtbot.wait(50)
         assert not session.score_jobs
-    finally:
-        reopened.close()
