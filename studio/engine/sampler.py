@@ -256,20 +256,10 @@ class Sampler:
                         prediction,
                         extra,
                     )
-                kwargs: dict[str, Any] = {}
-                if spec.noise == "generator":
-                    kwargs["generator"] = noise.step_generator(recipe.seed, index)
-                elif spec.noise == "variance":
-                    variance = noise.step_noise(recipe.seed, index, shape)
-                    if recipe.temperature != 1.0:
-                        variance = variance * recipe.temperature
-                    kwargs["variance_noise"] = variance.to(model.device)
-                latent = scheduler.step(model_output, timestep, latent, **kwargs).prev_sample
-                if spec.noise == "generator" and recipe.temperature != 1.0:
-                    latent = _ancestral_temperature(latent, scheduler, recipe, index, shape)
-                if init is not None:
-                    latent = init.keep_known(latent, levels[index + 1])
-                    x0_pred = init.keep_known_x0(x0_pred)
+                latent, x0_pred = _advance(
+                    scheduler, spec, recipe, index, shape, model_output, timestep, latent,
+                    x0_pred, init, levels[index + 1],
+                )  # fmt: skip
             except _Cancelled:
                 return
             except RuntimeError as exc:
@@ -550,23 +540,10 @@ class Sampler:
             for position in running:
                 recipe = recipes[position]
                 scheduler, (model_output, x0_pred) = runs[position], predicted[position]
-                kwargs: dict[str, Any] = {}
-                if spec.noise == "generator":
-                    kwargs["generator"] = noise.step_generator(recipe.seed, index)
-                elif spec.noise == "variance":
-                    variance = noise.step_noise(recipe.seed, index, shape)
-                    if recipe.temperature != 1.0:
-                        variance = variance * recipe.temperature
-                    kwargs["variance_noise"] = variance.to(model.device)
-                latent = scheduler.step(
-                    model_output, timestep, latents[position], **kwargs
-                ).prev_sample
-                if spec.noise == "generator" and recipe.temperature != 1.0:
-                    latent = _ancestral_temperature(latent, scheduler, recipe, index, shape)
-                init = inits[position]
-                if init is not None:
-                    latent = init.keep_known(latent, levels[index + 1])
-                    x0_pred = init.keep_known_x0(x0_pred)
+                latent, x0_pred = _advance(
+                    scheduler, spec, recipe, index, shape, model_output, timestep,
+                    latents[position], x0_pred, inits[position], levels[index + 1],
+                )  # fmt: skip
                 if not bool(torch.isfinite(latent).all()):
                     raise NonFiniteError(
                         f"The image became invalid (NaN) at step {index + 1} of {lead.steps}; "
@@ -802,6 +779,40 @@ class _EveryEvent:
         if self._cancel is not None and self._cancel.is_set():
             return True
         return all(event.is_set() for event in self._events)
+
+
+def _advance(
+    scheduler: Any,
+    spec: Any,
+    recipe: Recipe,
+    index: int,
+    shape: tuple[int, ...],
+    model_output: torch.Tensor,
+    timestep: torch.Tensor,
+    latent: torch.Tensor,
+    x0_pred: torch.Tensor,
+    init: Any,
+    level: tuple[float, float],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One scheduler step of ``recipe`` (a lone run's or one row of a batch's): the
+    per-step noise drawn from (seed, step) as the sampler takes it, scaled by the
+    temperature, and an inpaint's known region put back at ``level``, the noise level
+    just reached. Returns the new latent and x0-hat."""
+    kwargs: dict[str, Any] = {}
+    if spec.noise == "generator":
+        kwargs["generator"] = noise.step_generator(recipe.seed, index)
+    elif spec.noise == "variance":
+        variance = noise.step_noise(recipe.seed, index, shape)
+        if recipe.temperature != 1.0:
+            variance = variance * recipe.temperature
+        kwargs["variance_noise"] = variance.to(latent.device)
+    latent = scheduler.step(model_output, timestep, latent, **kwargs).prev_sample
+    if spec.noise == "generator" and recipe.temperature != 1.0:
+        latent = _ancestral_temperature(latent, scheduler, recipe, index, shape)
+    if init is not None:
+        latent = init.keep_known(latent, level)
+        x0_pred = init.keep_known_x0(x0_pred)
+    return latent, x0_pred
 
 
 def _ancestral_temperature(
