@@ -120,14 +120,7 @@ class MaskTool(QObject):
         self.toolbar = QToolBar("Mask", window)
         self.toolbar.setObjectName("mask_toolbar")
         self.toolbar.setMovable(False)
-        for tool_action in (
-            self.mode_action,
-            self.brush_action,
-            self.eraser_action,
-            self.rectangle_action,
-            self.invert_action,
-            self.clear_action,
-        ):
+        for tool_action in self.actions()[:6]:  # the brush sizes stay keys and menu items
             self.toolbar.addAction(tool_action)
         self.menu = QMenu("&Mask", window)
         for item in (*self.toolbar.actions()[:4], None, *self.actions()[4:]):
