@@ -19,17 +19,26 @@ from pathlib import Path
 _UMASK_LOCK = threading.Lock()
 
 
-def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None] | bytes) -> Path:
+def write_atomically(
+    path: str | os.PathLike[str],
+    write: Callable[[Path], None] | bytes,
+    *,
+    temp_suffix: str | None = None,
+    before_replace: Callable[[Path], None] | None = None,
+) -> Path:
     """Fill a temporary file with ``write(temp)`` (or the given bytes), then move it over ``path``.
 
+    The temporary name ends in ``.part`` and the target's suffix (so a writer that
+    picks a format by suffix picks the right one), or in ``temp_suffix``.
+    ``before_replace(path)`` runs once the temporary file is complete and on disk,
+    just before the rename (the store removes the old file's sidecars there).
     Errors propagate unchanged (``OSError`` for the folder or the disk, or
     whatever ``write`` raised); the caller turns them into its own message.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, temp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=folder
-    )
+    suffix = ".part" + path.suffix if temp_suffix is None else temp_suffix
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
     os.close(fd)
     temp = Path(temp_name)
     try:
@@ -40,6 +49,8 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
         # mkstemp makes the file private (0600); a saved file gets the usual mode instead.
         os.chmod(temp, 0o666 & ~current_umask())
         fsync_path(temp)
+        if before_replace is not None:
+            before_replace(path)
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):

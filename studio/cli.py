@@ -506,9 +506,12 @@ def _write_bytes(path: Path, data: bytes) -> None:
 def _write_preview(path: Path, preview: Any, recipe: Any) -> None:
     from PIL import Image
 
-    Image.fromarray(preview).resize((recipe.width, recipe.height), Image.Resampling.BILINEAR).save(
-        path
+    from studio.atomic_write import write_atomically
+
+    image = Image.fromarray(preview).resize(
+        (recipe.width, recipe.height), Image.Resampling.BILINEAR
     )
+    write_atomically(path, lambda temp: image.save(temp, format="PNG"))
 
 
 def _write_image(path: Path, image: Any, recipe: Any, model_hash: str) -> None:

@@ -1,9 +1,10 @@
 """The project file on disk: creating it, copying it whole (SQLite's backup API), and its sidecars.
 
-A new file or a copy is written to a temporary file beside its target, fsynced,
-and renamed over the target only when complete; the folder is fsynced so the
-rename survives a power cut. The temporary names do not end in ``.studio``, so
-a crash mid-write never leaves something that looks like a project.
+A new file or a copy is written through :func:`studio.atomic_write.write_atomically`
+(the helper export and the CLI use): a temporary file beside its target, fsynced,
+renamed over the target only when complete, and the folder fsynced so the rename
+survives a power cut. The temporary names do not end in ``.studio``, so a crash
+mid-write never leaves something that looks like a project.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.atomic_write import fsync_folder, fsync_path
+from studio import atomic_write
 from studio.document.store.errors import ProjectError, ProjectErrorReason, project_error
 
 SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -81,23 +82,20 @@ def _write_beside(
     fill: Callable[[sqlite3.Connection], None],
     before_replace: Callable[[Path], None] | None = None,
 ) -> None:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.{temp_suffix}")
-    try:
-        dest = sqlite3.connect(tmp, isolation_level=None)
+    def write(temp: Path) -> None:
+        dest = sqlite3.connect(temp, isolation_level=None)
         try:
             fill(dest)
         finally:
             dest.close()
-        fsync_path(tmp)
-        if before_replace is not None:
-            before_replace(target)
-        os.replace(tmp, target)
-        fsync_folder(target.parent)
+
+    try:
+        atomic_write.write_atomically(
+            target, write, temp_suffix=f".{temp_suffix}", before_replace=before_replace
+        )
     except sqlite3.Error as exc:
-        unlink_quietly(tmp)
         raise project_error(exc, target, action) from None
     except OSError as exc:
-        unlink_quietly(tmp)
         if exc.errno == errno.ENOSPC:
             raise ProjectError(
                 f"The disk is full; “{target.name}” could not be {action} there.",
