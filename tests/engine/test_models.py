@@ -97,3 +97,38 @@ def test_the_cli_and_the_window_share_one_thread_count(monkeypatch):
     assert studio_torch_threads() == 1
     monkeypatch.setenv(THREADS_ENV, "5")
     assert studio_torch_threads() == 5
+
+
+def test_the_cli_and_the_window_worker_set_that_count_when_they_load_a_model(monkeypatch):
+    """The pixel test in tests/session runs with OMP_NUM_THREADS=1, where any policy gives 1;
+    here the overrides are gone, so a loader that picked its own count would differ."""
+    import argparse
+
+    from studio import cli
+    from studio.engine import models
+    from studio.engine.recipe import Recipe
+    from studio.workers import local
+
+    class Loaded:
+        native_size = 64
+
+    monkeypatch.delenv(models.THREADS_ENV, raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 5)
+    monkeypatch.setattr(models, "load_model", lambda *_args, **_kwargs: Loaded())
+    monkeypatch.setattr("studio.engine.sampler.Sampler", lambda model: model)
+    threads = torch.get_num_threads()
+    counts = []
+    try:
+        for load in (
+            lambda: local._default_load_model("bundled"),
+            lambda: cli.load_sampler(
+                argparse.Namespace(memory_saving="", device="cpu"), Recipe("a fox"), True
+            ),
+        ):
+            torch.set_num_threads(1)
+            load()
+            counts.append(torch.get_num_threads())
+    finally:
+        torch.set_num_threads(threads)
+    assert counts == [4, 4], "the window's worker, then the CLI"
