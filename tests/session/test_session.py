@@ -101,6 +101,8 @@ def test_no_tensor_is_reachable_from_the_document_after_a_generation(
             frontier += list(item)
         elif dataclasses.is_dataclass(item):
             frontier += [getattr(item, f.name) for f in dataclasses.fields(item)]
+        else:  # an object the walk cannot see inside could hold a tensor unseen
+            raise AssertionError(f"the walk cannot see inside a {type(item).__name__}")
     assert found.get("StepRecord", 0) == 6 + 4 and found.get("bytes", 0) >= 10
 
 
