@@ -287,7 +287,7 @@ def test_closing_during_a_generation_stops_the_worker(qtbot, window):
 
 
 def test_heartbeat_keeps_ticking_during_a_generation(qtbot, window):
-    """The UI thread keeps serving timers while the worker computes (timings: tests/bench/heartbeat.py)."""
+    """The UI thread keeps serving timers while the worker computes (timings: tests/bench/bench_heartbeat.py)."""
     ticks_between_steps: list[int] = []
     ticks = [0]
     heartbeat = QTimer()
