@@ -114,3 +114,17 @@ def test_worker_clients_and_the_session_keep_to_their_rooms():
         assert not [
             m for m in imports if m.startswith("studio.engine.") and not m.startswith(vocabulary)
         ], f"{path.name} reaches into the engine; it goes through the session and the protocol"
+
+
+def test_the_window_is_layout_and_wiring_and_no_feature_reaches_for_it():
+    window = ROOT / "studio" / "ui" / "main_window.py"
+    lines = len(window.read_text(encoding="utf-8").splitlines())
+    assert lines < 350, f"main_window.py has {lines} lines; a feature belongs in its own module"
+    # Features get the session and the widgets they work with (the window only as a Qt
+    # parent, typed QWidget or QMainWindow), so none of them imports the window's class.
+    reaching = [
+        p.name
+        for p, m in _imports(ROOT / "studio")
+        if m.startswith("studio.ui.main_window") and p.name != "app.py"
+    ]
+    assert reaching == [], f"{reaching} import the window; they take the session instead"
