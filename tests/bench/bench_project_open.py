@@ -174,7 +174,9 @@ def measure(path: Path) -> dict[str, float]:
     versions = tree.versions()
     picks: list[tuple[str, int]] = []
     seen: set[tuple[str, int]] = set()
-    while len(picks) < SCRUB_READS:
+    # distinct steps only, so a small project (--versions 20 --steps 3) reads all it has
+    wanted = min(SCRUB_READS, sum(n for *_, n in listing))
+    while len(picks) < wanted:
         version = rng.choice(versions)
         pick = (version.id, rng.choice(tree.trajectory(version.id)).index)
         owner = tree.step_owner(*pick).id
@@ -199,6 +201,7 @@ def measure(path: Path) -> dict[str, float]:
         "total_s": listed - started,
         "rss_added_mb": after - before,
         "held_after_open": float(held),
+        "scrub_reads": float(len(times)),
         "scrub_median_ms": statistics.median(times),
         "scrub_p95_ms": sorted(times)[int(len(times) * 0.95)],
     }
@@ -256,7 +259,7 @@ def main() -> None:
     )
     median = figures["scrub_median_ms"]
     print(
-        f"read one stored step cold (tree.step, {SCRUB_READS} random): median {median:.2f} ms,"
+        f"read one stored step cold (tree.step, {figures['scrub_reads']:.0f} random): median {median:.2f} ms,"
         f" p95 {figures['scrub_p95_ms']:.2f} ms"
         f"  [target < {SCRUB_TARGET_MS:.0f} ms: {verdict(median < SCRUB_TARGET_MS)}]"
     )
