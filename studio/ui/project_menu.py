@@ -65,8 +65,8 @@ from studio.document.store import (
     ProjectErrorReason,
     ProjectStore,
     check_project_file,
+    set_journal_aside,
 )
-from studio.document.store.files import set_journal_aside
 from studio.engine.recipe import MAX_PROMPT_CHARS
 from studio.session import Session
 

@@ -14,6 +14,7 @@ One module per idea:
 
 from studio.document.store.checks import FULL_CHECK_BYTES, check_project_file, peek
 from studio.document.store.errors import ProjectError, ProjectErrorReason
+from studio.document.store.files import set_journal_aside
 from studio.document.store.project_store import ProjectStore
 from studio.document.store.schema import (
     APP_NAME,
@@ -41,4 +42,5 @@ __all__ = [
     "VersionRecord",
     "check_project_file",
     "peek",
+    "set_journal_aside",
 ]
