@@ -346,6 +346,28 @@ def test_attention_slicing_on_slices_the_unets_attention(tiny_model_dir):
     assert processors and all(isinstance(p, SlicedAttnProcessor) for p in processors)
 
 
+def test_a_single_files_config_folder_is_recognised_among_the_model_folders(
+    sd1_layout, tiny_model_dir, tiny_xl_model_dir, tmp_path, monkeypatch
+):
+    from studio.engine.model_refs import find_config_folder
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    folder, single = sd1_layout
+    others = tmp_path / "others"
+    shutil.copytree(tiny_model_dir, others / "a-tiny")  # SD 1-like, other UNet shapes
+    shutil.copytree(tiny_xl_model_dir, others / "b-xl")
+    assert find_config_folder(single, [others]) is None
+    assert find_config_folder(single, [others, folder.parent]) == folder
+
+
+def test_real_unet_configs_build_the_input_blocks_of_the_original_files():
+    from studio.engine.model_files import _config_unet_layout
+
+    # input_blocks.0 to .11 in an SD 1.x/2.x file, .0 to .8 in an SDXL one.
+    assert _config_unet_layout(SD15_UNET) == (320, 12)
+    assert _config_unet_layout(SDXL_UNET) == (320, 9)
+
+
 def test_hf_cache_models_are_named_org_slash_name(tiny_model_dir, tmp_path, monkeypatch):
     snapshot = tmp_path / "hub" / "models--someorg--tiny" / "snapshots" / "1d0c4ebf"
     shutil.copytree(tiny_model_dir, snapshot)
