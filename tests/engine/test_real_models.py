@@ -240,6 +240,25 @@ def test_hashes_are_a1111_short_hashes_and_cached_by_path_size_and_mtime(
     assert model_hash.cached_model_hash(single) is None
 
 
+def test_a_folders_hash_covers_only_the_weights_the_loader_reads(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from studio.engine import model_hash
+
+    monkeypatch.setenv(model_hash.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    plain = model_hash.model_hash(tiny_model_dir)
+    both = shutil.copytree(tiny_model_dir, tmp_path / "both")
+    for weights in list(both.glob("*/*.safetensors")):
+        fp16 = weights.with_name(weights.stem + ".fp16.safetensors")
+        fp16.write_bytes(weights.read_bytes()[::-1])  # unread: plain weights are there
+    assert model_hash.model_hash(both) == plain
+    for weights in [w for w in both.glob("*/*.safetensors") if ".fp16." not in w.name]:
+        weights.unlink()
+    fp16_only = model_hash.folder_weight_files(both)
+    assert fp16_only and all(".fp16." in f.name for f in fp16_only)
+    assert model_hash.model_hash(both) != plain
+
+
 def test_metadata_of_a_user_model_render_names_the_model_and_no_local_path(
     sd1_layout, tmp_path, monkeypatch
 ):
