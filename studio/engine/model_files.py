@@ -897,3 +897,37 @@ def check_single_file(
                 f"the UNet attends to text of width {max(cross)} but the config folder {config_dir} is for width {expected_cross}"
             )
     return family
+
+
+def unet_layout_fits(header: dict[str, Any], config_dir: str | os.PathLike[str]) -> bool:
+    """Whether a single file's UNet (its safetensors ``header``) has the first channels and
+    the number of input blocks that ``config_dir``'s unet/config.json builds; True when
+    either cannot be told. Tells a file's config folder among several of one family."""
+    config = read_json_object(Path(config_dir) / "unet" / "config.json")
+    layout, expected = _unet_layout(header), _config_unet_layout(config)
+    return layout is None or expected is None or layout == expected
+
+
+def _unet_layout(header: dict[str, Any]) -> tuple[int, int] | None:
+    """The file UNet's (first block's channels, number of input blocks), from key names."""
+    prefix = "model.diffusion_model.input_blocks."
+    first = header.get(_SINGLE_FILE_UNET_IN, {}).get("shape")
+    blocks = {key[len(prefix) :].split(".", 1)[0] for key in header if key.startswith(prefix)}
+    if not isinstance(first, list) or len(first) != 4 or not all(b.isdigit() for b in blocks):
+        return None
+    return int(first[0]), max(int(b) for b in blocks) + 1
+
+
+def _config_unet_layout(config: dict[str, Any]) -> tuple[int, int] | None:
+    """What a unet/config.json builds: its first channels and its input blocks (the first
+    convolution, each level's layers, a downsampler after every level but the last)."""
+    channels = config.get("block_out_channels", (320, 640, 1280, 1280))
+    layers = config.get("layers_per_block", 2)
+    if not isinstance(channels, list | tuple) or not channels:
+        return None
+    layers = [layers] * len(channels) if _is_count(layers) else layers
+    if not isinstance(layers, list | tuple) or len(layers) != len(channels):
+        return None
+    if not all(_is_count(n) for n in (*channels, *layers)):
+        return None
+    return int(channels[0]), 1 + sum(layers) + len(channels) - 1

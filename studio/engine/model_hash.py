@@ -1,13 +1,15 @@
 """The short hash that names a model's weights in image metadata, cached on disk.
 
-- A single file: AUTOMATIC1111's ``Model hash`` (``sd_models.model_hash``, the
-  "AutoV2" hash civitai shows): the first 10 hex digits of the sha256 of the
-  whole file.
+- A single file: AUTOMATIC1111's ``Model hash`` (its checkpoint ``shorthash``,
+  the "AutoV2" hash civitai shows; not the legacy ``sd_models.model_hash`` of
+  64 KiB): the first 10 hex digits of the sha256 of the whole file.
 - A diffusers folder: the first 10 hex digits of the sha256 of a
-  ``sha256sum``-style listing of the weight files the loader reads (every
-  ``.safetensors`` of unet, vae, text_encoder and text_encoder_2, in path order):
-  one line ``"<sha256 of the file>  <path relative to the folder>\\n"`` per file.
-  Any change to any weight changes it; configs and tokenizers do not count.
+  ``sha256sum``-style listing of the weight files the loader reads (the
+  ``.safetensors`` of unet, vae, text_encoder and text_encoder_2, shards
+  included; ``*.fp16.safetensors`` only where a part has no plain weights; in
+  path order): one line ``"<sha256 of the file>  <path relative to the folder>\\n"``
+  per file. Any change to any weight the loader reads changes it; configs,
+  tokenizers and unread variants do not count.
 
 Hashing a model reads every byte of its weights (seconds for SD sizes), so each
 file's sha256 is cached in ``model-hashes.json`` under the user's cache folder
@@ -71,10 +73,19 @@ def cached_model_hash(path: str | os.PathLike[str]) -> str | None:
 
 
 def folder_weight_files(folder: Path) -> list[Path]:
-    """The weight files of a diffusers folder that its hash covers, in path order."""
+    """The weight files of a diffusers folder that its hash covers (those the loader
+    reads: ``model_files.weight_files``), in path order."""
+    from studio.engine.errors import ModelError
+    from studio.engine.model_files import weight_files
+
     files: list[Path] = []
     for component in HASHED_COMPONENTS:
-        files += (folder / component).glob("*.safetensors")
+        stem = "model" if component.startswith("text") else "diffusion_pytorch_model"
+        if (folder / component).is_dir():
+            try:
+                files += weight_files(folder / component, stem)
+            except ModelError:  # pickle weights only, or a broken shard index: never loaded
+                continue
     return sorted(files, key=lambda f: f.relative_to(folder).as_posix())
 
 

@@ -60,8 +60,17 @@ def find_config_folder(weights: Path, folders: list[Path] | tuple[Path, ...]) ->
     """A config folder for the single file ``weights`` among the models in ``folders`` and
     the Hugging Face cache: the first diffusers folder that passes the config checks and
     whose family (XL or not) and UNet shapes fit the file's headers; None if none does."""
-    from studio.engine.model_files import check_config_folder, check_single_file
+    from studio.engine.model_files import (
+        check_config_folder,
+        check_safetensors,
+        check_single_file,
+        unet_layout_fits,
+    )
 
+    try:
+        header = check_safetensors(weights)
+    except (ModelError, OSError):
+        return None
     for _label, ref in list_models(folders):
         if ref == BUNDLED_MODEL:
             continue
@@ -71,9 +80,10 @@ def find_config_folder(weights: Path, folders: list[Path] | tuple[Path, ...]) ->
                 continue
             check_config_folder(candidate)
             family = check_single_file(weights, candidate)
+            fits = unet_layout_fits(header, candidate)
         except (ModelError, OSError):
             continue
-        if (family == "sdxl") == (candidate / "text_encoder_2").is_dir():
+        if fits and (family == "sdxl") == (candidate / "text_encoder_2").is_dir():
             return candidate
     return None
 

@@ -46,7 +46,8 @@ class PanelBinding(QObject):
         super().__init__(parent)
         self.session, self.panel, self.settings = session, panel, settings
         self.prompt_dock, self._parent = prompt_dock, parent
-        self._offer_native_size = False
+        # The first model's native size, and a picked model's, unless a size is set meanwhile.
+        self._offer_native_size = True
         self._validate_timer = QTimer(self, singleShot=True, interval=VALIDATE_MS)
         self._tokens_timer = QTimer(self, singleShot=True, interval=TOKENS_MS)
         self._pairing_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-pairing")
@@ -60,6 +61,9 @@ class PanelBinding(QObject):
         panel.recipe_edited.connect(self._tokens_timer.start)
         panel.model_changed.connect(self._choose_model)
         panel.model.activated.connect(self._offer_native_size_next)
+        for box in (panel.width_box, panel.height_box):
+            box.valueChanged.connect(self._keep_size)
+        panel.recipe_set.connect(self._keep_size)
         panel.add_model_folder_requested.connect(self.add_model_folder)
         self._validate_timer.timeout.connect(self._validate)
         self._tokens_timer.timeout.connect(self._request_tokens)
@@ -155,6 +159,9 @@ class PanelBinding(QObject):
 
     def _offer_native_size_next(self, _index: int) -> None:
         self._offer_native_size = True  # the user picked a model: its native size follows
+
+    def _keep_size(self, *_args: object) -> None:
+        self._offer_native_size = False  # a size the user or a recipe set wins
 
     def _on_message(self, message: object) -> None:
         """What the panel shows of the worker's messages; the session already acted on them."""

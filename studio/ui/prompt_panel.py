@@ -54,6 +54,7 @@ class PromptPanel(QWidget):
     generate_requested = Signal()
     cancel_requested = Signal()
     recipe_edited = Signal()
+    recipe_set = Signal()  # every field was filled from a recipe (set_recipe)
     model_changed = Signal(str)
     add_model_folder_requested = Signal()
     branch_cancelled = Signal()
@@ -294,6 +295,7 @@ class PromptPanel(QWidget):
         self.variation_strength.setValue(recipe.variation_strength)
         self.renoise_seed.setText(_seed_text(recipe.renoise_seed))
         self.renoise_strength.setValue(recipe.renoise_strength)
+        self.recipe_set.emit()
 
     def set_imported_recipe(self, recipe: Recipe) -> None:
         """Fill every field but the model from a recipe read from a file (an image's metadata).

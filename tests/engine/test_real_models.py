@@ -240,6 +240,25 @@ def test_hashes_are_a1111_short_hashes_and_cached_by_path_size_and_mtime(
     assert model_hash.cached_model_hash(single) is None
 
 
+def test_a_folders_hash_covers_only_the_weights_the_loader_reads(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from studio.engine import model_hash
+
+    monkeypatch.setenv(model_hash.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    plain = model_hash.model_hash(tiny_model_dir)
+    both = shutil.copytree(tiny_model_dir, tmp_path / "both")
+    for weights in list(both.glob("*/*.safetensors")):
+        fp16 = weights.with_name(weights.stem + ".fp16.safetensors")
+        fp16.write_bytes(weights.read_bytes()[::-1])  # unread: plain weights are there
+    assert model_hash.model_hash(both) == plain
+    for weights in [w for w in both.glob("*/*.safetensors") if ".fp16." not in w.name]:
+        weights.unlink()
+    fp16_only = model_hash.folder_weight_files(both)
+    assert fp16_only and all(".fp16." in f.name for f in fp16_only)
+    assert model_hash.model_hash(both) != plain
+
+
 def test_metadata_of_a_user_model_render_names_the_model_and_no_local_path(
     sd1_layout, tmp_path, monkeypatch
 ):
@@ -275,6 +294,97 @@ def test_the_cli_size_follows_the_model_and_resume_keeps_the_config_folder(
     assert main(["--resume", str(checkpoint), "--json"]) == 0
     resumed = json.loads(capsys.readouterr().out)
     assert resumed["sha256"] == first["sha256"] and resumed["model"] == "sd1-tiny"
+
+
+def test_the_cli_size_without_size_is_the_models_own(tiny_model_dir, tmp_path, capsys):
+    from studio.cli import main
+
+    argv = ["--prompt", "a house", "--steps", "1", "--model", str(tiny_model_dir), "--json"]
+    assert main([*argv, "--out", str(tmp_path / "out.png")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["width"], summary["height"]) == (16, 16)  # sample size 8 × VAE factor 2
+
+
+def test_loading_a_single_file_prints_no_progress_bar(sd1_layout, capfd):
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    folder, single = sd1_layout
+    diffusers_logging.enable_progress_bar()  # as a fresh process has them
+    transformers_logging.enable_progress_bar()
+    try:
+        capfd.readouterr()
+        load_model(str(single), device="cpu", config_dir=str(folder))
+        printed = capfd.readouterr()
+    finally:
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+    assert "Loading" not in printed.err + printed.out and "it/s" not in printed.err
+
+
+def test_a_single_file_too_big_for_free_memory_is_refused_before_a_tensor_is_read(
+    sd1_layout, monkeypatch
+):
+    from studio.engine import memory, single_file
+
+    def no_reading(*_args):
+        raise AssertionError("a tensor was read before the memory check")
+
+    folder, single = sd1_layout
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000)
+    monkeypatch.setattr(single_file, "read_checkpoint", no_reading)
+    with pytest.raises(ModelError, match=r"^sd1-tiny needs about .* this machine has .* free;"):
+        load_model(str(single), device="cpu", config_dir=str(folder))
+
+
+def test_cpu_offload_is_chosen_when_the_gpu_holds_the_largest_part_but_not_all(monkeypatch):
+    from studio.engine import memory
+    from studio.engine.memory_saving import check_fits
+
+    free = {"cpu": 10**12, "cuda": 100}
+    monkeypatch.setattr(memory, "available_bytes", lambda device: free[torch.device(device).type])
+    gpu = torch.device("cuda")
+    assert check_fits("m", 80, gpu, largest_part=50) is False  # it all fits
+    assert check_fits("m", 300, gpu, largest_part=50) is True  # auto: offload
+    assert check_fits("m", 80, gpu, largest_part=50, offload="on") is True
+    with pytest.raises(ModelError, match="the GPU has"):
+        check_fits("m", 300, gpu, largest_part=50, offload="off")
+    with pytest.raises(ModelError, match="the GPU has"):
+        check_fits("m", 300, gpu, largest_part=150)  # not even one part fits
+
+
+def test_attention_slicing_on_slices_the_unets_attention(tiny_model_dir):
+    from diffusers.models.attention_processor import SlicedAttnProcessor
+
+    from studio.engine.memory_saving import MemorySaving
+
+    plain = load_model(str(tiny_model_dir), device="cpu", memory_saving=MemorySaving("off", "off"))
+    assert not any(isinstance(p, SlicedAttnProcessor) for p in plain.unet.attn_processors.values())
+    sliced = load_model(str(tiny_model_dir), device="cpu", memory_saving=MemorySaving("off", "on"))
+    processors = list(sliced.unet.attn_processors.values())
+    assert processors and all(isinstance(p, SlicedAttnProcessor) for p in processors)
+
+
+def test_a_single_files_config_folder_is_recognised_among_the_model_folders(
+    sd1_layout, tiny_model_dir, tiny_xl_model_dir, tmp_path, monkeypatch
+):
+    from studio.engine.model_refs import find_config_folder
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    folder, single = sd1_layout
+    others = tmp_path / "others"
+    shutil.copytree(tiny_model_dir, others / "a-tiny")  # SD 1-like, other UNet shapes
+    shutil.copytree(tiny_xl_model_dir, others / "b-xl")
+    assert find_config_folder(single, [others]) is None
+    assert find_config_folder(single, [others, folder.parent]) == folder
+
+
+def test_real_unet_configs_build_the_input_blocks_of_the_original_files():
+    from studio.engine.model_files import _config_unet_layout
+
+    # input_blocks.0 to .11 in an SD 1.x/2.x file, .0 to .8 in an SDXL one.
+    assert _config_unet_layout(SD15_UNET) == (320, 12)
+    assert _config_unet_layout(SDXL_UNET) == (320, 9)
 
 
 def test_hf_cache_models_are_named_org_slash_name(tiny_model_dir, tmp_path, monkeypatch):

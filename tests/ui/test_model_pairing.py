@@ -107,6 +107,8 @@ def test_a_slow_scan_leaves_the_window_responsive_and_its_pairing_loads(
     assert (win.session.model.ref, win.session.model.config) == (str(weights), str(config))
     assert win.panel.model_note.text() == ""
     assert win.settings.value(MODEL_CONFIGS_KEY) == {str(weights): str(config)}
+    # The recipe records the folder, so a resume of the run loads the file with it.
+    assert win.binding.checked_recipe().model_config == str(config)
 
     # Remembered: picking the file again loads it with its folder without another scan.
     with qtbot.waitSignal(win.session.message_handled, check_params_cb=loaded(BUNDLED_MODEL)):

@@ -1,15 +1,20 @@
-"""The prompt panel as a new user meets it in the real window: typed seeds are kept, branch
+"""The prompt panel as a new user meets it in the real window: the size starts at the model's
+native size and follows a model the user picks, typed seeds are kept, branch
 mode gives the seed mode back, out-of-range numbers are refused as typed, sizes far from
 the model's are warned about and sizes the device cannot hold are refused, unknown words
 are marked, the token counter keeps one convention and Cancel answers at once."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSettings, Qt
 
-from studio.protocol import JobCancelled, JobStarted, PromptInfo
+from studio.engine.recipe import BUNDLED_MODEL, Recipe
+from studio.protocol import JobCancelled, JobStarted, ModelList, ModelLoaded, PromptInfo
+from studio.session import Session
+from studio.ui.main_window import MainWindow
 from studio.ui.prompt_panel import PromptPanel
-from tests.ui.conftest import generate_and_wait, open_window
+from studio.workers.local import LocalWorker
+from tests.ui.conftest import GENERATION_TIMEOUT_MS, generate_and_wait, open_window
 
 
 def type_into(qtbot, widget, text: str) -> None:
@@ -74,6 +79,53 @@ def test_a_size_far_from_native_is_warned_and_one_too_big_is_refused(
         assert "needs about" in panel.size_note.text()
         assert win.generate() is None and not win.session.jobs
         assert "needs about" in panel.error_text() and "1.0 GB" in panel.error_text()
+    finally:
+        win.close()
+
+
+def started_window(qtbot, model_dir, settings_path, before_start=None) -> MainWindow:
+    """A shown window whose first model has loaded, its size fields left as they came."""
+    settings = QSettings(str(settings_path), QSettings.Format.IniFormat)
+    win = MainWindow(Session(LocalWorker(), str(model_dir)), settings)
+    qtbot.addWidget(win)
+    win.show()
+    if before_start is not None:
+        before_start(win)
+    seen: list[type] = []
+    win.session.message_handled.connect(lambda message: seen.append(type(message)))
+    win.start_worker()
+    qtbot.waitUntil(
+        lambda: ModelLoaded in seen and ModelList in seen, timeout=GENERATION_TIMEOUT_MS
+    )
+    return win
+
+
+def test_the_size_is_the_models_native_size_at_start_and_on_a_pick(qtbot, tiny_model_dir, tmp_path):
+    win = started_window(qtbot, tiny_model_dir, tmp_path / "settings.ini")
+    panel = win.panel
+    try:
+        assert (panel.width_box.value(), panel.height_box.value()) == (16, 16)  # not 64
+        panel.width_box.setValue(40)
+        index = panel.model.findData(BUNDLED_MODEL)
+        with qtbot.waitSignal(
+            win.session.message_handled,
+            timeout=GENERATION_TIMEOUT_MS,
+            check_params_cb=lambda m: isinstance(m, ModelLoaded) and m.ref == BUNDLED_MODEL,
+        ):
+            panel.model.setCurrentIndex(index)
+            panel.model.activated.emit(index)  # as a pick by the user
+        assert (panel.width_box.value(), panel.height_box.value()) == (64, 64)
+    finally:
+        win.close()
+
+
+def test_a_recipe_set_before_the_first_model_loads_keeps_its_size(qtbot, tiny_model_dir, tmp_path):
+    restored = Recipe(prompt="a fox", width=64, height=64, model=str(tiny_model_dir))
+    win = started_window(
+        qtbot, tiny_model_dir, tmp_path / "settings.ini", lambda w: w.panel.set_recipe(restored)
+    )
+    try:
+        assert (win.panel.width_box.value(), win.panel.height_box.value()) == (64, 64)
     finally:
         win.close()
 
