@@ -58,8 +58,11 @@ def list_models(extra_dirs: list[Path] | tuple[Path, ...] = ()) -> list[tuple[st
 
 def find_config_folder(weights: Path, folders: list[Path] | tuple[Path, ...]) -> Path | None:
     """A config folder for the single file ``weights`` among the models in ``folders`` and
-    the Hugging Face cache: the first diffusers folder that passes the config checks and
-    whose family (XL or not) and UNet shapes fit the file's headers; None if none does."""
+    the Hugging Face cache: a diffusers folder that passes the config checks and whose
+    family (XL or not) and UNet shapes fit the file's headers. None if none does, and None
+    too when the folders that fit disagree on what the headers cannot tell (an SD 2 base
+    and a 768-v folder share every shape but not prediction type or size): the user is
+    asked rather than given a guess that renders wrongly."""
     from studio.engine.model_files import (
         check_config_folder,
         check_safetensors,
@@ -71,6 +74,7 @@ def find_config_folder(weights: Path, folders: list[Path] | tuple[Path, ...]) ->
         header = check_safetensors(weights)
     except (ModelError, OSError):
         return None
+    fitting: dict[tuple[object, object], Path] = {}
     for _label, ref in list_models(folders):
         if ref == BUNDLED_MODEL:
             continue
@@ -84,8 +88,21 @@ def find_config_folder(weights: Path, folders: list[Path] | tuple[Path, ...]) ->
         except (ModelError, OSError):
             continue
         if fits and (family == "sdxl") == (candidate / "text_encoder_2").is_dir():
-            return candidate
-    return None
+            fitting.setdefault(_undecided_by_headers(candidate), candidate)
+    return next(iter(fitting.values())) if len(fitting) == 1 else None
+
+
+def _undecided_by_headers(folder: Path) -> tuple[object, object]:
+    """What a config folder decides that a single file's tensor shapes do not: the
+    scheduler's prediction type and the UNet's sample size."""
+    from studio.engine.model_files import read_json_object
+
+    try:
+        scheduler = read_json_object(folder / "scheduler" / "scheduler_config.json")
+        unet = read_json_object(folder / "unet" / "config.json")
+    except (ModelError, OSError):
+        return (None, None)
+    return (scheduler.get("prediction_type", "epsilon"), unet.get("sample_size"))
 
 
 def _hf_cache_root() -> Path:

@@ -379,6 +379,25 @@ def test_a_single_files_config_folder_is_recognised_among_the_model_folders(
     assert find_config_folder(single, [others, folder.parent]) == folder
 
 
+def test_folders_that_fit_but_disagree_on_prediction_type_are_not_guessed_between(
+    sd1_layout, tmp_path, monkeypatch
+):
+    from studio.engine.model_refs import find_config_folder
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    folder, single = sd1_layout
+    models = tmp_path / "models"
+    shutil.copytree(folder, models / "a-base")
+    shutil.copytree(folder, models / "b-base-copy")
+    assert find_config_folder(single, [models]) == models / "a-base"  # same settings: either
+    v_config = models / "c-768-v" / "scheduler" / "scheduler_config.json"
+    shutil.copytree(folder, models / "c-768-v")
+    v_config.write_text(
+        json.dumps({**json.loads(v_config.read_text()), "prediction_type": "v_prediction"})
+    )
+    assert find_config_folder(single, [models]) is None  # the user is asked instead
+
+
 def test_real_unet_configs_build_the_input_blocks_of_the_original_files():
     from studio.engine.model_files import _config_unet_layout
 
