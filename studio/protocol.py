@@ -61,10 +61,16 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class LoadModel:
-    """Load ``ref``; ``config`` is the local config folder a single-file model loads with."""
+    """Load ``ref``; ``config`` is the local config folder a single-file model loads with.
+
+    ``memory_saving``: the memory savers, in ``MemorySaving.parse``'s format
+    (``"vae_tiling=on,cpu_offload=off"``; "" leaves each to the worker's environment or
+    automatic). The worker loads every later model with them too, and loads ``ref``
+    again when they differ from those it holds."""
 
     ref: str
     config: str = ""
+    memory_saving: str = ""
 
 
 @dataclass(frozen=True)

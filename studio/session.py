@@ -148,6 +148,7 @@ class ModelState:
     budget: SizeBudget = field(default_factory=SizeBudget)
     held: tuple[str, str] | None = None  # (ref, description) of the last model that loaded
     folders: tuple[str, ...] = field(default_factory=tuple)
+    memory_saving: str = ""  # the savers every load asks for (LoadModel.memory_saving)
 
 
 class ViewState(QObject):
@@ -281,7 +282,7 @@ class Session(QObject):
         self.client.start()
         self.model.loaded = False
         self.model.folders = tuple(folders)
-        self.client.send(LoadModel(self.model.ref, self.model.config))
+        self.client.send(LoadModel(self.model.ref, self.model.config, self.model.memory_saving))
         self.client.send(ListModels(self.model.folders))
 
     def replace_client(self, client: WorkerClient) -> None:
@@ -298,7 +299,15 @@ class Session(QObject):
         """Load ``ref`` (a single file with its ``config`` folder) unless it is the model now."""
         if ref != self.model.ref or config != self.model.config:
             self.model.ref, self.model.config = ref, config
-            self.client.send(LoadModel(ref, config))
+            self.client.send(LoadModel(ref, config, self.model.memory_saving))
+
+    def set_memory_saving(self, text: str) -> None:
+        """Load models with the memory savers ``text`` names (``MemorySaving.parse``'s
+        format; "" leaves each to the worker's environment or automatic) from now on, and
+        load the current model again with them (once the job running now has ended)."""
+        if text != self.model.memory_saving:
+            self.model.memory_saving = text
+            self.client.send(LoadModel(self.model.ref, self.model.config, text))
 
     def list_models(self, folders: tuple[str, ...]) -> None:
         self.model.folders = tuple(folders)

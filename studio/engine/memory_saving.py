@@ -24,6 +24,11 @@
 
 Slicing and offload are fixed at load time, so a run and its resume use the
 same kernels; tiling changes only the final decode, never the latents.
+
+The window's Generate ▸ Memory saving… stores a choice per saver and sends it with
+each model load (``LoadModel.memory_saving``); $NOISE_STUDIO_MEMORY_SAVING, where the
+worker runs, overrides the savers it names (:meth:`MemorySaving.with_environment`).
+The savers and their parsing load no torch, so the window may use them.
 """
 
 from __future__ import annotations
@@ -33,11 +38,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from studio.engine.errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 SETTINGS_ENV = "NOISE_STUDIO_MEMORY_SAVING"
 CHOICES = ("auto", "on", "off")
@@ -76,10 +82,26 @@ class MemorySaving:
     def from_environment(cls) -> MemorySaving:
         return cls.parse(os.environ.get(SETTINGS_ENV))
 
+    @classmethod
+    def with_environment(cls, text: str | None) -> MemorySaving:
+        """``text`` (the window's choice), with each saver $NOISE_STUDIO_MEMORY_SAVING
+        names taking the environment's value instead."""
+        return cls.parse(f"{text or ''},{os.environ.get(SETTINGS_ENV) or ''}")
+
+    def text(self) -> str:
+        """The savers not on auto, in :meth:`parse`'s format ("" when all are)."""
+        return ",".join(
+            f"{f.name}={getattr(self, f.name)}"
+            for f in fields(self)
+            if getattr(self, f.name) != "auto"
+        )
+
 
 def weights_bytes(headers: list[dict[str, dict[str, Any]]], dtype: torch.dtype) -> int:
     """Bytes of the floating-point tensors in safetensors ``headers`` once cast to ``dtype``
     (other tensors at their own size)."""
+    import torch
+
     itemsize = torch.empty((), dtype=dtype).element_size()
     total = 0
     for header in headers:
@@ -106,6 +128,8 @@ def check_fits(
     (``through_ram``: a folder) or stay there (CPU offload); on CUDA, VRAM must hold
     them too, or their ``largest_part`` with CPU offload. Returns whether CPU
     offload is needed (auto) or asked for (on)."""
+    import torch
+
     from studio.engine.memory import available_bytes
 
     ram = available_bytes(torch.device("cpu"))

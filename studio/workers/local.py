@@ -117,13 +117,18 @@ def request_label(request: JobRequest) -> str:
     return request.label or job_label(request.recipe)
 
 
-def _default_load_model(ref: str, config: str = "") -> Any:
+def _default_load_model(ref: str, config: str = "", memory_saving: str = "") -> Any:
     import torch
 
+    from studio.engine.memory_saving import MemorySaving
     from studio.engine.models import load_model, studio_torch_threads
 
     torch.set_num_threads(studio_torch_threads())
-    return load_model(ref, config_dir=config or None)
+    return load_model(
+        ref,
+        config_dir=config or None,
+        memory_saving=MemorySaving.with_environment(memory_saving),
+    )
 
 
 def _default_list_models(folders: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -150,7 +155,10 @@ class LocalWorker(WorkerClient):
     """Owns the model and the sampler on a background thread; see the module docstring.
 
     The four callables are the engine; tests pass fakes of them, and the
-    protocol suite holds the fakes to the real engine's behaviour."""
+    protocol suite holds the fakes to the real engine's behaviour. ``load_model`` is
+    called as ``(ref)``, with the single file's config folder as a second argument when
+    there is one, and ``memory_saving=`` (:class:`~studio.protocol.LoadModel`'s) when
+    it is not ""."""
 
     batches = True
 
@@ -170,7 +178,7 @@ class LocalWorker(WorkerClient):
         self._jobs: deque[_Job] = deque()
         self._running: list[_Job] = []
         self._batches = itertools.count(1)
-        self._model_request: tuple[str, str] | None = None
+        self._model_request: LoadModel | None = None
         self._configs: dict[str, str] = {}  # the config folder each single-file ref was given
         self._decode_request: Decode | None = None
         self._forward_request: Forward | None = None
@@ -182,6 +190,8 @@ class LocalWorker(WorkerClient):
         self._model: Any = None
         self._model_ref: str | None = None
         self._model_config = ""
+        self._memory_saving = ""  # what every load uses, from the latest LoadModel
+        self._model_saving = ""  # what the loaded model was loaded with
         self._sampler: Any = None
         self._frame_shown = threading.Event()
         self._frame_shown.set()  # the first step of a run is always drawn
@@ -246,7 +256,7 @@ class LocalWorker(WorkerClient):
             case FrameShown():
                 self._frame_shown.set()
             case LoadModel():
-                self._set_request("_model_request", (request.ref, request.config))
+                self._set_request("_model_request", request)
             case Decode():
                 self._set_request("_decode_request", request)
             case Forward():
@@ -311,17 +321,17 @@ class LocalWorker(WorkerClient):
                     self._cond.wait()
                 if self._stopping:
                     return
-                model_ref, self._model_request = self._model_request, None
+                load, self._model_request = self._model_request, None
                 jobs: list[_Job] = []
-                if model_ref is None and not self._has_side_requests():
+                if load is None and not self._has_side_requests():
                     jobs.append(self._jobs.popleft())
                     while jobs[0].batch is not None and self._jobs:
                         if self._jobs[0].batch != jobs[0].batch:
                             break
                         jobs.append(self._jobs.popleft())
                     self._running = list(jobs)
-            if model_ref is not None:
-                self._ensure_model(*model_ref)
+            if load is not None:
+                self._ensure_model(load.ref, load.config, load.memory_saving)
                 continue
             if not jobs:
                 self._serve_side_requests()
@@ -337,25 +347,33 @@ class LocalWorker(WorkerClient):
                     self._running = []
                 self._post_queue()
 
-    def _ensure_model(self, ref: str, config: str = "") -> bool:
-        """Load ``ref`` unless it is loaded; a single file with ``config``, or with the
-        config it was last given."""
+    def _ensure_model(self, ref: str, config: str = "", memory_saving: str | None = None) -> bool:
+        """Load ``ref`` unless it is loaded with the memory savers asked for; a single file
+        with ``config``, or with the config it was last given. ``memory_saving`` (a
+        LoadModel's) applies to this load and every later one; None keeps the last."""
         if config:
             self._configs[ref] = config
         config = self._configs.get(ref, "")
-        if self._model is not None and self._model_ref == ref and self._model_config == config:
+        if memory_saving is not None:
+            self._memory_saving = memory_saving
+        saving = self._memory_saving
+        held = (self._model_ref, self._model_config, self._model_saving)
+        if self._model is not None and held == (ref, config, saving):
             return True
         self.post(ModelLoading(ref))
         try:
-            model = self._load_model_fn(ref, config) if config else self._load_model_fn(ref)
+            args = (ref, config) if config else (ref,)
+            model = self._load_model_fn(*args, **({"memory_saving": saving} if saving else {}))
             sampler = self._make_sampler_fn(model)
         except Exception as exc:
+            if self._model is not None:  # the model held stays, and with it its savers
+                self._memory_saving = self._model_saving
             self.post(ModelFailed(ref, one_sentence(exc)))
             return False
         self._model, self._model_ref, self._sampler = model, ref, sampler
         if hasattr(sampler, "frame_gate"):
             sampler.frame_gate = self._frame_wanted
-        self._model_config = config
+        self._model_config, self._model_saving = config, saving
         from studio.engine.preview import describe_preview
 
         description = f"{model.describe()} · preview: {describe_preview(model)}"

@@ -209,6 +209,7 @@ class _Actor:
     handle: Any
     pid: int
     model: str = ""
+    saving: str = ""  # the memory savers last sent to it (LoadModel.memory_saving)
     job: _RemoteJob | None = None
     thread: threading.Thread | None = field(default=None, repr=False)
 
@@ -238,6 +239,7 @@ class RayWorker(WorkerClient):
         self._actors: list[_Actor] = []
         self._announced_model = ""
         self._loaded: dict[str, ModelLoaded] = {}
+        self._memory_saving = ""  # the latest LoadModel's, for every actor's loads
         self._size = 1
         self._resources: dict[str, float] = {}
         self._owns_ray = False
@@ -353,6 +355,8 @@ class RayWorker(WorkerClient):
                     actor.handle.send.remote(to_wire(request))
             case LoadModel() | Decode() | Forward() | TokenInfo() | ListModels():
                 with self._cond:
+                    if isinstance(request, LoadModel):
+                        self._memory_saving = request.memory_saving
                     self._side.append(request)
                     self._cond.notify_all()
             case _:
@@ -421,6 +425,11 @@ class RayWorker(WorkerClient):
             return
         with self._cond:  # under the lock, so a Cancel is always sent after its job
             actor.job = job
+            if actor.saving != self._memory_saving:
+                recipe = getattr(job.request, "recipe", None)
+                config = getattr(recipe, "model_config", "")
+                actor.saving = self._memory_saving
+                actor.handle.send.remote(to_wire(LoadModel(job.model, config, actor.saving)))
             actor.handle.send.remote(to_wire(job.continuation()))
         self._post_queue()
 
@@ -434,9 +443,14 @@ class RayWorker(WorkerClient):
             return
         with self._cond:
             known = self._loaded.get(request.ref) if isinstance(request, LoadModel) else None
+            if isinstance(request, LoadModel) and request.memory_saving != actor.saving:
+                actor.saving = request.memory_saving
+                known = None
+                if request.ref == self._announced_model:
+                    self._announced_model = ""  # it loads again: say so, as for a new model
             if known is not None and actor.model == request.ref:
                 self._on_model_message(actor, known)  # held already: the actor says nothing
-        actor.handle.send.remote(to_wire(request))
+            actor.handle.send.remote(to_wire(request))
 
     def _actor_for(self, model: str, idle: bool) -> _Actor:
         """An actor holding ``model`` (idle if asked), else a new one while the pool has

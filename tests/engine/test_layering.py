@@ -76,6 +76,7 @@ TORCH_FREE_ENGINE = (
     "studio.engine.recipe",
     "studio.engine.schedulers",
     "studio.engine.memory",
+    "studio.engine.memory_saving",
     "studio.engine.model_refs",
     "studio.engine.model_files",
     "studio.engine.model_hash",
