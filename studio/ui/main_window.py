@@ -35,6 +35,7 @@ from studio.ui.grid_actions import GridActions
 from studio.ui.image_drop import ImageImporter
 from studio.ui.lineage_actions import LineageActions
 from studio.ui.mask_tool import MaskTool
+from studio.ui.memory_saving_settings import place_memory_saving_action
 from studio.ui.pages import Pages
 from studio.ui.panel_binding import PanelBinding
 from studio.ui.project_menu import ProjectSession
@@ -120,6 +121,7 @@ class MainWindow(QMainWindow):
         self.lineage.place_in(self.menus["view"])
         self.backend = BackendSwitch(session, self.settings, self.binding.model_folders, self)
         place_backend_action(self.menus["generate"], self.settings, self.backend, self)
+        place_memory_saving_action(self.menus["generate"], self.settings, session, self)
         self.mask_tool = MaskTool(session, self.workspace, self)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.mask_tool.toolbar)
         self.menuBar().insertMenu(self.menus["generate"].menuAction(), self.mask_tool.menu)
