@@ -7,7 +7,16 @@ from __future__ import annotations
 import pytest
 
 from studio.engine.memory_saving import SETTINGS_ENV, MemorySaving
-from studio.protocol import JobFinished, LoadModel, ModelFailed, ModelLoaded, from_wire, to_wire
+from studio.protocol import (
+    Generate,
+    JobFinished,
+    LoadModel,
+    ModelFailed,
+    ModelLoaded,
+    ModelLoading,
+    from_wire,
+    to_wire,
+)
 from studio.workers.local import _default_load_model
 from tests.workers.harness import RECIPE, Collector, Driver, FakeModel, fake_worker
 
@@ -90,3 +99,38 @@ def test_a_bad_environment_value_fails_the_load_in_one_sentence(monkeypatch, tin
     monkeypatch.setenv(SETTINGS_ENV, "vae_tiling=maybe")
     with pytest.raises(ModelError, match="Unknown memory saving"):
         _default_load_model(str(tiny_model_dir), memory_saving="vae_tiling=on")
+
+
+class _RecordingHandle:
+    """A Ray actor handle that keeps what is sent to it (``handle.send.remote(wire)``)."""
+
+    def __init__(self) -> None:
+        self.sent: list[object] = []
+        self.send = self
+        self.remote = lambda wire: self.sent.append(from_wire(wire))
+
+
+def test_the_ray_client_gives_each_actor_the_savers_before_its_next_job():
+    from studio.workers.ray_client import RayWorker, _Actor, _RemoteJob
+
+    client = RayWorker()
+    posted: list[object] = []
+    client.listen(posted.append)
+    asked, other = _Actor(_RecordingHandle(), 1), _Actor(_RecordingHandle(), 2)
+    client._actors, client._size = [asked, other], 2
+    loaded = ModelLoaded("bundled", "tiny", 8, 64, 0, 0, 0)
+    client._on_model_message(asked, loaded)
+    client._on_model_message(other, loaded)
+    posted.clear()
+
+    client.send(LoadModel("bundled", "", "vae_tiling=on"))
+    client._serve_side(client._side.popleft())
+    assert asked.handle.sent == [LoadModel("bundled", "", "vae_tiling=on")]
+    assert posted == []  # not "held already": the actor loads it again, and says so
+    client._on_model_message(asked, ModelLoading("bundled"))
+    assert posted == [ModelLoading("bundled")]
+
+    asked.job = _RemoteJob(Generate(9, "v", RECIPE))  # busy: the job goes to the other
+    job = Generate(1, "version-1", RECIPE.with_changes(model="bundled"))
+    client._start_job(_RemoteJob(job))
+    assert other.handle.sent == [LoadModel("bundled", "", "vae_tiling=on"), job]
