@@ -167,6 +167,7 @@ class ViewState(QObject):
         self.position = 0
         self.static = False
         self.compare: tuple[str, str] | tuple[()] = ()
+        self.compare_side = 0  # which of the pair A/B shows alone: 0 for A (and side by side)
         self.canvas_shown = False
 
     def set_canvas_shown(self, shown: bool) -> None:
@@ -194,8 +195,12 @@ class ViewState(QObject):
         if pair:
             self.set_canvas_shown(False)
         if pair != self.compare:
-            self.compare = pair
+            self.compare, self.compare_side = pair, 0
             self.compare_changed.emit(pair)
+
+    def set_compare_side(self, side: int) -> None:
+        """B (1) is on view alone in A/B mode, else A (0): what copy and export take."""
+        self.compare_side = side
 
 
 class Session(QObject):
@@ -959,6 +964,19 @@ class Session(QObject):
             caption = f"{version.name} · step {step.index + 1} / {step.total}"
             frames.append(Frame(image, size, caption, step))
         return frames[0], frames[1]
+
+    def on_view(self) -> tuple[Version | None, Frame, bool]:
+        """The version whose picture is on view, that picture, and whether it is the
+        version's last step: B when a comparison in A/B mode shows B, else the current
+        version (A, in a side-by-side comparison)."""
+        frames = self.compare_frames()
+        if frames is not None and not self.view.canvas_shown:
+            version_id = self.view.compare[self.view.compare_side]
+            frame = frames[self.view.compare_side]
+            refs = self.tree.trajectory(version_id)
+            at_end = frame.step is None or (bool(refs) and refs[-1][1] == frame.step.index)
+            return self.tree.get(version_id), frame, at_end
+        return self.current_version(), self.frame(), self.view.position >= self.last_position()
 
     def _decode_key(self, position: int) -> DecodeKey:
         owner_id, index = self._trajectory[position - self._forward]

@@ -1,7 +1,8 @@
 """Copy what is on view to the clipboard, and paste a clipboard image as a new layer.
 
 Ctrl+C copies the picture on view: the layered canvas's composite when the canvas
-is up, otherwise the version's step at the recipe's size, as the view draws it.
+is up, otherwise the version's step at the recipe's size, as the view draws it (in
+a comparison, B's when A/B shows B alone, else A's).
 Ctrl+V puts a clipboard image on the canvas as a layer (one undo step). Both keys
 act while the focus is in the picture area, so text fields keep their own copy
 and paste; the Edit menu entries work from anywhere.
@@ -46,7 +47,7 @@ class ClipboardActions(QObject):
         if session.view.canvas_shown:
             layers = self._workspace.layers
             return layers.composite_rgba() if len(layers) else None
-        frame = session.frame()
+        _version, frame, _at_end = session.on_view()
         if frame.image is None or frame.size is None:
             return None
         return at_recipe_size(frame.image, frame.size)

@@ -21,6 +21,7 @@ class CompareView(QWidget):
     """Two images, named A and B. "Side by side" shows both; "A/B" shows one and Space flips."""
 
     closed = Signal()
+    side_changed = Signal(int)  # 1 while B alone is on view (A/B mode), else 0
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -116,3 +117,4 @@ class CompareView(QWidget):
             self.right.show_image(self._images[1], self._sizes[1])
             self.right_box.show()
             self.flip_button.setText("Flip A/B")
+        self.side_changed.emit(1 if self.toggle.isChecked() and self._showing_b else 0)

@@ -121,12 +121,11 @@ class ExportActions(QObject):
                 raise export.ExportError("Select a layer to export.")
             layer = layers.layer(layer_id)
             return export.layer_for_export(layer), self._recipe_of(layer.source_version)
-        version = self.session.current_version()
+        version, frame, at_end = self.session.on_view()
         if version is None:
             raise export.ExportError("There is no version to export.")
-        shown = self.session.frame().image
+        shown = frame.image
         result = self.session.tree.result(version.id)
-        at_end = self.session.view.position >= self.session.last_position()
         if result is not None and (at_end or shown is None):
             pixels = result
         elif shown is not None:
@@ -136,7 +135,7 @@ class ExportActions(QObject):
         return at_recipe_size(pixels, (version.recipe.width, version.recipe.height)), version.recipe
 
     def _trajectory(self) -> tuple[Version, list[tuple[str, int]]]:
-        version = self.session.current_version()
+        version, _frame, _at_end = self.session.on_view()
         if version is None:
             raise export.ExportError("Choose a version whose steps to export.")
         refs = list(self.session.tree.trajectory(version.id))
@@ -302,10 +301,10 @@ class ExportActions(QObject):
         """``myproject-v3-step12.png``: the project, the version and the step on view."""
         project = self.session.project
         parts = [_safe(project.name) if project is not None else "untitled"]
-        version = self.session.current_version()
+        version, frame, _at_end = self.session.on_view()
         if what in ("image", "trajectory", "steps") and version is not None:
             parts.append(_safe(version.name))
-            step = self.session.frame().step
+            step = frame.step
             if what == "image" and step is not None and step.index < step.total - 1:
                 parts.append(f"step{step.index + 1}")
         if what != "image":

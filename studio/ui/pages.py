@@ -60,6 +60,7 @@ class Pages(QWidget):
         view.position_changed.connect(self._draw_compare)
         view.canvas_shown_changed.connect(self._show_canvas)
         self.compare.closed.connect(lambda: view.set_compare(()))
+        self.compare.side_changed.connect(view.set_compare_side)
         self.timeline.filmstrip.itemClicked.connect(
             lambda _item: self.version_view.canvas.setFocus()
         )

@@ -2,13 +2,13 @@
 # The whole new-user flow in a real window under Xvfb with a window manager (openbox),
 # driven by xdotool as a user would: type a prompt, Ctrl+Enter, click a filmstrip thumbnail
 # and scrub with the keyboard, Ctrl+B, type a changed prompt, generate the branch, compare
-# the two versions and scrub the comparison, copy the picture, export an image. A
-# screenshot after each stage goes to SHOTS; look at them.
+# the two versions and scrub the comparison, copy the picture, export an image and read
+# its recipe back. A screenshot after each stage goes to SHOTS; look at them.
 #
 #   tests/bench/new_user_flow_xvfb.sh [MODEL] [SHOTS_DIR]
 #
 # Positions are relative to the window (fresh settings, default 1280x820 layout). Needs
-# Xvfb, openbox, xdotool and ImageMagick's `import`.
+# Xvfb, openbox, xdotool and ImageMagick's `import` (xclip, if present, checks the copy).
 set -u
 MODEL=${1:-bundled}
 SHOTS=${2:-/tmp/noise-studio-xvfb/shots/new-user}
@@ -56,9 +56,28 @@ shot 4-compared-at-step-18
 xdotool key space                    # A/B: flip to the other version
 shot 5-ab-flipped
 
+xdotool key ctrl+c                   # copy the picture on view
+CLIP=$(xclip -selection clipboard -t TARGETS -o 2>/dev/null | grep -c image/png)
+echo "clipboard holds an image: ${CLIP:-unknown (no xclip)}"
+
 xdotool key ctrl+shift+e             # export an image with its recipe
 shot 6-export-dialog
-xdotool key Escape
+xdotool key Return                   # the options as offered, then the file dialog
+sleep 2
+shot 7-export-file-dialog
+EXPORTED="$WORK/exports/flow.png"
+rm -rf "$WORK/exports"; mkdir -p "$WORK/exports"
+xdotool key ctrl+a
+xdotool type --delay 15 "$EXPORTED"
+xdotool key Return
+sleep 3
+shot 8-exported
+if [ -s "$EXPORTED" ]; then
+  echo "exported $EXPORTED ($(stat -c %s "$EXPORTED") bytes)"
+  "$PY" main.py info "$EXPORTED" | head -3
+else
+  echo "export failed: no $EXPORTED"
+fi
 
 kill "$APP" 2>/dev/null
 sleep 2

@@ -28,6 +28,40 @@ def test_compare_panes_follow_the_timeline(qtbot, window):
     assert window.compare.right.current_array() is result_of(window, second)
 
 
+def test_copy_and_export_take_the_version_a_b_shows(qtbot, window):
+    from PySide6.QtGui import QGuiApplication
+
+    from studio.ui.canvas_workspace import at_recipe_size
+    from studio.ui.clipboard import _rgba
+    from studio.ui.export_actions import ImageSource
+
+    first = generate_and_wait(qtbot, window)
+    window.panel.seed.setText("7")
+    second = generate_and_wait(qtbot, window)
+    window.session.show_version(first.id)
+    window.session.compare(first.id, second.id)
+    exports = window.exports
+    assert exports.proposed_name("image", ".png") == "untitled-v1.png"  # side by side: A
+    window.compare.toggle.setChecked(True)
+    window.compare.flip()  # B alone on view
+    assert window.compare.shown_names()[0].startswith("v2")
+    pixels, recipe = exports.image_for(ImageSource.VERSION)
+    assert np.array_equal(pixels, result_of(window, second)) and recipe == second.recipe
+    assert exports.proposed_name("image", ".png") == "untitled-v2.png"
+    window.timeline.set_position(2)
+    assert exports.proposed_name("image", ".png") == "untitled-v2-step3.png"
+    window.activateWindow()
+    window.canvas.setFocus()
+    window.clipboard.copy_image()
+    copied = _rgba(QGuiApplication.clipboard().image())[..., :3]
+    shown = own_steps(window, second)[2].preview_x0
+    assert shown is window.compare.left.current_array()
+    size = (second.recipe.width, second.recipe.height)
+    assert np.array_equal(copied, at_recipe_size(shown, size)[..., :3]), "B's step on view"
+    window.compare.flip()  # back to A
+    assert exports.image_for(ImageSource.VERSION)[1] == first.recipe
+
+
 def test_keys_scrub_wherever_no_text_field_has_focus(qtbot, window):
     version = generate_and_wait(qtbot, window)
     window.activateWindow()
