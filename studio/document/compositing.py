@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -191,6 +192,7 @@ BAND_ROWS = 64
 """Rows per band: a band of a 1024-wide canvas is 1 MB of float32 RGBA, which stays in cache."""
 
 _pool: ThreadPoolExecutor | None = None
+_preparer: ThreadPoolExecutor | None = None
 
 
 def _band_pool() -> ThreadPoolExecutor | None:
@@ -202,6 +204,14 @@ def _band_pool() -> ThreadPoolExecutor | None:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="composite")
     return _pool
+
+
+def _prepare_thread() -> ThreadPoolExecutor:
+    """The one thread that builds caches ahead of an edit (``Compositor.prepare_edit``)."""
+    global _preparer
+    if _preparer is None:
+        _preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="composite-prepare")
+    return _preparer
 
 
 def _intersect(a: Rect, b: Rect) -> Rect | None:
@@ -243,6 +253,10 @@ class Compositor:
     one group when they all blend normally (src-over is associative), which
     makes an update two blends but differs from the sequential result by
     float rounding; only the preview uses it.
+
+    Threading: ``prepare_edit`` does its work on a background thread; every
+    other call first waits for it to finish, so the compositor is only ever
+    used by one thread at a time.
     """
 
     def __init__(self, group_normal_above: bool = False) -> None:
@@ -254,12 +268,20 @@ class Compositor:
         self._premul: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
         self._below: tuple[int, tuple[_Key, ...], np.ndarray] | None = None
         self._above: tuple[int, tuple[_Key, ...], np.ndarray | None] | None = None
-        self.last_dirty: Rect | None = None
+        self._last_dirty: Rect | None = None
+        self._pending: Future[None] | None = None
 
     # ---- public -------------------------------------------------------------
 
+    @property
+    def last_dirty(self) -> Rect | None:
+        """The rectangle (x0, y0, x1, y1) the last composite (or preparation) recomputed, or None."""
+        self._wait()
+        return self._last_dirty
+
     def composite(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> np.ndarray:
         """Planar premultiplied float32 (4, H, W) composite; read-only, valid until the next call."""
+        self._wait()
         self._update(layers, size)
         assert self._result is not None
         view = self._result.view()
@@ -268,13 +290,48 @@ class Compositor:
 
     def composite_u8(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> np.ndarray:
         """uint8 premultiplied RGBA composite; read-only, valid until the next call."""
+        self._wait()
         self._update(layers, size)
         assert self._result_u8 is not None
         view = self._result_u8.view()
         view.flags.writeable = False
         return view
 
+    def prepare_edit(
+        self, layers: Sequence[CompositeLayer], size: tuple[int, int], index: int | None = None
+    ) -> Future[None]:
+        """Bring the composite up to date on a background thread and, for ``index``, build
+        what an edit of ``layers[index]`` needs: the composite below it (and the group
+        above it). Then the first update of that edit costs what the later ones do.
+
+        Call it when a gesture starts (a mouse press, a slider press) so that the work
+        is done between the press and the first move, off the calling thread. It only
+        moves work: every result stays what it would have been without it. Returns the
+        future of that work (an error in it resets the caches; the next call recomputes).
+        """
+        layers = tuple(layers)
+        size = (int(size[0]), int(size[1]))
+
+        def work() -> None:
+            try:
+                self._update(layers, size)
+                if index is not None and 0 <= index < len(layers):
+                    self._edit_caches(layers, self._keys, index)
+            except BaseException:
+                self._result = None
+                raise
+
+        # Not waiting for an earlier preparation: the one thread runs them in order, so
+        # waiting for the newest waits for all.
+        self._pending = _prepare_thread().submit(work)
+        return self._pending
+
     # ---- internals ----------------------------------------------------------
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            futures.wait([pending])
 
     def _canvas(self) -> Rect:
         return (0, 0, self._size[0], self._size[1])
@@ -363,7 +420,7 @@ class Compositor:
             self._full(layers, keys)
             return
         if keys == self._keys:
-            self.last_dirty = None
+            self._last_dirty = None
             return
         old = self._keys
         canvas = self._canvas()
@@ -374,7 +431,7 @@ class Compositor:
                 dirty = _union(dirty, layer_bounds(old[i], canvas))
                 dirty = _union(dirty, layer_bounds(keys[i], canvas))
             self._keys = keys
-            self.last_dirty = dirty
+            self._last_dirty = dirty
             if dirty is None:
                 return
             if len(changed) == 1:
@@ -389,13 +446,14 @@ class Compositor:
     def _full(self, layers, keys) -> None:
         canvas = self._canvas()
         self._keys = keys
-        self.last_dirty = canvas if canvas[2] and canvas[3] else None
-        if self.last_dirty is not None:
+        self._last_dirty = canvas if canvas[2] and canvas[3] else None
+        if self._last_dirty is not None:
             self._banded(
                 canvas, lambda band: self._set_result(band, self._compose(layers, keys, band))
             )
 
-    def _update_one(self, layers, keys: list[_Key], k: int, dirty: Rect) -> None:
+    def _edit_caches(self, layers, keys, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The composite below layer ``k`` and the group above it (None: blend them one by one)."""
         canvas = self._canvas()
         below_keys = tuple(keys[:k])
         if self._below is None or self._below[0] != k or self._below[1] != below_keys:
@@ -407,7 +465,10 @@ class Compositor:
             )
             group = self._composed(layers[k + 1 :], keys[k + 1 :], canvas) if groupable else None
             self._above = (k, above_keys, group)
-        below, group = self._below[2], self._above[2]
+        return self._below[2], self._above[2]
+
+    def _update_one(self, layers, keys: list[_Key], k: int, dirty: Rect) -> None:
+        below, group = self._edit_caches(layers, keys, k)
 
         def work(band: Rect) -> None:
             x0, y0, x1, y1 = band
@@ -436,6 +497,11 @@ def preview_factor(size: tuple[int, int], budget: int | None = None) -> int:
     return factor
 
 
+def _reduced(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    w, h = size
+    return (-(-w // factor), -(-h // factor))
+
+
 @dataclass(frozen=True)
 class _SampledLayer:
     """A layer as the preview sees it: every ``factor``-th canvas pixel of it."""
@@ -456,7 +522,8 @@ class PreviewCompositor:
     the float rounding of grouping normal layers (``Compositor`` with
     ``group_normal_above``). It costs about 1/f² of the full composite. It is
     never final: the canvas replaces it by the exact composite once the edit
-    stops, and nothing exported or saved reads it.
+    stops, and nothing exported or saved reads it. ``prepare_edit`` builds its
+    caches on a background thread, as ``Compositor.prepare_edit`` does.
     """
 
     def __init__(self) -> None:
@@ -467,12 +534,29 @@ class PreviewCompositor:
         self, layers: Sequence[CompositeLayer], size: tuple[int, int], factor: int
     ) -> np.ndarray:
         """uint8 premultiplied RGBA (ceil(H/f), ceil(W/f), 4); read-only, valid until the next call."""
-        w, h = size
+        return self._compositor.composite_u8(
+            self._sampled_stack(layers, factor), _reduced(size, factor)
+        )
+
+    def prepare_edit(
+        self,
+        layers: Sequence[CompositeLayer],
+        size: tuple[int, int],
+        factor: int,
+        index: int | None = None,
+    ) -> Future[None]:
+        """Build, on a background thread, the reduced layers and the caches an edit of
+        ``layers[index]`` needs (see ``Compositor.prepare_edit``); returns that work's future."""
+        return self._compositor.prepare_edit(
+            self._sampled_stack(layers, factor), _reduced(size, factor), index
+        )
+
+    def _sampled_stack(self, layers: Sequence[CompositeLayer], factor: int) -> list[_SampledLayer]:
         sampled = [self._sampled(layer, factor) for layer in layers]
         live = {layer.id for layer in layers}
         for stale in [k for k in self._samples if k not in live]:
             del self._samples[stale]
-        return self._compositor.composite_u8(sampled, (-(-w // factor), -(-h // factor)))
+        return sampled
 
     def _sampled(self, layer: CompositeLayer, factor: int) -> _SampledLayer:
         ox, oy = layer.offset

@@ -9,12 +9,14 @@ from studio.document import compositing
 from studio.document.compositing import (
     BlendMode,
     Compositor,
+    PreviewCompositor,
     blend,
     premultiply,
     preview_factor,
     to_straight_u8,
 )
 from studio.document.layers import Layer, LayerError, LayerStack
+from tests.compositing_work import CompositingWork
 
 # ---- reference: the W3C spec written literally, in straight alpha ------------
 
@@ -317,6 +319,35 @@ def test_the_preview_samples_the_exact_composite(monkeypatch, modes) -> None:
         # grouped normal layers round differently by at most one step in 255
         difference = np.abs(preview.astype(int) - exact.astype(int))
         assert difference.max() <= 1
+
+
+def test_a_prepared_edit_previews_its_first_update_with_the_work_of_the_next(monkeypatch) -> None:
+    """``prepare_edit`` (a press) builds the preview's caches off the calling thread; then the
+    first update of the drag, like every later one, blends only the edited layer and the layers
+    above it and premultiplies only the edited one, and draws what a fresh compositor draws."""
+    monkeypatch.setattr(compositing, "PREVIEW_PIXELS", 16 * 16)
+    work = CompositingWork(monkeypatch)
+    modes = [BlendMode.MULTIPLY, BlendMode.OVERLAY, BlendMode.DARKEN]
+    modes += [BlendMode.NORMAL, BlendMode.DIFFERENCE, BlendMode.SCREEN]
+    rng = np.random.default_rng(11)
+    stack = LayerStack(64, 64)
+    for i, mode in enumerate(modes):
+        pixels = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
+        stack.add(Layer(pixels, name=f"l{i}", blend=mode, opacity=0.8))
+    edited = stack[2].id
+    stack.prepare_edit(edited).result()
+    assert work.on_ui() == (0, 0), "the caches were built off the calling thread"
+    assert work.blends["background"] >= len(modes)
+    for opacity in (0.3, 0.5, 0.6):
+        work.reset()
+        stack.update(edited, opacity=opacity)
+        preview, factor = stack.composite_preview()
+        assert work.on_ui() == (4, 1), f"opacity {opacity}: layers 2 to 5 blended, 2 premultiplied"
+    fresh = PreviewCompositor().composite_u8(stack.layers, stack.size, factor)
+    assert factor == 4 and np.array_equal(preview, fresh)
+    assert np.array_equal(
+        stack.composite_premultiplied(), Compositor().composite_u8(stack.layers, stack.size)
+    )
 
 
 def test_a_small_canvas_previews_at_full_resolution() -> None:
