@@ -15,7 +15,9 @@ below is rewritten without division so that transparent pixels need no care.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,7 +73,7 @@ def premultiply(rgba: np.ndarray, opacity: float = 1.0) -> np.ndarray:
 
 def to_premultiplied_u8(premul: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Planar float32 premultiplied -> uint8 premultiplied (H, W, 4), QImage's RGBA8888_Premultiplied."""
-    scaled = premul * np.float32(255.0)
+    scaled = np.multiply(premul, np.float32(255.0), out=_scratch(_U8_SLOT, premul.shape))
     scaled += np.float32(0.5)
     np.clip(scaled, 0.0, 255.0, out=scaled)
     if out is None:
@@ -97,23 +99,28 @@ def blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
     a = as·cb and b = ab·cs the cross terms cancel to cs + cb − max(a, b)
     (darken), − min(a, b) (lighten), − 2·min(a, b) (difference) and − cs·cb
     (screen). Exactness only needs every path to call this one function.
+
+    Intermediate arrays are this thread's scratch arrays (``_scratch``), each
+    computed by the same operations in the same order as the plain expression
+    in the comment beside it, so the result is the same bit for bit.
     """
     as_ = src[3:4]
     ab = dst[3:4]
     cs = src[:3]
     cb = dst[:3]
-    inv_as = 1.0 - as_
+    alpha_shape, colour_shape = ab.shape, cb.shape
+    inv_as = np.subtract(1.0, as_, out=_scratch(0, alpha_shape))  # 1.0 - as_
     if mode is BlendMode.NORMAL:
         dst *= inv_as
         dst += src
         return dst
     if mode is BlendMode.SCREEN:
-        product = cs * cb
+        product = np.multiply(cs, cb, out=_scratch(1, colour_shape))  # cs * cb
         cb += cs
         cb -= product
     elif mode in (BlendMode.DARKEN, BlendMode.LIGHTEN, BlendMode.DIFFERENCE):
-        a = as_ * cb
-        b = ab * cs
+        a = np.multiply(as_, cb, out=_scratch(1, colour_shape))  # as_ * cb
+        b = np.multiply(ab, cs, out=_scratch(2, colour_shape))  # ab * cs
         if mode is BlendMode.DARKEN:
             np.maximum(a, b, out=a)
         else:
@@ -124,17 +131,25 @@ def blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
         cb -= a
     elif mode is BlendMode.MULTIPLY:
         # cs·(1 − ab) + cs·cb = cs·(1 − ab + cb)
-        term = cb - ab
+        term = np.subtract(cb, ab, out=_scratch(1, colour_shape))  # cb - ab
         term += 1.0
         term *= cs
         cb *= inv_as
         cb += term
     elif mode is BlendMode.OVERLAY:
         # Overlay is hard-light with the layers swapped: multiply where Cb <= 0.5, screen above.
-        low = 2.0 * cs * cb
-        high = as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
-        term = cs * (1.0 - ab)
-        term += np.where(2.0 * cb <= ab, low, high)
+        low = np.multiply(2.0, cs, out=_scratch(1, colour_shape))  # 2.0 * cs * cb
+        low *= cb
+        high = np.subtract(
+            ab, cb, out=_scratch(2, colour_shape)
+        )  # as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
+        high *= 2.0
+        high *= np.subtract(as_, cs, out=_scratch(3, colour_shape))
+        np.subtract(np.multiply(as_, ab, out=_scratch(4, alpha_shape)), high, out=high)
+        twice_cb = np.multiply(2.0, cb, out=_scratch(3, colour_shape))
+        _select(twice_cb <= ab, low, high)  # np.where(2.0 * cb <= ab, low, high)
+        term = np.multiply(cs, np.subtract(1.0, ab, out=_scratch(4, alpha_shape)), out=low)
+        term += high  # cs * (1.0 - ab) + that choice
         cb *= inv_as
         cb += term
     else:
@@ -142,6 +157,50 @@ def blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
     ab *= inv_as
     ab += as_
     return dst
+
+
+_SCRATCH_MAX = 4 * 1024 * 1024
+"""Elements (16 MB of float32) up to which a scratch array is kept for reuse; a band is far smaller."""
+
+_thread_scratch = threading.local()
+_BAND_SLOT, _U8_SLOT = 10, 11
+"""The compositor's band and ``to_premultiplied_u8``'s scaled copy (``blend_into`` uses 0 to 6)."""
+
+
+def _scratch(slot: int, shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's float32 scratch array number ``slot``, reshaped to ``shape`` (contents undefined).
+
+    Reused rather than allocated because a fresh band-sized temporary is served by
+    fresh pages from the system, and their page faults cost more than the arithmetic.
+    """
+    size = math.prod(shape)
+    if size > _SCRATCH_MAX:
+        return np.empty(shape, np.float32)
+    arrays = getattr(_thread_scratch, "arrays", None)
+    if arrays is None:
+        arrays = _thread_scratch.arrays = {}
+    flat = arrays.get(slot)
+    if flat is None or flat.size < size:
+        flat = arrays[slot] = np.empty(size, np.float32)
+    return flat[:size].reshape(shape)
+
+
+def _select(condition: np.ndarray, chosen: np.ndarray, other: np.ndarray) -> None:
+    """Set ``other`` to ``chosen`` where ``condition`` holds, bit for bit: ``np.where`` in place.
+
+    Done on the bits (other ^= (other ^ chosen) & mask) because numpy's masked
+    copies branch per element, which costs ten times the arithmetic on the
+    unpredictable masks of an image.
+    """
+    mask = _scratch(5, condition.shape).view(np.uint32)
+    np.copyto(mask, condition)
+    np.negative(mask, out=mask)  # 1 -> all ones
+    bits = other.view(np.uint32)
+    flips = np.bitwise_xor(
+        bits, chosen.view(np.uint32), out=_scratch(6, bits.shape).view(np.uint32)
+    )
+    flips &= mask
+    bits ^= flips
 
 
 def blend(src: np.ndarray, dst: np.ndarray, mode: BlendMode, opacity: float = 1.0) -> np.ndarray:
@@ -367,8 +426,13 @@ class Compositor:
         return x
 
     def _compose(self, layers, keys, region: Rect, start: np.ndarray | None = None) -> np.ndarray:
+        """``layers`` over ``start`` (else transparency) in ``region``: this thread's band array."""
         x0, y0, x1, y1 = region
-        x = np.zeros((4, y1 - y0, x1 - x0), np.float32) if start is None else start
+        if start is None:
+            x = _scratch(_BAND_SLOT, (4, y1 - y0, x1 - x0))
+            x.fill(0.0)
+        else:
+            x = start
         for layer, key in zip(layers, keys, strict=True):
             x = self._apply(layer, key, x, region)
         return x
@@ -472,7 +536,8 @@ class Compositor:
 
         def work(band: Rect) -> None:
             x0, y0, x1, y1 = band
-            x = below[:, y0:y1, x0:x1].copy()
+            x = _scratch(_BAND_SLOT, (4, y1 - y0, x1 - x0))
+            np.copyto(x, below[:, y0:y1, x0:x1])
             x = self._apply(layers[k], keys[k], x, band)
             if group is not None:
                 x = blend_into(group[:, y0:y1, x0:x1], x, BlendMode.NORMAL)

@@ -83,6 +83,46 @@ def test_blend_matches_w3c_reference(mode: BlendMode, opacity: float) -> None:
     np.testing.assert_allclose(out[..., :3], ref_premul, atol=1e-5)
 
 
+def _plain_blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
+    """``blend_into``'s arithmetic written as plain expressions, each making new arrays."""
+    as_, ab, cs, cb = src[3:4], dst[3:4], src[:3], dst[:3]
+    inv_as = 1.0 - as_
+    if mode is BlendMode.NORMAL:
+        return dst * inv_as + src
+    if mode is BlendMode.SCREEN:
+        colour = (cb + cs) - cs * cb
+    elif mode is BlendMode.MULTIPLY:
+        colour = cb * inv_as + ((cb - ab) + 1.0) * cs
+    elif mode is BlendMode.OVERLAY:
+        low = 2.0 * cs * cb
+        high = as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
+        colour = cb * inv_as + (cs * (1.0 - ab) + np.where(2.0 * cb <= ab, low, high))
+    else:
+        a, b = as_ * cb, ab * cs
+        chosen = {
+            BlendMode.DARKEN: lambda: np.maximum(a, b),
+            BlendMode.LIGHTEN: lambda: np.minimum(a, b),
+            BlendMode.DIFFERENCE: lambda: np.minimum(a, b) + np.minimum(a, b),
+        }[mode]()
+        colour = (cb + cs) - chosen
+    return np.concatenate([colour, ab * inv_as + as_])
+
+
+@pytest.mark.parametrize("mode", list(BlendMode))
+def test_blending_in_place_gives_the_plain_expressions_bits(mode: BlendMode) -> None:
+    """Scratch arrays and the bitwise select change no bit of any mode's result."""
+    rng = np.random.default_rng(4)
+    src, dst = (rng.integers(0, 256, (70, 90, 4), dtype=np.uint8) for _ in range(2))
+    src[..., 3][rng.random((70, 90)) < 0.2] = 0
+    dst[..., 3][rng.random((70, 90)) < 0.2] = 255
+    pre_src, pre_dst = premultiply(src, 0.7), premultiply(dst)
+    expected = _plain_blend_into(pre_src, pre_dst.copy(), mode)
+    for region in (np.s_[:, :, :], np.s_[:, 3:61, 5:77]):  # whole, and a strided view
+        out = pre_dst.copy()
+        compositing.blend_into(pre_src[region], out[region], mode)
+        assert out[region].tobytes() == expected[region].tobytes()
+
+
 def test_blend_modes_give_distinct_results() -> None:
     rng = np.random.default_rng(1)
     src = premultiply((rng.random((8, 8, 4)) * 255).astype(np.uint8))
