@@ -26,9 +26,9 @@ class CompositingWork:
             self.blends[_thread()] += 1
             return blend_into(src, dst, mode)
 
-        def counted_premultiply(rgba, opacity=1.0):
+        def counted_premultiply(rgba, opacity=1.0, out=None):
             self.premultiplied[_thread()] += 1
-            return premultiply(rgba, opacity)
+            return premultiply(rgba, opacity, out)
 
         monkeypatch.setattr(compositing, "_band_pool", lambda: None)
         monkeypatch.setattr(compositing, "blend_into", counted_blend)

@@ -58,12 +58,16 @@ Rect = tuple[int, int, int, int]
 """(x0, y0, x1, y1) in canvas pixels, half-open."""
 
 
-def premultiply(rgba: np.ndarray, opacity: float = 1.0) -> np.ndarray:
+def premultiply(
+    rgba: np.ndarray, opacity: float = 1.0, out: np.ndarray | None = None
+) -> np.ndarray:
     """uint8 straight-alpha RGBA (H, W, 4) -> planar float32 premultiplied (4, H, W) in [0, 1].
 
     ``opacity`` scales the alpha before it multiplies the colour: the layer as it is blended.
+    Written into ``out`` when given (float32 (4, H, W)).
     """
-    out = np.empty((4, *rgba.shape[:2]), np.float32)
+    if out is None:
+        out = np.empty((4, *rgba.shape[:2]), np.float32)
     np.multiply(rgba.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out)
     if opacity != 1.0:
         out[3] *= np.float32(opacity)
@@ -401,7 +405,11 @@ class Compositor:
         cached = self._premul.get(layer.id)
         if cached is not None and cached[0] is layer.pixels and cached[1] == opacity:
             return cached[2]
-        arr = premultiply(layer.pixels, opacity)
+        # Into the array it replaces, if it fits: an opacity drag changes it on every update,
+        # and a fresh layer-sized array costs more in page faults than the arithmetic.
+        h, w = layer.pixels.shape[:2]
+        reused = cached[2] if cached is not None and cached[2].shape == (4, h, w) else None
+        arr = premultiply(layer.pixels, opacity, out=reused)
         self._premul[layer.id] = (layer.pixels, opacity, arr)
         return arr
 
