@@ -15,9 +15,12 @@ below is rewritten without division so that transparent pixels need no care.
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -55,12 +58,16 @@ Rect = tuple[int, int, int, int]
 """(x0, y0, x1, y1) in canvas pixels, half-open."""
 
 
-def premultiply(rgba: np.ndarray, opacity: float = 1.0) -> np.ndarray:
+def premultiply(
+    rgba: np.ndarray, opacity: float = 1.0, out: np.ndarray | None = None
+) -> np.ndarray:
     """uint8 straight-alpha RGBA (H, W, 4) -> planar float32 premultiplied (4, H, W) in [0, 1].
 
     ``opacity`` scales the alpha before it multiplies the colour: the layer as it is blended.
+    Written into ``out`` when given (float32 (4, H, W)).
     """
-    out = np.empty((4, *rgba.shape[:2]), np.float32)
+    if out is None:
+        out = np.empty((4, *rgba.shape[:2]), np.float32)
     np.multiply(rgba.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=out)
     if opacity != 1.0:
         out[3] *= np.float32(opacity)
@@ -70,7 +77,7 @@ def premultiply(rgba: np.ndarray, opacity: float = 1.0) -> np.ndarray:
 
 def to_premultiplied_u8(premul: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Planar float32 premultiplied -> uint8 premultiplied (H, W, 4), QImage's RGBA8888_Premultiplied."""
-    scaled = premul * np.float32(255.0)
+    scaled = np.multiply(premul, np.float32(255.0), out=_scratch(_U8_SLOT, premul.shape))
     scaled += np.float32(0.5)
     np.clip(scaled, 0.0, 255.0, out=scaled)
     if out is None:
@@ -96,23 +103,28 @@ def blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
     a = as·cb and b = ab·cs the cross terms cancel to cs + cb − max(a, b)
     (darken), − min(a, b) (lighten), − 2·min(a, b) (difference) and − cs·cb
     (screen). Exactness only needs every path to call this one function.
+
+    Intermediate arrays are this thread's scratch arrays (``_scratch``), each
+    computed by the same operations in the same order as the plain expression
+    in the comment beside it, so the result is the same bit for bit.
     """
     as_ = src[3:4]
     ab = dst[3:4]
     cs = src[:3]
     cb = dst[:3]
-    inv_as = 1.0 - as_
+    alpha_shape, colour_shape = ab.shape, cb.shape
+    inv_as = np.subtract(1.0, as_, out=_scratch(0, alpha_shape))  # 1.0 - as_
     if mode is BlendMode.NORMAL:
         dst *= inv_as
         dst += src
         return dst
     if mode is BlendMode.SCREEN:
-        product = cs * cb
+        product = np.multiply(cs, cb, out=_scratch(1, colour_shape))  # cs * cb
         cb += cs
         cb -= product
     elif mode in (BlendMode.DARKEN, BlendMode.LIGHTEN, BlendMode.DIFFERENCE):
-        a = as_ * cb
-        b = ab * cs
+        a = np.multiply(as_, cb, out=_scratch(1, colour_shape))  # as_ * cb
+        b = np.multiply(ab, cs, out=_scratch(2, colour_shape))  # ab * cs
         if mode is BlendMode.DARKEN:
             np.maximum(a, b, out=a)
         else:
@@ -123,17 +135,25 @@ def blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
         cb -= a
     elif mode is BlendMode.MULTIPLY:
         # cs·(1 − ab) + cs·cb = cs·(1 − ab + cb)
-        term = cb - ab
+        term = np.subtract(cb, ab, out=_scratch(1, colour_shape))  # cb - ab
         term += 1.0
         term *= cs
         cb *= inv_as
         cb += term
     elif mode is BlendMode.OVERLAY:
         # Overlay is hard-light with the layers swapped: multiply where Cb <= 0.5, screen above.
-        low = 2.0 * cs * cb
-        high = as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
-        term = cs * (1.0 - ab)
-        term += np.where(2.0 * cb <= ab, low, high)
+        low = np.multiply(2.0, cs, out=_scratch(1, colour_shape))  # 2.0 * cs * cb
+        low *= cb
+        high = np.subtract(
+            ab, cb, out=_scratch(2, colour_shape)
+        )  # as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
+        high *= 2.0
+        high *= np.subtract(as_, cs, out=_scratch(3, colour_shape))
+        np.subtract(np.multiply(as_, ab, out=_scratch(4, alpha_shape)), high, out=high)
+        twice_cb = np.multiply(2.0, cb, out=_scratch(3, colour_shape))
+        _select(twice_cb <= ab, low, high)  # np.where(2.0 * cb <= ab, low, high)
+        term = np.multiply(cs, np.subtract(1.0, ab, out=_scratch(4, alpha_shape)), out=low)
+        term += high  # cs * (1.0 - ab) + that choice
         cb *= inv_as
         cb += term
     else:
@@ -141,6 +161,50 @@ def blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
     ab *= inv_as
     ab += as_
     return dst
+
+
+_SCRATCH_MAX = 4 * 1024 * 1024
+"""Elements (16 MB of float32) up to which a scratch array is kept for reuse; a band is far smaller."""
+
+_thread_scratch = threading.local()
+_BAND_SLOT, _U8_SLOT = 10, 11
+"""The compositor's band and ``to_premultiplied_u8``'s scaled copy (``blend_into`` uses 0 to 6)."""
+
+
+def _scratch(slot: int, shape: tuple[int, ...]) -> np.ndarray:
+    """This thread's float32 scratch array number ``slot``, reshaped to ``shape`` (contents undefined).
+
+    Reused rather than allocated because a fresh band-sized temporary is served by
+    fresh pages from the system, and their page faults cost more than the arithmetic.
+    """
+    size = math.prod(shape)
+    if size > _SCRATCH_MAX:
+        return np.empty(shape, np.float32)
+    arrays = getattr(_thread_scratch, "arrays", None)
+    if arrays is None:
+        arrays = _thread_scratch.arrays = {}
+    flat = arrays.get(slot)
+    if flat is None or flat.size < size:
+        flat = arrays[slot] = np.empty(size, np.float32)
+    return flat[:size].reshape(shape)
+
+
+def _select(condition: np.ndarray, chosen: np.ndarray, other: np.ndarray) -> None:
+    """Set ``other`` to ``chosen`` where ``condition`` holds, bit for bit: ``np.where`` in place.
+
+    Done on the bits (other ^= (other ^ chosen) & mask) because numpy's masked
+    copies branch per element, which costs ten times the arithmetic on the
+    unpredictable masks of an image.
+    """
+    mask = _scratch(5, condition.shape).view(np.uint32)
+    np.copyto(mask, condition)
+    np.negative(mask, out=mask)  # 1 -> all ones
+    bits = other.view(np.uint32)
+    flips = np.bitwise_xor(
+        bits, chosen.view(np.uint32), out=_scratch(6, bits.shape).view(np.uint32)
+    )
+    flips &= mask
+    bits ^= flips
 
 
 def blend(src: np.ndarray, dst: np.ndarray, mode: BlendMode, opacity: float = 1.0) -> np.ndarray:
@@ -191,6 +255,7 @@ BAND_ROWS = 64
 """Rows per band: a band of a 1024-wide canvas is 1 MB of float32 RGBA, which stays in cache."""
 
 _pool: ThreadPoolExecutor | None = None
+_preparer: ThreadPoolExecutor | None = None
 
 
 def _band_pool() -> ThreadPoolExecutor | None:
@@ -202,6 +267,14 @@ def _band_pool() -> ThreadPoolExecutor | None:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="composite")
     return _pool
+
+
+def _prepare_thread() -> ThreadPoolExecutor:
+    """The one thread that builds caches ahead of an edit (``Compositor.prepare_edit``)."""
+    global _preparer
+    if _preparer is None:
+        _preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="composite-prepare")
+    return _preparer
 
 
 def _intersect(a: Rect, b: Rect) -> Rect | None:
@@ -243,6 +316,10 @@ class Compositor:
     one group when they all blend normally (src-over is associative), which
     makes an update two blends but differs from the sequential result by
     float rounding; only the preview uses it.
+
+    Threading: ``prepare_edit`` does its work on a background thread; every
+    other call first waits for it to finish, so the compositor is only ever
+    used by one thread at a time.
     """
 
     def __init__(self, group_normal_above: bool = False) -> None:
@@ -254,12 +331,20 @@ class Compositor:
         self._premul: dict[str, tuple[np.ndarray, float, np.ndarray]] = {}
         self._below: tuple[int, tuple[_Key, ...], np.ndarray] | None = None
         self._above: tuple[int, tuple[_Key, ...], np.ndarray | None] | None = None
-        self.last_dirty: Rect | None = None
+        self._last_dirty: Rect | None = None
+        self._pending: Future[None] | None = None
 
     # ---- public -------------------------------------------------------------
 
+    @property
+    def last_dirty(self) -> Rect | None:
+        """The rectangle (x0, y0, x1, y1) the last composite (or preparation) recomputed, or None."""
+        self._wait()
+        return self._last_dirty
+
     def composite(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> np.ndarray:
         """Planar premultiplied float32 (4, H, W) composite; read-only, valid until the next call."""
+        self._wait()
         self._update(layers, size)
         assert self._result is not None
         view = self._result.view()
@@ -268,13 +353,48 @@ class Compositor:
 
     def composite_u8(self, layers: Sequence[CompositeLayer], size: tuple[int, int]) -> np.ndarray:
         """uint8 premultiplied RGBA composite; read-only, valid until the next call."""
+        self._wait()
         self._update(layers, size)
         assert self._result_u8 is not None
         view = self._result_u8.view()
         view.flags.writeable = False
         return view
 
+    def prepare_edit(
+        self, layers: Sequence[CompositeLayer], size: tuple[int, int], index: int | None = None
+    ) -> Future[None]:
+        """Bring the composite up to date on a background thread and, for ``index``, build
+        what an edit of ``layers[index]`` needs: the composite below it (and the group
+        above it). Then the first update of that edit costs what the later ones do.
+
+        Call it when a gesture starts (a mouse press, a slider press) so that the work
+        is done between the press and the first move, off the calling thread. It only
+        moves work: every result stays what it would have been without it. Returns the
+        future of that work (an error in it resets the caches; the next call recomputes).
+        """
+        layers = tuple(layers)
+        size = (int(size[0]), int(size[1]))
+
+        def work() -> None:
+            try:
+                self._update(layers, size)
+                if index is not None and 0 <= index < len(layers):
+                    self._edit_caches(layers, self._keys, index)
+            except BaseException:
+                self._result = None
+                raise
+
+        # Not waiting for an earlier preparation: the one thread runs them in order, so
+        # waiting for the newest waits for all.
+        self._pending = _prepare_thread().submit(work)
+        return self._pending
+
     # ---- internals ----------------------------------------------------------
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            futures.wait([pending])
 
     def _canvas(self) -> Rect:
         return (0, 0, self._size[0], self._size[1])
@@ -285,7 +405,11 @@ class Compositor:
         cached = self._premul.get(layer.id)
         if cached is not None and cached[0] is layer.pixels and cached[1] == opacity:
             return cached[2]
-        arr = premultiply(layer.pixels, opacity)
+        # Into the array it replaces, if it fits: an opacity drag changes it on every update,
+        # and a fresh layer-sized array costs more in page faults than the arithmetic.
+        h, w = layer.pixels.shape[:2]
+        reused = cached[2] if cached is not None and cached[2].shape == (4, h, w) else None
+        arr = premultiply(layer.pixels, opacity, out=reused)
         self._premul[layer.id] = (layer.pixels, opacity, arr)
         return arr
 
@@ -310,8 +434,13 @@ class Compositor:
         return x
 
     def _compose(self, layers, keys, region: Rect, start: np.ndarray | None = None) -> np.ndarray:
+        """``layers`` over ``start`` (else transparency) in ``region``: this thread's band array."""
         x0, y0, x1, y1 = region
-        x = np.zeros((4, y1 - y0, x1 - x0), np.float32) if start is None else start
+        if start is None:
+            x = _scratch(_BAND_SLOT, (4, y1 - y0, x1 - x0))
+            x.fill(0.0)
+        else:
+            x = start
         for layer, key in zip(layers, keys, strict=True):
             x = self._apply(layer, key, x, region)
         return x
@@ -363,7 +492,7 @@ class Compositor:
             self._full(layers, keys)
             return
         if keys == self._keys:
-            self.last_dirty = None
+            self._last_dirty = None
             return
         old = self._keys
         canvas = self._canvas()
@@ -374,7 +503,7 @@ class Compositor:
                 dirty = _union(dirty, layer_bounds(old[i], canvas))
                 dirty = _union(dirty, layer_bounds(keys[i], canvas))
             self._keys = keys
-            self.last_dirty = dirty
+            self._last_dirty = dirty
             if dirty is None:
                 return
             if len(changed) == 1:
@@ -389,13 +518,14 @@ class Compositor:
     def _full(self, layers, keys) -> None:
         canvas = self._canvas()
         self._keys = keys
-        self.last_dirty = canvas if canvas[2] and canvas[3] else None
-        if self.last_dirty is not None:
+        self._last_dirty = canvas if canvas[2] and canvas[3] else None
+        if self._last_dirty is not None:
             self._banded(
                 canvas, lambda band: self._set_result(band, self._compose(layers, keys, band))
             )
 
-    def _update_one(self, layers, keys: list[_Key], k: int, dirty: Rect) -> None:
+    def _edit_caches(self, layers, keys, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The composite below layer ``k`` and the group above it (None: blend them one by one)."""
         canvas = self._canvas()
         below_keys = tuple(keys[:k])
         if self._below is None or self._below[0] != k or self._below[1] != below_keys:
@@ -407,11 +537,15 @@ class Compositor:
             )
             group = self._composed(layers[k + 1 :], keys[k + 1 :], canvas) if groupable else None
             self._above = (k, above_keys, group)
-        below, group = self._below[2], self._above[2]
+        return self._below[2], self._above[2]
+
+    def _update_one(self, layers, keys: list[_Key], k: int, dirty: Rect) -> None:
+        below, group = self._edit_caches(layers, keys, k)
 
         def work(band: Rect) -> None:
             x0, y0, x1, y1 = band
-            x = below[:, y0:y1, x0:x1].copy()
+            x = _scratch(_BAND_SLOT, (4, y1 - y0, x1 - x0))
+            np.copyto(x, below[:, y0:y1, x0:x1])
             x = self._apply(layers[k], keys[k], x, band)
             if group is not None:
                 x = blend_into(group[:, y0:y1, x0:x1], x, BlendMode.NORMAL)
@@ -436,6 +570,11 @@ def preview_factor(size: tuple[int, int], budget: int | None = None) -> int:
     return factor
 
 
+def _reduced(size: tuple[int, int], factor: int) -> tuple[int, int]:
+    w, h = size
+    return (-(-w // factor), -(-h // factor))
+
+
 @dataclass(frozen=True)
 class _SampledLayer:
     """A layer as the preview sees it: every ``factor``-th canvas pixel of it."""
@@ -456,7 +595,8 @@ class PreviewCompositor:
     the float rounding of grouping normal layers (``Compositor`` with
     ``group_normal_above``). It costs about 1/f² of the full composite. It is
     never final: the canvas replaces it by the exact composite once the edit
-    stops, and nothing exported or saved reads it.
+    stops, and nothing exported or saved reads it. ``prepare_edit`` builds its
+    caches on a background thread, as ``Compositor.prepare_edit`` does.
     """
 
     def __init__(self) -> None:
@@ -467,12 +607,29 @@ class PreviewCompositor:
         self, layers: Sequence[CompositeLayer], size: tuple[int, int], factor: int
     ) -> np.ndarray:
         """uint8 premultiplied RGBA (ceil(H/f), ceil(W/f), 4); read-only, valid until the next call."""
-        w, h = size
+        return self._compositor.composite_u8(
+            self._sampled_stack(layers, factor), _reduced(size, factor)
+        )
+
+    def prepare_edit(
+        self,
+        layers: Sequence[CompositeLayer],
+        size: tuple[int, int],
+        factor: int,
+        index: int | None = None,
+    ) -> Future[None]:
+        """Build, on a background thread, the reduced layers and the caches an edit of
+        ``layers[index]`` needs (see ``Compositor.prepare_edit``); returns that work's future."""
+        return self._compositor.prepare_edit(
+            self._sampled_stack(layers, factor), _reduced(size, factor), index
+        )
+
+    def _sampled_stack(self, layers: Sequence[CompositeLayer], factor: int) -> list[_SampledLayer]:
         sampled = [self._sampled(layer, factor) for layer in layers]
         live = {layer.id for layer in layers}
         for stale in [k for k in self._samples if k not in live]:
             del self._samples[stale]
-        return self._compositor.composite_u8(sampled, (-(-w // factor), -(-h // factor)))
+        return sampled
 
     def _sampled(self, layer: CompositeLayer, factor: int) -> _SampledLayer:
         ox, oy = layer.offset

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -261,6 +262,23 @@ class LayerStack(QObject):
         if factor == 1:
             return self.composite_premultiplied(), 1
         return self._preview.composite_u8(self._layers, self._size, factor), factor
+
+    def prepare_edit(self, layer_id: str | None = None) -> Future[None]:
+        """Get ready to show a moving edit of ``layer_id`` (a layer drag or an opacity
+        slider is pressed): on a background thread, bring the composite that
+        ``composite_preview`` draws up to date and build the caches an edit of that
+        layer needs, so the first update of the drag costs what the later ones do.
+        With no layer, only bring it up to date (the canvas does so once it shows the
+        exact composite, so that a press finds little left to do).
+
+        It changes no result. A composite call made before the work is done waits for
+        it; the returned future says when it is done.
+        """
+        index = None if layer_id is None else self.index_of(layer_id)
+        factor = self.preview_factor
+        if factor == 1:
+            return self._compositor.prepare_edit(self._layers, self._size, index)
+        return self._preview.prepare_edit(self._layers, self._size, factor, index)
 
     @property
     def last_dirty(self) -> Rect | None:

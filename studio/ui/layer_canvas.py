@@ -9,7 +9,10 @@ While an edit larger than the preview budget is moving (a drag, an opacity
 slider: changes that keep arriving), the canvas draws the stack's reduced
 preview, scaled up; ``SETTLE_MS`` after the last change it draws the exact
 full-resolution composite again. So a drag stays smooth on a large stack of
-blended layers, and what stays on screen is always exact.
+blended layers, and what stays on screen is always exact. The preview's caches
+are built off the UI thread (``LayerStack.prepare_edit``): brought up to date
+whenever the exact composite is drawn, and completed for the pressed layer when
+a drag starts, so the first move of a drag costs no more than the next ones.
 
 Dragging with the left button moves the selected layer when the press lands
 inside it, otherwise the topmost layer under the cursor (which becomes
@@ -107,6 +110,8 @@ class CompositeItem(QGraphicsItem):
                 self._buffer, self._factor = self._stack.composite_preview()
             else:
                 self._buffer, self._factor = self._stack.composite_premultiplied(), 1
+                if self._stack.preview_factor > 1:
+                    self._stack.prepare_edit()  # the next drag's preview, in the background
             rows, cols = self._buffer.shape[:2]
             self._image = QImage(
                 self._buffer.data, cols, rows, 4 * cols, QImage.Format.Format_RGBA8888_Premultiplied
@@ -238,6 +243,7 @@ class LayerCanvas(ZoomView):
             return False
         offset = self._stack.layer(layer_id).offset
         self._drag = (layer_id, scene_point, offset, layer_commands.new_gesture())
+        self._stack.prepare_edit(layer_id)
         return True
 
     def _inside(self, layer_id: str, point: QPointF) -> bool:

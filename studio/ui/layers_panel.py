@@ -264,6 +264,8 @@ class LayersPanel(QWidget):
 
     def _begin_opacity_drag(self) -> None:
         self._opacity_gesture = commands.new_gesture()
+        if self.current_layer_id():
+            self._stack.prepare_edit(self.current_layer_id())
 
     def _end_opacity_drag(self) -> None:
         self._opacity_gesture = None

@@ -53,6 +53,8 @@ GEOMETRY_KEY = "window/geometry"
 DOCKS_KEY = "window/docks"
 BATCH_KEY = "explore/batch"
 """QSettings: most children, cells or candidates per UNet batch (1: one at a time)."""
+QUIT_WAIT_S = 10.0
+"""How long quitting waits for the worker to stop (a run ends within one step; a model load may not)."""
 
 
 class MainWindow(QMainWindow):
@@ -295,8 +297,12 @@ class MainWindow(QMainWindow):
         self.settings.setValue(GEOMETRY_KEY, self.saveGeometry())
         self.settings.setValue(DOCKS_KEY, self.saveState())
         self.timeline.play_button.setChecked(False)
-        if not self.session.shutdown(timeout=10.0):
-            print("Noise Studio: the worker was still busy at exit (loading a model).")
+        if not self.session.shutdown(timeout=QUIT_WAIT_S):
+            # It may be in a model load, a decode or a call torch cannot interrupt: say only what is known.
+            print(
+                f"Noise Studio: the worker was still busy at exit ({QUIT_WAIT_S:g} s after quit);"
+                " it ends with the process."
+            )
         super().closeEvent(event)
 
 

@@ -122,3 +122,23 @@ def test_installed_wheel_renders_with_the_bundled_model_outside_the_checkout(sit
         recipe = Recipe.from_parameters(image.text["parameters"])
     assert recipe.seed == 1 and recipe.prompt == "a red car on a mountain road at sunset"
     assert recipe.model == "bundled"
+
+
+def test_the_installed_console_script_takes_the_render_subcommand(site, tmp_path):
+    """``noise-studio render …`` as a user types it: the script pip wrote for the entry point."""
+    from PIL import Image
+
+    script = site / "bin" / "noise-studio"
+    assert script.is_file() and os.access(script, os.X_OK)
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    out = away / "boat.png"
+    # The installed package comes first on the path, before the checkout's editable finder.
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    args = ["render", "--prompt", "a boat", "--seed", "2", "--steps", "1", "--out", str(out)]
+    result = subprocess.run(
+        [str(script), *args], cwd=away, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.size == (64, 64) and "a boat" in image.text["parameters"]

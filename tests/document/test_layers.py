@@ -9,12 +9,14 @@ from studio.document import compositing
 from studio.document.compositing import (
     BlendMode,
     Compositor,
+    PreviewCompositor,
     blend,
     premultiply,
     preview_factor,
     to_straight_u8,
 )
 from studio.document.layers import Layer, LayerError, LayerStack
+from tests.compositing_work import CompositingWork
 
 # ---- reference: the W3C spec written literally, in straight alpha ------------
 
@@ -79,6 +81,46 @@ def test_blend_matches_w3c_reference(mode: BlendMode, opacity: float) -> None:
     np.testing.assert_allclose(out[..., 3:4], ref_alpha, atol=1e-5)
     ref_premul = ref_colour * ref_alpha
     np.testing.assert_allclose(out[..., :3], ref_premul, atol=1e-5)
+
+
+def _plain_blend_into(src: np.ndarray, dst: np.ndarray, mode: BlendMode) -> np.ndarray:
+    """``blend_into``'s arithmetic written as plain expressions, each making new arrays."""
+    as_, ab, cs, cb = src[3:4], dst[3:4], src[:3], dst[:3]
+    inv_as = 1.0 - as_
+    if mode is BlendMode.NORMAL:
+        return dst * inv_as + src
+    if mode is BlendMode.SCREEN:
+        colour = (cb + cs) - cs * cb
+    elif mode is BlendMode.MULTIPLY:
+        colour = cb * inv_as + ((cb - ab) + 1.0) * cs
+    elif mode is BlendMode.OVERLAY:
+        low = 2.0 * cs * cb
+        high = as_ * ab - 2.0 * (ab - cb) * (as_ - cs)
+        colour = cb * inv_as + (cs * (1.0 - ab) + np.where(2.0 * cb <= ab, low, high))
+    else:
+        a, b = as_ * cb, ab * cs
+        chosen = {
+            BlendMode.DARKEN: lambda: np.maximum(a, b),
+            BlendMode.LIGHTEN: lambda: np.minimum(a, b),
+            BlendMode.DIFFERENCE: lambda: np.minimum(a, b) + np.minimum(a, b),
+        }[mode]()
+        colour = (cb + cs) - chosen
+    return np.concatenate([colour, ab * inv_as + as_])
+
+
+@pytest.mark.parametrize("mode", list(BlendMode))
+def test_blending_in_place_gives_the_plain_expressions_bits(mode: BlendMode) -> None:
+    """Scratch arrays and the bitwise select change no bit of any mode's result."""
+    rng = np.random.default_rng(4)
+    src, dst = (rng.integers(0, 256, (70, 90, 4), dtype=np.uint8) for _ in range(2))
+    src[..., 3][rng.random((70, 90)) < 0.2] = 0
+    dst[..., 3][rng.random((70, 90)) < 0.2] = 255
+    pre_src, pre_dst = premultiply(src, 0.7), premultiply(dst)
+    expected = _plain_blend_into(pre_src, pre_dst.copy(), mode)
+    for region in (np.s_[:, :, :], np.s_[:, 3:61, 5:77]):  # whole, and a strided view
+        out = pre_dst.copy()
+        compositing.blend_into(pre_src[region], out[region], mode)
+        assert out[region].tobytes() == expected[region].tobytes()
 
 
 def test_blend_modes_give_distinct_results() -> None:
@@ -317,6 +359,35 @@ def test_the_preview_samples_the_exact_composite(monkeypatch, modes) -> None:
         # grouped normal layers round differently by at most one step in 255
         difference = np.abs(preview.astype(int) - exact.astype(int))
         assert difference.max() <= 1
+
+
+def test_a_prepared_edit_previews_its_first_update_with_the_work_of_the_next(monkeypatch) -> None:
+    """``prepare_edit`` (a press) builds the preview's caches off the calling thread; then the
+    first update of the drag, like every later one, blends only the edited layer and the layers
+    above it and premultiplies only the edited one, and draws what a fresh compositor draws."""
+    monkeypatch.setattr(compositing, "PREVIEW_PIXELS", 16 * 16)
+    work = CompositingWork(monkeypatch)
+    modes = [BlendMode.MULTIPLY, BlendMode.OVERLAY, BlendMode.DARKEN]
+    modes += [BlendMode.NORMAL, BlendMode.DIFFERENCE, BlendMode.SCREEN]
+    rng = np.random.default_rng(11)
+    stack = LayerStack(64, 64)
+    for i, mode in enumerate(modes):
+        pixels = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
+        stack.add(Layer(pixels, name=f"l{i}", blend=mode, opacity=0.8))
+    edited = stack[2].id
+    stack.prepare_edit(edited).result()
+    assert work.on_ui() == (0, 0), "the caches were built off the calling thread"
+    assert work.blends["background"] >= len(modes)
+    for opacity in (0.3, 0.5, 0.6):
+        work.reset()
+        stack.update(edited, opacity=opacity)
+        preview, factor = stack.composite_preview()
+        assert work.on_ui() == (4, 1), f"opacity {opacity}: layers 2 to 5 blended, 2 premultiplied"
+    fresh = PreviewCompositor().composite_u8(stack.layers, stack.size, factor)
+    assert factor == 4 and np.array_equal(preview, fresh)
+    assert np.array_equal(
+        stack.composite_premultiplied(), Compositor().composite_u8(stack.layers, stack.size)
+    )
 
 
 def test_a_small_canvas_previews_at_full_resolution() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import xml.etree.ElementTree as ET
 import zipfile
 
@@ -15,6 +17,7 @@ from studio.engine.schedulers import SAMPLERS
 from studio.ui.export_actions import ImageSource
 from studio.ui.project_menu import file_menu
 from tests.ui.conftest import generate_and_wait
+from tests.ui.test_project_flow import Answers, attach_session
 
 
 @pytest.fixture
@@ -174,6 +177,26 @@ def test_cancelling_the_decodes_writes_nothing(qtbot, window, tmp_path, errors, 
     monkeypatch.setattr(TrajectoryFrames, "start", start_then_cancel)
     assert window.exports.export_animation(tmp_path / "run.webp") is None
     assert errors == ["The export was cancelled."] and not (tmp_path / "run.webp").exists()
+
+
+def test_exports_and_a_saved_project_get_the_mode_the_umask_gives(qtbot, window, tmp_path, errors):
+    session = attach_session(window, tmp_path / "recovery", Answers())
+    session.start()
+    generate_and_wait(qtbot, window)
+    window.workspace.add_version_to_canvas()
+    previous = os.umask(0o022)
+    try:
+        written = [
+            window.exports.export_image(tmp_path / "v1.png", ImageSource.VERSION, scale=2),
+            window.exports.export_ora(tmp_path / "canvas.ora"),
+            window.exports.export_contact_sheet(tmp_path / "sheet.png", count=2),
+        ]
+        assert session.save_as(tmp_path / "kept.studio")
+    finally:
+        os.umask(previous)
+    assert errors == [] and None not in written
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [*written, tmp_path / "kept.studio"]}
+    assert modes == dict.fromkeys(modes, 0o644), "as any program writes them: not private 0600"
 
 
 def steps_of(window, version):

@@ -7,10 +7,12 @@ import pytest
 from PySide6.QtCore import QModelIndex, Qt
 from PySide6.QtGui import QUndoStack
 
+from studio.document import compositing
 from studio.document.compositing import BlendMode
 from studio.document.layer_commands import AddLayerCommand
 from studio.document.layers import Layer, LayerStack
 from studio.ui.layers_panel import LayersPanel
+from tests.compositing_work import CompositingWork
 
 
 def _solid(rgba, w=16, h=12) -> np.ndarray:
@@ -53,6 +55,30 @@ def test_list_shows_the_stack_top_first(panel) -> None:
     assert widget.blend.count() == len(BlendMode)
     assert not widget.raise_button.isEnabled() and widget.lower_button.isEnabled()
     assert widget.source_button.isEnabled()  # "top" links back to version v1
+
+
+def test_pressing_the_opacity_slider_prepares_the_preview_of_its_drag(qtbot, monkeypatch) -> None:
+    """The press builds the preview's caches off the UI thread, so the first value of the drag
+    blends only the selected layer and the layers above it."""
+    monkeypatch.setattr(compositing, "PREVIEW_PIXELS", 16 * 16)
+    work = CompositingWork(monkeypatch)
+    rng = np.random.default_rng(2)
+    stack = LayerStack(64, 64)
+    for i, mode in enumerate(BlendMode):
+        pixels = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
+        stack.add(Layer(pixels, name=f"l{i}", blend=mode))
+    widget = LayersPanel(stack, QUndoStack())
+    qtbot.addWidget(widget)
+    widget.select_layer(stack[3].id)
+    widget.opacity.setSliderDown(True)  # emits sliderPressed, as a mouse press does
+    assert work.on_ui() == (0, 0)
+    for value in (80, 60):
+        widget.opacity.setValue(value)
+        assert stack[3].opacity == value / 100
+        stack.composite_preview()
+        assert work.on_ui() == (4, 1), f"at {value}%: layers 3 to 6 blended, 3 premultiplied"
+        work.reset()
+    widget.opacity.setSliderDown(False)
 
 
 def test_eye_toggle_pushes_visibility_command(panel) -> None:

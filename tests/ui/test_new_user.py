@@ -218,9 +218,15 @@ def test_export_starts_in_the_last_folder_with_a_name_from_the_work(
         return str(tmp_path / "out" / "mine.png"), ""
 
     (tmp_path / "out").mkdir()
+    (tmp_path / "home" / "Pictures").mkdir(parents=True)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no user-dirs.dirs
+    monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(answer))
     exports._save_path("Export image", "PNG (*.png)", "untitled-v1.png")
     exports._save_path("Export image", "PNG (*.png)", "untitled-v2.png")
+    assert asked[0] == str(tmp_path / "home" / "Pictures" / "untitled-v1.png"), "not the cwd"
     assert asked[1] == str(tmp_path / "out" / "untitled-v2.png"), "the last folder is kept"
 
 
