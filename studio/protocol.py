@@ -229,8 +229,9 @@ class ModelLoading:
 
 @dataclass(frozen=True)
 class ModelLoaded:
-    """A model is ready. The last four fields are its
-    :class:`~studio.engine.memory.SizeBudget` (zeros: unknown)."""
+    """A model is ready. ``native_size`` to ``device_bytes`` are its
+    :class:`~studio.engine.memory.SizeBudget` (zeros: unknown); ``preview`` names the
+    fast preview it uses ("tiny decoder (taesd)", "linear map"; empty: unknown)."""
 
     ref: str
     description: str
@@ -239,6 +240,7 @@ class ModelLoaded:
     fixed_bytes: int = 0
     bytes_per_pixel: float = 0.0
     device_bytes: int = 0
+    preview: str = ""
 
 
 @dataclass(frozen=True)

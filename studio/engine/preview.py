@@ -9,7 +9,8 @@ non-finite or entirely black is refused rather than shown.
 
 A preview decoder is found in the model's folder (``preview_decoder/``, the bundled
 model ships one trained by ``studio.training.preview_decoder``) or, for user models,
-in a ``taesd``/``taesdxl`` folder beside the model, in a given folder, or as
+in a ``taesd``/``taesdxl`` folder beside the model, in a given folder or one named in
+``$NOISE_STUDIO_PREVIEW_DECODERS`` (folders separated by the path separator), or as
 ``madebyollin/taesd``/``taesdxl`` in the local Hugging Face cache. It is read without running anything from it: the config is checked key by key against
 bounds and passed to the class by hand, and the weights are read only from a
 header-checked safetensors file. A decoder that fails the checks is skipped with a
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ PREVIEW_DECODER_FOLDER = "preview_decoder"
 # The folder names TAESD is usually kept under, per family (madebyollin/taesd, taesdxl).
 TAESD_FOLDERS = {"sd1": ("taesd",), "sd2": ("taesd",), "sdxl": ("taesdxl",)}
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+PREVIEW_DECODERS_ENV = "NOISE_STUDIO_PREVIEW_DECODERS"
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
 _ACTIVATIONS = frozenset({"relu", "silu"})
@@ -125,7 +128,8 @@ def preview_decoder_candidates(
         found = [model_path / PREVIEW_DECODER_FOLDER, *(model_path.parent / n for n in names)]
     else:
         found = [model_path.parent / n for n in names]
-    found += [Path(d).expanduser() / n for d in extra_dirs for n in names]
+    configured = [d for d in os.environ.get(PREVIEW_DECODERS_ENV, "").split(os.pathsep) if d]
+    found += [Path(d).expanduser() / n for d in (*extra_dirs, *configured) for n in names]
     return found + [s for n in names if (s := _hf_cache_snapshot(f"madebyollin/{n}")) is not None]
 
 

@@ -358,7 +358,8 @@ class LocalWorker(WorkerClient):
         self._model_config = config
         from studio.engine.preview import describe_preview
 
-        description = f"{model.describe()} · preview: {describe_preview(model)}"
+        preview = describe_preview(model)
+        description = f"{model.describe()} · preview: {preview}"
         budget = self._budget()
         self.post(
             ModelLoaded(
@@ -369,6 +370,7 @@ class LocalWorker(WorkerClient):
                 budget.fixed_bytes,
                 budget.bytes_per_pixel,
                 budget.device_bytes,
+                preview,
             )
         )
         # Fill the hash cache once, so exports name the weights without reading them.
