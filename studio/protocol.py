@@ -312,6 +312,21 @@ class JobFailed:
 
 
 @dataclass(frozen=True)
+class StepPreviews:
+    """Better x0-hat previews for steps of a job that were sent with the linear map.
+
+    The live preview is latest wins (:class:`FrameShown`), so steps the screen had no
+    time for carry the cheap map; once the job has ended the worker decodes those steps
+    with the tiny decoder, in batches, and sends them here to replace the stored ones.
+    ``indices[i]`` is the step of ``previews[i]`` (uint8 H×W×3, image size)."""
+
+    job_id: int
+    version_id: str
+    indices: tuple[int, ...]
+    previews: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
 class Decoded:
     key: DecodeKey
     image: np.ndarray
@@ -428,6 +443,7 @@ Message = (
     | JobFinished
     | JobCancelled
     | JobFailed
+    | StepPreviews
     | Decoded
     | DecodeFailed
     | ForwardMade

@@ -40,7 +40,7 @@ from studio.document.commands import AddVersionCommand, DeleteVersionCommand, Re
 from studio.document.layers import LayerStack
 from studio.document.project import Project
 from studio.document.scores import VersionScores
-from studio.document.versions import StepRef, Version, VersionTree
+from studio.document.versions import StepRef, Version, VersionTree, thumbnail_of
 from studio.engine import init_pixels
 from studio.engine.batching import DEFAULT_BATCH, batch_groups, batch_key, with_batches
 from studio.engine.breeding import brood_of, cross_at
@@ -75,6 +75,7 @@ from studio.protocol import (
     Scored,
     ScoreProgress,
     StepMade,
+    StepPreviews,
     StepRecord,
     TokenInfo,
     job_label,
@@ -604,6 +605,8 @@ class Session(QObject):
                 self._on_scored(message)
             case StepMade():
                 self._on_step(message)
+            case StepPreviews():
+                self._on_step_previews(message)
             case JobStarted():
                 self._on_started(message)
             case JobFinished():
@@ -694,6 +697,24 @@ class Session(QObject):
         remaining = step.total - step.index - 1
         eta = remaining / rate if rate > 0 else 0.0
         self.progress_changed.emit(Progress(step.index + 1, step.total, rate, eta))
+
+    def _on_step_previews(self, message: StepPreviews) -> None:
+        """Steps that were stored with the linear preview get the tiny decoder's (in the
+        tree, and through the project in the file); the filmstrip shows them at once."""
+        if message.version_id not in self.tree:
+            return
+        previews = dict(zip(message.indices, message.previews, strict=True))
+        self.tree.replace_previews(message.version_id, previews)
+        if self.view.static:
+            return
+        shown = {
+            position: thumbnail_of(previews[ref.index])
+            for position, ref in enumerate(self._trajectory, start=self._forward)
+            if ref.owner_id == message.version_id and ref.index in previews
+        }
+        if shown:
+            self.thumbnails_read.emit(shown)
+            self._frame_now()
 
     def _on_finished(self, message: JobFinished) -> None:
         job = self.jobs.pop(message.job_id, None)

@@ -70,13 +70,22 @@ class PreviewDecoder:
 
 def tiny_preview(decoder: PreviewDecoder, latent: torch.Tensor) -> np.ndarray:
     """uint8 H×W×3 at image resolution from a (1, C, h, w) latent in the UNet's space."""
+    return tiny_previews(decoder, latent)[0]
+
+
+def tiny_previews(decoder: PreviewDecoder, latents: torch.Tensor) -> list[np.ndarray]:
+    """uint8 H×W×3 images at image resolution from an (N, C, h, w) batch of latents.
+
+    Each image equals a lone :func:`tiny_preview` up to float rounding (a pixel's value
+    may differ by 1 where the batch's sums land on the other side of .5)."""
     config = decoder.model.config
-    scaled = latent.detach().float() / config.scaling_factor + config.shift_factor
+    scaled = latents.detach().float() / config.scaling_factor + config.shift_factor
     forward = decoder.forward or decoder.model.decoder
     with torch.inference_mode():
-        image = forward(scaled.to(decoder.model.device))
-    pixels = ((image[0].permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
-    return torch.nan_to_num(pixels).to(torch.uint8).cpu().numpy()
+        images = forward(scaled.to(decoder.model.device))
+    pixels = ((images.permute(0, 2, 3, 1) + 1.0) * 127.5).clamp(0, 255).round()
+    batch = torch.nan_to_num(pixels).to(torch.uint8).cpu().numpy()
+    return list(batch)
 
 
 def preview_image(model: Any, latent: torch.Tensor) -> np.ndarray:

@@ -33,10 +33,12 @@ from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
 from studio.engine.memory_saving import tiling_when_short
 from studio.engine.models import LoadedModel
-from studio.engine.preview import decode, linear_preview, preview_image
+from studio.engine.preview import decode, linear_preview, preview_image, tiny_previews
 from studio.engine.recipe import Recipe, RecipeError
 
 OOM_ADVICE = "Try a smaller size, fewer steps or a smaller model."
+PREVIEW_BATCH = 16
+"""Latents the tiny decoder takes at once in :meth:`Sampler.tiny_previews`."""
 WORD_LEVEL_VOCAB = 8192
 """A vocabulary this small holds whole words (plus the 512 byte symbols), not subwords."""
 
@@ -73,6 +75,9 @@ class Step:
     preview_x0: np.ndarray
     preview_xt: np.ndarray
     checkpoint: Checkpoint
+    tiny_preview_skipped: bool = False
+    """True when the frame gate gave this step the linear map although the model has a
+    tiny decoder: :meth:`Sampler.tiny_previews` of ``x0_pred`` makes the better one later."""
 
     @property
     def is_last(self) -> bool:
@@ -96,12 +101,27 @@ class Sampler:
         decoder only if ``frame_gate()`` says a frame is wanted (the last step always
         does); other steps keep the linear map. None: every step gets the best preview."""
 
-    def _preview_x0(self, x0_pred: torch.Tensor, last: bool) -> np.ndarray:
+    def _preview_x0(self, x0_pred: torch.Tensor, last: bool) -> tuple[np.ndarray, bool]:
+        """The step's x0-hat preview, and whether the tiny decoder was skipped for it."""
         model = self.model
         gate = self.frame_gate
         if gate is None or last or getattr(model, "preview_decoder", None) is None or gate():
-            return preview_image(model, x0_pred)
-        return linear_preview(x0_pred, model.preview_factors, model.preview_bias)
+            return preview_image(model, x0_pred), False
+        return linear_preview(x0_pred, model.preview_factors, model.preview_bias), True
+
+    def tiny_previews(self, latents: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        """The tiny decoder's previews of (1, C, h, w) x0-hat latents, decoded in batches of
+        ``PREVIEW_BATCH`` (the images a step's own preview would have been, up to float
+        rounding); the linear map's for a model without a tiny decoder."""
+        model = self.model
+        decoder = getattr(model, "preview_decoder", None)
+        if decoder is None:
+            return [preview_image(model, latent) for latent in latents]
+        images: list[np.ndarray] = []
+        for start in range(0, len(latents), PREVIEW_BATCH):
+            batch = torch.cat([t.to(model.device) for t in latents[start : start + PREVIEW_BATCH]])
+            images.extend(tiny_previews(decoder, batch))
+        return images
 
     # ---- prompts ----------------------------------------------------------
 
@@ -277,6 +297,7 @@ class Sampler:
                 )
             a, s = levels[index + 1]
             checkpoint = Checkpoint(recipe, index, latent, x0_pred, schedulers.snapshot(scheduler))
+            preview_x0, skipped = self._preview_x0(x0_pred, last=index == recipe.steps - 1)
             yield Step(
                 index=index,
                 total=recipe.steps,
@@ -284,11 +305,12 @@ class Sampler:
                 sigma=s / a if a else float("inf"),
                 latent=latent,
                 x0_pred=x0_pred,
-                preview_x0=self._preview_x0(x0_pred, last=index == recipe.steps - 1),
+                preview_x0=preview_x0,
                 preview_xt=linear_preview(
                     latent / (a * a + s * s) ** 0.5, model.preview_factors, model.preview_bias
                 ),
                 checkpoint=checkpoint,
+                tiny_preview_skipped=skipped,
             )
 
     def _lineage_start(
@@ -554,6 +576,7 @@ class Sampler:
                 checkpoint = Checkpoint(
                     recipe, index, latent, x0_pred, schedulers.snapshot(scheduler)
                 )
+                preview_x0, skipped = self._preview_x0(x0_pred, last=index == lead.steps - 1)
                 yield (
                     position,
                     Step(
@@ -563,13 +586,14 @@ class Sampler:
                         sigma=s / a if a else float("inf"),
                         latent=latent,
                         x0_pred=x0_pred,
-                        preview_x0=self._preview_x0(x0_pred, last=index == lead.steps - 1),
+                        preview_x0=preview_x0,
                         preview_xt=linear_preview(
                             latent / (a * a + s * s) ** 0.5,
                             model.preview_factors,
                             model.preview_bias,
                         ),
                         checkpoint=checkpoint,
+                        tiny_preview_skipped=skipped,
                     ),
                 )
 

@@ -16,6 +16,10 @@ Threading contract
 - Right after each step, on this thread, the step's checkpoint is serialised
   to bytes and sent with its previews as a :class:`~studio.protocol.StepRecord`;
   no tensor ever leaves the thread. Decode requests carry checkpoint bytes too.
+- The tiny-decoder preview is latest wins (FrameShown): a step the UI had no time for is
+  sent with the linear map, and its x0-hat is kept here (SKIPPED_LATENT_BYTES at most)
+  until the job ends; then those steps are decoded with the tiny decoder in batches and
+  sent as one StepPreviews, after the job's ending, to replace the stored previews.
 - Cancel takes effect before the next block of the model (text encoder, UNet,
   VAE decoder; see :mod:`studio.engine.sampler`); ``stop`` cancels everything and
   joins the thread, so closing the window never leaves it running.
@@ -67,6 +71,7 @@ from studio.protocol import (
     Resume,
     Score,
     StepMade,
+    StepPreviews,
     StepRecord,
     TokenInfo,
     job_label,
@@ -74,7 +79,11 @@ from studio.protocol import (
 from studio.workers.client import WorkerClient
 
 FRAME_RATE = 30
-"""Tiny-decoder previews a second at most, the screen's pace; other steps keep the linear map."""
+"""Tiny-decoder previews a second at most, the screen's pace; other steps keep the linear map
+until their run ends (StepPreviews)."""
+SKIPPED_LATENT_BYTES = 64 * 1024 * 1024
+"""The x0-hat latents one run keeps for StepPreviews at most (an SDXL latent is 128 KiB in
+fp16, so about 500 steps); steps past it keep the linear preview."""
 
 
 @dataclass
@@ -106,6 +115,9 @@ class _Run:
     steps_done: int = 0
     last: Any = None
     ended: bool = False
+    skipped: list[tuple[int, Any]] = field(default_factory=list)
+    """(step index, x0-hat latent) of steps sent with the linear map (see StepPreviews)."""
+    skipped_bytes: int = 0
 
 
 def request_label(request: JobRequest) -> str:
@@ -541,6 +553,7 @@ class LocalWorker(WorkerClient):
         that wait; True when the run is to stop here (cancelled, or its ``stop_after``)."""
         run.steps_done += 1
         run.last = step
+        self._keep_skipped(run, step)
         record = StepRecord(
             index=int(step.index),
             total=int(step.total),
@@ -558,7 +571,8 @@ class LocalWorker(WorkerClient):
 
     def _end(self, run: _Run) -> None:
         """JobFinished with the result image when the run reached its last step and was not
-        cancelled; otherwise JobCancelled (a partial version, resumable)."""
+        cancelled; otherwise JobCancelled (a partial version, resumable). Then the tiny
+        previews of the steps the frame gate skipped (StepPreviews)."""
         job, last = run.job, run.last
         run.ended = True
         with self._cond:
@@ -567,14 +581,14 @@ class LocalWorker(WorkerClient):
                 self.post(QueueChanged(self._queue_snapshot()))
         version_id = job.request.version_id
         complete = last is not None and int(last.index) == int(last.total) - 1
-        if job.cancel.is_set() or not complete:
-            self.post(JobCancelled(job.job_id, version_id, run.steps_done))
-            return
-        image = self._result(run.recipe, last.latent, run.images, job.cancel)
-        if image is None:
-            self.post(JobCancelled(job.job_id, version_id, run.steps_done))
-            return
-        self.post(JobFinished(job.job_id, version_id, image, time.perf_counter() - run.began))
+        ending: JobFinished | JobCancelled = JobCancelled(job.job_id, version_id, run.steps_done)
+        if not job.cancel.is_set() and complete:
+            image = self._result(run.recipe, last.latent, run.images, job.cancel)
+            if image is not None:
+                elapsed = time.perf_counter() - run.began
+                ending = JobFinished(job.job_id, version_id, image, elapsed)
+        self.post(ending)
+        self._post_skipped_previews(run)
 
     def _fail(self, run: _Run, exc: Exception) -> None:
         run.ended = True
@@ -583,6 +597,35 @@ class LocalWorker(WorkerClient):
         self.post(
             JobFailed(run.job.job_id, run.job.request.version_id, one_sentence(exc), run.steps_done)
         )
+        self._post_skipped_previews(run)
+
+    def _keep_skipped(self, run: _Run, step: Any) -> None:
+        """Keep the x0-hat of a step the frame gate gave the linear map, for StepPreviews
+        at the end of the run, while the run's kept latents stay under SKIPPED_LATENT_BYTES."""
+        if not getattr(step, "tiny_preview_skipped", False):
+            return
+        latent = step.x0_pred
+        size = latent.numel() * latent.element_size()
+        if run.skipped_bytes + size > SKIPPED_LATENT_BYTES:
+            return
+        run.skipped_bytes += size
+        run.skipped.append((int(step.index), latent.detach().clone()))
+
+    def _post_skipped_previews(self, run: _Run) -> None:
+        """The tiny decoder's previews of the steps it skipped during the run, in batches,
+        as one StepPreviews (none when closing, or when the decode fails: the linear
+        previews stay)."""
+        skipped, run.skipped, run.skipped_bytes = run.skipped, [], 0
+        if not skipped or self._stopping:
+            return
+        try:
+            previews = self._sampler.tiny_previews([latent for _index, latent in skipped])
+        except Exception:
+            traceback.print_exc()
+            return
+        request = run.job.request
+        indices = tuple(index for index, _latent in skipped)
+        self.post(StepPreviews(run.job.job_id, request.version_id, indices, tuple(previews)))
 
     def _result(self, recipe: Any, latent: Any, images: Any, cancel: Any) -> Any:
         """The run's result image: composited with the init image when it started from one."""
