@@ -136,6 +136,30 @@ class Decode:
 
 
 @dataclass(frozen=True)
+class DecodeSteps:
+    """Full VAE decodes of many stored steps (an export's frames), answered under ``key``.
+
+    Not latest wins: requests are served in turn, a batch of the VAE at a time (as many
+    as memory allows, 8 at most), between the steps of a running job. Each batch comes
+    back as a :class:`StepsDecoded`; :class:`CancelDecodeSteps` stops it before the next
+    block of the VAE. ``checkpoints`` are the steps' ``Checkpoint.to_bytes()``;
+    ``sigmas`` (for ``which="xt"``) their noise levels, as Decode's ``sigma``."""
+
+    key: str
+    checkpoints: tuple[bytes, ...]
+    which: Literal["x0", "xt"] = "x0"
+    sigmas: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class CancelDecodeSteps:
+    """Stop the DecodeSteps named ``key``, waiting or being served (a last StepsDecoded
+    with ``cancelled`` says so)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
 class Forward:
     """The forward (noising) half of an image-to-image ``recipe``, as previews from its init
     image to the latent its first denoising step starts from (the engine's
@@ -209,6 +233,8 @@ Request = (
     | Resume
     | GenerateBatch
     | Decode
+    | DecodeSteps
+    | CancelDecodeSteps
     | Forward
     | TokenInfo
     | Cancel
@@ -339,6 +365,28 @@ class DecodeFailed:
 
 
 @dataclass(frozen=True)
+class StepsDecoded:
+    """One batch of a DecodeSteps: ``images`` are items ``start`` .. ``start+len-1``
+    (uint8 H×W×3), and ``done`` of ``total`` items are answered. ``failed`` lists the items
+    of this batch whose decode gave NaN or black (their image is empty, 0×0×3). The last
+    message of a request has ``done == total``, or ``cancelled``, or an ``error`` (no
+    image: the rest of the request was not decoded)."""
+
+    key: str
+    start: int
+    images: tuple[np.ndarray, ...]
+    done: int
+    total: int
+    failed: tuple[int, ...] = ()
+    cancelled: bool = False
+    error: str = ""
+
+    @property
+    def last(self) -> bool:
+        return self.cancelled or bool(self.error) or self.done >= self.total
+
+
+@dataclass(frozen=True)
 class ForwardMade:
     """A Forward's frames (uint8 H×W×3, the init image first); none, and ``error``, if it failed."""
 
@@ -446,6 +494,7 @@ Message = (
     | StepPreviews
     | Decoded
     | DecodeFailed
+    | StepsDecoded
     | ForwardMade
     | PromptInfo
     | ScoreProgress

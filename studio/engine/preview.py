@@ -458,6 +458,24 @@ def decode(vae: Any, latent: torch.Tensor) -> np.ndarray:
     return array
 
 
+def decode_batch(vae: Any, latents: torch.Tensor) -> list[np.ndarray | None]:
+    """Full VAE decodes of an (N, C, H, W) batch, as :func:`decode` gives each: uint8 H×W×3,
+    or None for an image that is non-finite or entirely black (a NaN anywhere redoes the
+    batch in fp32 first). Equal to lone decodes up to float rounding (see the README)."""
+    images = _decode_once(vae, latents)
+    if not torch.isfinite(images).all() and vae.dtype != torch.float32:
+        original = vae.dtype
+        vae.to(torch.float32)
+        try:
+            images = _decode_once(vae, latents.float())
+        finally:
+            vae.to(original)
+    finite = torch.isfinite(images.flatten(1)).all(dim=1).tolist()
+    pixels = ((images.float().permute(0, 2, 3, 1) + 1.0) * 127.5).clamp(0, 255)
+    arrays = torch.nan_to_num(pixels).round().to(torch.uint8).cpu().numpy()
+    return [a if ok and a.any() else None for a, ok in zip(arrays, finite, strict=True)]
+
+
 @torch.no_grad()
 def _decode_once(vae: Any, latent: torch.Tensor) -> torch.Tensor:
     config = vae.config

@@ -33,12 +33,20 @@ from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
 from studio.engine.memory_saving import tiling_when_short
 from studio.engine.models import LoadedModel
-from studio.engine.preview import decode, linear_preview, preview_image, tiny_previews
+from studio.engine.preview import (
+    decode,
+    decode_batch,
+    linear_preview,
+    preview_image,
+    tiny_previews,
+)
 from studio.engine.recipe import Recipe, RecipeError
 
 OOM_ADVICE = "Try a smaller size, fewer steps or a smaller model."
 PREVIEW_BATCH = 16
 """Latents the tiny decoder takes at once in :meth:`Sampler.tiny_previews`."""
+DECODE_BATCH = 8
+"""Latents the full VAE decode takes at once in :meth:`Sampler.decode_many` at most."""
 WORD_LEVEL_VOCAB = 8192
 """A vocabulary this small holds whole words (plus the 512 byte symbols), not subwords."""
 
@@ -616,6 +624,48 @@ class Sampler:
                 raise
             _release_memory()
             raise OutOfMemoryError(f"Out of memory while decoding the image. {OOM_ADVICE}") from exc
+
+    def decode_many(
+        self, latents: Sequence[torch.Tensor], cancel: threading.Event | None = None
+    ) -> list[np.ndarray | None] | None:
+        """Full-quality VAE decodes of (1, C, H, W) latents, as many at once as
+        :meth:`decode_batch_size` allows: uint8 H×W×3 each, None for one that is NaN or
+        black. Returns None when ``cancel`` is set before the decoder's last block."""
+        images: list[np.ndarray | None] = []
+        size = self.decode_batch_size(latents[0]) if latents else 1
+        vae = self.model.vae
+        try:
+            for start in range(0, len(latents), size):
+                batch = torch.cat([t.to(self.model.device) for t in latents[start : start + size]])
+                with _stops_when(cancel, vae.decoder), tiling_when_short(self.model, batch[:1]):
+                    images.extend(decode_batch(vae, batch))
+        except _Cancelled:
+            return None
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            _release_memory()
+            raise OutOfMemoryError(
+                f"Out of memory while decoding the images. {OOM_ADVICE}"
+            ) from exc
+        return images
+
+    def decode_batch_size(self, latent: torch.Tensor) -> int:
+        """How many latents like ``latent`` one VAE decode takes: DECODE_BATCH at most, and
+        no more than free memory holds (1 where even one would tile)."""
+        from studio.engine.memory import available_bytes
+        from studio.engine.memory_saving import decode_bytes
+
+        vae = self.model.vae
+        factor = self.model.size_factor
+        try:
+            need = decode_bytes(vae, latent.shape[-2] * factor, latent.shape[-1] * factor)
+            free = available_bytes(next(vae.parameters()).device)
+        except (AttributeError, StopIteration, TypeError, ValueError):
+            return 1
+        if need <= 0 or free <= 0:
+            return DECODE_BATCH
+        return max(1, min(DECODE_BATCH, free // (2 * need)))
 
     def finish(
         self,

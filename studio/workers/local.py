@@ -12,7 +12,8 @@ Threading contract
   the same bits). Decode, Forward and
   TokenInfo are "latest wins": a newer one replaces a waiting older one, and
   they are served between the steps of a running job so scrubbing stays
-  responsive.
+  responsive. DecodeSteps (an export's frames) are served in turn, one VAE batch
+  between steps, each batch posted as a StepsDecoded.
 - Right after each step, on this thread, the step's checkpoint is serialised
   to bytes and sent with its previews as a :class:`~studio.protocol.StepRecord`;
   no tensor ever leaves the thread. Decode requests carry checkpoint bytes too.
@@ -41,13 +42,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from studio.engine.recipe import RecipeError
 from studio.protocol import (
     Cancel,
     CancelAll,
+    CancelDecodeSteps,
     Decode,
     Decoded,
     DecodeFailed,
+    DecodeSteps,
     Forward,
     ForwardMade,
     FrameShown,
@@ -73,6 +78,7 @@ from studio.protocol import (
     StepMade,
     StepPreviews,
     StepRecord,
+    StepsDecoded,
     TokenInfo,
     job_label,
 )
@@ -100,6 +106,15 @@ class _Job:
     @property
     def label(self) -> str:
         return request_label(self.request)
+
+
+@dataclass(eq=False)
+class _StepDecodes:
+    """A DecodeSteps being served a batch at a time: how far it is, and its cancel."""
+
+    request: DecodeSteps
+    done: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass(eq=False)
@@ -185,6 +200,7 @@ class LocalWorker(WorkerClient):
         self._model_request: tuple[str, str] | None = None
         self._configs: dict[str, str] = {}  # the config folder each single-file ref was given
         self._decode_request: Decode | None = None
+        self._step_decodes: deque[_StepDecodes] = deque()
         self._forward_request: Forward | None = None
         self._prompt_request: TokenInfo | None = None
         self._model_list_request: ListModels | None = None
@@ -261,6 +277,12 @@ class LocalWorker(WorkerClient):
                 self._set_request("_model_request", (request.ref, request.config))
             case Decode():
                 self._set_request("_decode_request", request)
+            case DecodeSteps():
+                with self._cond:
+                    self._step_decodes.append(_StepDecodes(request))
+                    self._cond.notify_all()
+            case CancelDecodeSteps():
+                self._cancel_step_decodes(request.key)
             case Forward():
                 self._set_request("_forward_request", request)
             case TokenInfo():
@@ -286,6 +308,13 @@ class LocalWorker(WorkerClient):
                     self._jobs.remove(job)
                     dropped.append(job)
         self._report_dropped(dropped)
+
+    def _cancel_step_decodes(self, key: str) -> None:
+        with self._cond:
+            for decodes in self._step_decodes:
+                if decodes.request.key == key:
+                    decodes.cancel.set()
+            self._cond.notify_all()
 
     def _cancel_all(self) -> None:
         with self._cond:
@@ -405,11 +434,14 @@ class LocalWorker(WorkerClient):
             or self._forward_request is not None
             or self._prompt_request is not None
             or self._model_list_request is not None
+            or bool(self._step_decodes)
         )
 
     def _serve_side_requests(self) -> None:
-        """Serve the waiting decode, token-info and model-list requests, if any (latest wins)."""
+        """Serve the waiting decode, token-info and model-list requests, if any (latest wins),
+        and one batch of the oldest DecodeSteps."""
         with self._cond:
+            step_decodes = self._step_decodes[0] if self._step_decodes else None
             decode, self._decode_request = self._decode_request, None
             forward, self._forward_request = self._forward_request, None
             prompts, self._prompt_request = self._prompt_request, None
@@ -418,6 +450,9 @@ class LocalWorker(WorkerClient):
             self._decode(decode)
         if forward is not None:
             self._forward(forward)
+        if step_decodes is not None and self._decode_step_batch(step_decodes):
+            with self._cond:
+                self._step_decodes.remove(step_decodes)
         if prompts is not None and self._sampler is not None:
             for text in prompts.texts:
                 try:
@@ -447,6 +482,47 @@ class LocalWorker(WorkerClient):
             self.post(DecodeFailed(request.key, one_sentence(exc)))
             return
         self.post(Decoded(request.key, image))
+
+    def _decode_step_batch(self, decodes: _StepDecodes) -> bool:
+        """Decode the next batch of a DecodeSteps and post it; True when it has ended."""
+        request, start = decodes.request, decodes.done
+        total = len(request.checkpoints)
+
+        def answer(**ending: Any) -> bool:
+            self.post(StepsDecoded(request.key, start, (), start, total, **ending))
+            return True
+
+        if decodes.cancel.is_set():
+            return answer(cancelled=True)
+        if self._sampler is None:
+            return answer(error="No model is loaded.")
+        try:
+            latents = []
+            size = total
+            for position in range(start, total):
+                checkpoint = self._load_checkpoint_fn(request.checkpoints[position])
+                if request.which == "xt":
+                    sigma = request.sigmas[position] if position < len(request.sigmas) else None
+                    latent = _unit_variance(checkpoint.latent, checkpoint.recipe.sampler, sigma)
+                else:
+                    latent = checkpoint.x0_pred
+                latents.append(latent)
+                if position == start:
+                    size = _decode_batch_size(self._sampler, latent)
+                if len(latents) == size:
+                    break
+            images = _decode_many(self._sampler, latents, decodes.cancel)
+        except Exception as exc:
+            return answer(error=one_sentence(exc))
+        if images is None:
+            return answer(cancelled=True)
+        empty = np.zeros((0, 0, 3), np.uint8)
+        failed = tuple(start + i for i, image in enumerate(images) if image is None)
+        done = start + len(images)
+        decodes.done = done
+        images = tuple(empty if image is None else image for image in images)
+        self.post(StepsDecoded(request.key, start, images, done, total, failed))
+        return done >= total
 
     def _forward(self, request: Forward) -> None:
         if self._sampler is None:
@@ -661,6 +737,30 @@ def _is_expected(exc: BaseException) -> bool:
     from studio.engine.recipe import RecipeError
 
     return isinstance(exc, (EngineError, RecipeError))
+
+
+def _decode_batch_size(sampler: Any, latent: Any) -> int:
+    """The sampler's batch for full decodes; 1 for an engine without batched decodes."""
+    size = getattr(sampler, "decode_batch_size", None)
+    return int(size(latent)) if size is not None else 1
+
+
+def _decode_many(sampler: Any, latents: list[Any], cancel: threading.Event) -> Any:
+    """The sampler's batched full decode (None: cancelled); lone decodes where it has none,
+    a failed one as None."""
+    many = getattr(sampler, "decode_many", None)
+    if many is not None:
+        return many(latents, cancel=cancel)
+    images = []
+    for latent in latents:
+        try:
+            image = sampler.decode(latent, cancel=cancel)
+        except Exception:
+            image = None
+        if cancel.is_set():
+            return None
+        images.append(image)
+    return images
 
 
 def _unit_variance(latent: Any, sampler: str, sigma: float | None) -> Any:

@@ -43,7 +43,9 @@ from studio.engine.errors import EngineError
 from studio.protocol import (
     Cancel,
     CancelAll,
+    CancelDecodeSteps,
     Decode,
+    DecodeSteps,
     Forward,
     FrameShown,
     Generate,
@@ -351,7 +353,15 @@ class RayWorker(WorkerClient):
             case FrameShown():
                 for actor in self._busy_actors():
                     actor.handle.send.remote(to_wire(request))
-            case LoadModel() | Decode() | Forward() | TokenInfo() | ListModels():
+            case (
+                LoadModel()
+                | Decode()
+                | DecodeSteps()
+                | CancelDecodeSteps()
+                | Forward()
+                | TokenInfo()
+                | ListModels()
+            ):
                 with self._cond:
                     self._side.append(request)
                     self._cond.notify_all()
