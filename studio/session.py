@@ -223,6 +223,7 @@ class Session(QObject):
     trajectory_reset = Signal()
     step_added = Signal(int, object)
     thumbnails_read = Signal(object)
+    hover_decoded = Signal(int, object)  # timeline position, uint8 full decode
     frame_changed = Signal()
     progress_changed = Signal(object)
     status = Signal(str, int)
@@ -263,6 +264,7 @@ class Session(QObject):
         self.forward_frames = ForwardFrames()
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
         self._shown_key: DecodeKey | None = None
+        self._hover: tuple[DecodeKey, int] | None = None  # the hover popup's decode, position
         self._closing = False
         self._frame_timer = QTimer(self, singleShot=True, interval=0)
         self._frame_timer.timeout.connect(self._draw_newest_step)
@@ -624,6 +626,9 @@ class Session(QObject):
                 self._decoded[message.key] = message.image
                 while len(self._decoded) > DECODE_CACHE:
                     self._decoded.popitem(last=False)
+                if self._hover is not None and self._hover[0] == message.key:
+                    self.hover_decoded.emit(self._hover[1], message.image)
+                    self._hover = None
                 if message.key == self._shown_key:
                     self._frame_now()
             case ModelLoading():
@@ -924,6 +929,32 @@ class Session(QObject):
             return
         which = "xt" if self.view.static else "x0"
         self.client.send(Decode(key, step.checkpoint, which, step.sigma))
+
+    def request_hover_decode(self, position: int) -> np.ndarray | None:
+        """The full decode of the step at ``position`` for the filmstrip's hover popup: at
+        once when it is the result or cached, else None and asked of the worker (latest
+        wins), arriving in ``hover_decoded``. A forward frame is its own image."""
+        version = self.current_version()
+        if version is None:
+            return None
+        if position < self._forward:
+            return self._forward_images()[position]
+        if self.step_at(position) is None:
+            return None
+        key = self._decode_key(position)
+        if position == self.last_position() and not self.view.static:
+            result = self.tree.result(version.id)
+            if result is not None:
+                return result
+        if key in self._decoded:
+            return self._decoded[key]
+        if not self.model.loaded:
+            return None
+        step = self.step_at(position)
+        assert step is not None
+        self._hover = (key, position)
+        self.client.send(Decode(key, step.checkpoint, key[2], step.sigma))
+        return None
 
     def branch_target(self, position: int) -> tuple[BranchTarget, str] | None:
         """Where a branch from ``position`` of the version on view resumes, and how to say it.
