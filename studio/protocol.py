@@ -142,6 +142,30 @@ class Decode:
 
 
 @dataclass(frozen=True)
+class DecodeSteps:
+    """Full VAE decodes of many stored steps (an export's frames), answered under ``key``.
+
+    Not latest wins: requests are served in turn, a batch of the VAE at a time (as many
+    as memory allows, 8 at most), between the steps of a running job. Each batch comes
+    back as a :class:`StepsDecoded`; :class:`CancelDecodeSteps` stops it before the next
+    block of the VAE. ``checkpoints`` are the steps' ``Checkpoint.to_bytes()``;
+    ``sigmas`` (for ``which="xt"``) their noise levels, as Decode's ``sigma``."""
+
+    key: str
+    checkpoints: tuple[bytes, ...]
+    which: Literal["x0", "xt"] = "x0"
+    sigmas: tuple[float | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class CancelDecodeSteps:
+    """Stop the DecodeSteps named ``key``, waiting or being served (a last StepsDecoded
+    with ``cancelled`` says so)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
 class Forward:
     """The forward (noising) half of an image-to-image ``recipe``, as previews from its init
     image to the latent its first denoising step starts from (the engine's
@@ -215,6 +239,8 @@ Request = (
     | Resume
     | GenerateBatch
     | Decode
+    | DecodeSteps
+    | CancelDecodeSteps
     | Forward
     | TokenInfo
     | Cancel
@@ -235,8 +261,9 @@ class ModelLoading:
 
 @dataclass(frozen=True)
 class ModelLoaded:
-    """A model is ready. The last four fields are its
-    :class:`~studio.engine.memory.SizeBudget` (zeros: unknown)."""
+    """A model is ready. ``native_size`` to ``device_bytes`` are its
+    :class:`~studio.engine.memory.SizeBudget` (zeros: unknown); ``preview`` names the
+    fast preview it uses ("tiny decoder (taesd)", "linear map"; empty: unknown)."""
 
     ref: str
     description: str
@@ -245,6 +272,7 @@ class ModelLoaded:
     fixed_bytes: int = 0
     bytes_per_pixel: float = 0.0
     device_bytes: int = 0
+    preview: str = ""
 
 
 @dataclass(frozen=True)
@@ -316,6 +344,21 @@ class JobFailed:
 
 
 @dataclass(frozen=True)
+class StepPreviews:
+    """Better x0-hat previews for steps of a job that were sent with the linear map.
+
+    The live preview is latest wins (:class:`FrameShown`), so steps the screen had no
+    time for carry the cheap map; once the job has ended the worker decodes those steps
+    with the tiny decoder, in batches, and sends them here to replace the stored ones.
+    ``indices[i]`` is the step of ``previews[i]`` (uint8 H×W×3, image size)."""
+
+    job_id: int
+    version_id: str
+    indices: tuple[int, ...]
+    previews: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
 class Decoded:
     key: DecodeKey
     image: np.ndarray
@@ -325,6 +368,28 @@ class Decoded:
 class DecodeFailed:
     key: DecodeKey
     error: str
+
+
+@dataclass(frozen=True)
+class StepsDecoded:
+    """One batch of a DecodeSteps: ``images`` are items ``start`` .. ``start+len-1``
+    (uint8 H×W×3), and ``done`` of ``total`` items are answered. ``failed`` lists the items
+    of this batch whose decode gave NaN or black (their image is empty, 0×0×3). The last
+    message of a request has ``done == total``, or ``cancelled``, or an ``error`` (no
+    image: the rest of the request was not decoded)."""
+
+    key: str
+    start: int
+    images: tuple[np.ndarray, ...]
+    done: int
+    total: int
+    failed: tuple[int, ...] = ()
+    cancelled: bool = False
+    error: str = ""
+
+    @property
+    def last(self) -> bool:
+        return self.cancelled or bool(self.error) or self.done >= self.total
 
 
 @dataclass(frozen=True)
@@ -432,8 +497,10 @@ Message = (
     | JobFinished
     | JobCancelled
     | JobFailed
+    | StepPreviews
     | Decoded
     | DecodeFailed
+    | StepsDecoded
     | ForwardMade
     | PromptInfo
     | ScoreProgress

@@ -40,7 +40,7 @@ from studio.document.commands import AddVersionCommand, DeleteVersionCommand, Re
 from studio.document.layers import LayerStack
 from studio.document.project import Project
 from studio.document.scores import VersionScores
-from studio.document.versions import StepRef, Version, VersionTree
+from studio.document.versions import StepRef, Version, VersionTree, thumbnail_of
 from studio.engine import init_pixels
 from studio.engine.batching import DEFAULT_BATCH, batch_groups, batch_key, with_batches
 from studio.engine.breeding import brood_of, cross_at
@@ -75,6 +75,7 @@ from studio.protocol import (
     Scored,
     ScoreProgress,
     StepMade,
+    StepPreviews,
     StepRecord,
     TokenInfo,
     job_label,
@@ -228,6 +229,7 @@ class Session(QObject):
     trajectory_reset = Signal()
     step_added = Signal(int, object)
     thumbnails_read = Signal(object)
+    hover_decoded = Signal(int, object)  # timeline position, uint8 full decode
     frame_changed = Signal()
     progress_changed = Signal(object)
     status = Signal(str, int)
@@ -268,6 +270,7 @@ class Session(QObject):
         self.forward_frames = ForwardFrames()
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
         self._shown_key: DecodeKey | None = None
+        self._hover: tuple[DecodeKey, int] | None = None  # the hover popup's decode, position
         self._closing = False
         self._frame_timer = QTimer(self, singleShot=True, interval=0)
         self._frame_timer.timeout.connect(self._draw_newest_step)
@@ -618,6 +621,8 @@ class Session(QObject):
                 self._on_scored(message)
             case StepMade():
                 self._on_step(message)
+            case StepPreviews():
+                self._on_step_previews(message)
             case JobStarted():
                 self._on_started(message)
             case JobFinished():
@@ -635,6 +640,9 @@ class Session(QObject):
                 self._decoded[message.key] = message.image
                 while len(self._decoded) > DECODE_CACHE:
                     self._decoded.popitem(last=False)
+                if self._hover is not None and self._hover[0] == message.key:
+                    self.hover_decoded.emit(self._hover[1], message.image)
+                    self._hover = None
                 if message.key == self._shown_key:
                     self._frame_now()
             case ModelLoading():
@@ -708,6 +716,24 @@ class Session(QObject):
         remaining = step.total - step.index - 1
         eta = remaining / rate if rate > 0 else 0.0
         self.progress_changed.emit(Progress(step.index + 1, step.total, rate, eta))
+
+    def _on_step_previews(self, message: StepPreviews) -> None:
+        """Steps that were stored with the linear preview get the tiny decoder's (in the
+        tree, and through the project in the file); the filmstrip shows them at once."""
+        if message.version_id not in self.tree:
+            return
+        previews = dict(zip(message.indices, message.previews, strict=True))
+        self.tree.replace_previews(message.version_id, previews)
+        if self.view.static:
+            return
+        shown = {
+            position: thumbnail_of(previews[ref.index])
+            for position, ref in enumerate(self._trajectory, start=self._forward)
+            if ref.owner_id == message.version_id and ref.index in previews
+        }
+        if shown:
+            self.thumbnails_read.emit(shown)
+            self._frame_now()
 
     def _on_finished(self, message: JobFinished) -> None:
         job = self.jobs.pop(message.job_id, None)
@@ -917,6 +943,32 @@ class Session(QObject):
             return
         which = "xt" if self.view.static else "x0"
         self.client.send(Decode(key, step.checkpoint, which, step.sigma))
+
+    def request_hover_decode(self, position: int) -> np.ndarray | None:
+        """The full decode of the step at ``position`` for the filmstrip's hover popup: at
+        once when it is the result or cached, else None and asked of the worker (latest
+        wins), arriving in ``hover_decoded``. A forward frame is its own image."""
+        version = self.current_version()
+        if version is None:
+            return None
+        if position < self._forward:
+            return self._forward_images()[position]
+        if self.step_at(position) is None:
+            return None
+        key = self._decode_key(position)
+        if position == self.last_position() and not self.view.static:
+            result = self.tree.result(version.id)
+            if result is not None:
+                return result
+        if key in self._decoded:
+            return self._decoded[key]
+        if not self.model.loaded:
+            return None
+        step = self.step_at(position)
+        assert step is not None
+        self._hover = (key, position)
+        self.client.send(Decode(key, step.checkpoint, key[2], step.sigma))
+        return None
 
     def branch_target(self, position: int) -> tuple[BranchTarget, str] | None:
         """Where a branch from ``position`` of the version on view resumes, and how to say it.

@@ -137,6 +137,7 @@ class Project(QObject):
             (tree.version_removed, self._on_version_removed),
             (tree.version_renamed, self._on_version_renamed),
             (tree.step_appended, self._on_step_appended),
+            (tree.previews_replaced, self._on_previews_replaced),
             (tree.version_finished, self._on_result),
             (tree.result_changed, self._on_result),
             (tree.scores_changed, self._on_scores_changed),
@@ -392,6 +393,11 @@ class Project(QObject):
     def _on_step_appended(self, version_id: str, index: int) -> None:
         self._write_step(version_id, index)
 
+    def _on_previews_replaced(self, version_id: str, previews: dict[int, np.ndarray]) -> None:
+        # Each step stays in memory until this write of it has landed too.
+        future = self.store.set_step_previews(version_id, list(previews.items()))
+        self._watch(future, *((version_id, index) for index in previews))
+
     def _on_result(self, version_id: str) -> None:
         self._write_result(self.tree.get(version_id))
 
@@ -486,15 +492,16 @@ class Project(QObject):
 
     # ---- write outcomes (callbacks run on the writer thread) ------------------
 
-    def _watch(self, future: Future[T], stored: tuple[str, int] | None = None) -> None:
-        """Report a failed write; for a step or result, say on this object's thread that it landed."""
-        if stored is not None:
-            self._in_flight[stored] = self._in_flight.get(stored, 0) + 1
+    def _watch(self, future: Future[T], *stored: tuple[str, int]) -> None:
+        """Report a failed write; for steps or a result, say on this object's thread that
+        they landed."""
+        for key in stored:
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
 
         def done(future: Future[T]) -> None:
             error = future.exception()
-            if stored is not None:
-                self._written.emit(*stored, error is None)
+            for key in stored:
+                self._written.emit(*key, error is None)
             if error is None:
                 return
             if isinstance(error, ProjectError):

@@ -15,6 +15,7 @@ it without polling. All methods must be called on the thread the tree lives in
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections import OrderedDict
@@ -55,6 +56,7 @@ class StepStore:
         self.loader = loader
         self._cache_size = cache_size
         self._held: dict[tuple[str, int], StepRecord] = {}
+        self._replaced: dict[tuple[str, int], np.ndarray] = {}  # previews the file lacks yet
         self._held_results: dict[str, np.ndarray | None] = {}
         self._cache: OrderedDict[tuple[str, int] | str, Any] = OrderedDict()
 
@@ -70,7 +72,12 @@ class StepStore:
         held = self._held.get(key)
         if held is not None:
             return held
-        return self._cached(key, lambda: self._loader().load_step(version_id, index))
+        record: StepRecord = self._cached(key, lambda: self._loader().load_step(version_id, index))
+        replaced = self._replaced.get(key)
+        if replaced is not None and record.preview_x0 is not replaced:
+            record = dataclasses.replace(record, preview_x0=replaced)
+            self._cache[key] = record
+        return record
 
     def in_memory(self, version_id: str, index: int) -> StepRecord | None:
         """The step if it is held or cached, without reading it (None otherwise)."""
@@ -83,6 +90,18 @@ class StepStore:
             return self._held_results[version_id]
         return self._cached(version_id, lambda: self._loader().load_result(version_id))
 
+    def replace_preview(self, version_id: str, index: int, preview_x0: np.ndarray) -> None:
+        """Put a better x0-hat preview on the step. A step the file already holds keeps it
+        here too until :meth:`release` says the file's copy has it (its update landed)."""
+        key = (version_id, index)
+        if key in self._held:
+            self._held[key] = dataclasses.replace(self._held[key], preview_x0=preview_x0)
+            return
+        self._replaced[key] = preview_x0
+        cached = self._cache.get(key)
+        if isinstance(cached, StepRecord):
+            self._cache[key] = dataclasses.replace(cached, preview_x0=preview_x0)
+
     def release(self, version_id: str, index: int | None = None) -> None:
         """The file holds this step (or, with no index, this result): memory may let it go."""
         if self.loader is None:
@@ -91,6 +110,7 @@ class StepStore:
             self._held_results.pop(version_id, None)
         else:
             self._held.pop((version_id, index), None)
+            self._replaced.pop((version_id, index), None)
 
     def held_count(self) -> int:
         return len(self._held) + len(self._held_results)
@@ -182,6 +202,7 @@ class VersionTree(QObject):
     version_removed = Signal(str)
     version_renamed = Signal(str, str)
     step_appended = Signal(str, int)
+    previews_replaced = Signal(str, object)  # version id, {step index: uint8 preview_x0}
     version_finished = Signal(str)
     result_changed = Signal(str)
     scores_changed = Signal(str)
@@ -374,6 +395,18 @@ class VersionTree(QObject):
         version.step_indices.append(step.index)
         version.thumbnail = thumbnail_of(step.preview_x0)
         self.step_appended.emit(version_id, step.index)
+
+    def replace_previews(self, version_id: str, previews: dict[int, np.ndarray]) -> None:
+        """Give stored steps of a version better x0-hat previews (the tiny decoder's, for
+        steps whose live preview was the linear map); steps it does not have are ignored."""
+        version = self.get(version_id)
+        own = set(version.step_indices)
+        kept = {index: image for index, image in previews.items() if index in own}
+        if not kept:
+            return
+        for index, image in kept.items():
+            self.steps.replace_preview(version_id, index, image)
+        self.previews_replaced.emit(version_id, kept)
 
     def set_result(self, version_id: str, image: np.ndarray | None) -> None:
         self._store_result(self.get(version_id), image)

@@ -9,7 +9,8 @@ non-finite or entirely black is refused rather than shown.
 
 A preview decoder is found in the model's folder (``preview_decoder/``, the bundled
 model ships one trained by ``studio.training.preview_decoder``) or, for user models,
-in a ``taesd``/``taesdxl`` folder beside the model, in a given folder, or as
+in a ``taesd``/``taesdxl`` folder beside the model, in a given folder or one named in
+``$NOISE_STUDIO_PREVIEW_DECODERS`` (folders separated by the path separator), or as
 ``madebyollin/taesd``/``taesdxl`` in the local Hugging Face cache. It is read without running anything from it: the config is checked key by key against
 bounds and passed to the class by hand, and the weights are read only from a
 header-checked safetensors file. A decoder that fails the checks is skipped with a
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ PREVIEW_DECODER_FOLDER = "preview_decoder"
 # The folder names TAESD is usually kept under, per family (madebyollin/taesd, taesdxl).
 TAESD_FOLDERS = {"sd1": ("taesd",), "sd2": ("taesd",), "sdxl": ("taesdxl",)}
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+PREVIEW_DECODERS_ENV = "NOISE_STUDIO_PREVIEW_DECODERS"
 MAX_CONFIG_BYTES = 64 * 1024
 MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
 _ACTIVATIONS = frozenset({"relu", "silu"})
@@ -67,13 +70,22 @@ class PreviewDecoder:
 
 def tiny_preview(decoder: PreviewDecoder, latent: torch.Tensor) -> np.ndarray:
     """uint8 H×W×3 at image resolution from a (1, C, h, w) latent in the UNet's space."""
+    return tiny_previews(decoder, latent)[0]
+
+
+def tiny_previews(decoder: PreviewDecoder, latents: torch.Tensor) -> list[np.ndarray]:
+    """uint8 H×W×3 images at image resolution from an (N, C, h, w) batch of latents.
+
+    Each image equals a lone :func:`tiny_preview` up to float rounding (a pixel's value
+    may differ by 1 where the batch's sums land on the other side of .5)."""
     config = decoder.model.config
-    scaled = latent.detach().float() / config.scaling_factor + config.shift_factor
+    scaled = latents.detach().float() / config.scaling_factor + config.shift_factor
     forward = decoder.forward or decoder.model.decoder
     with torch.inference_mode():
-        image = forward(scaled.to(decoder.model.device))
-    pixels = ((image[0].permute(1, 2, 0) + 1.0) * 127.5).clamp(0, 255).round()
-    return torch.nan_to_num(pixels).to(torch.uint8).cpu().numpy()
+        images = forward(scaled.to(decoder.model.device))
+    pixels = ((images.permute(0, 2, 3, 1) + 1.0) * 127.5).clamp(0, 255).round()
+    batch = torch.nan_to_num(pixels).to(torch.uint8).cpu().numpy()
+    return list(batch)
 
 
 def preview_image(model: Any, latent: torch.Tensor) -> np.ndarray:
@@ -125,7 +137,8 @@ def preview_decoder_candidates(
         found = [model_path / PREVIEW_DECODER_FOLDER, *(model_path.parent / n for n in names)]
     else:
         found = [model_path.parent / n for n in names]
-    found += [Path(d).expanduser() / n for d in extra_dirs for n in names]
+    configured = [d for d in os.environ.get(PREVIEW_DECODERS_ENV, "").split(os.pathsep) if d]
+    found += [Path(d).expanduser() / n for d in (*extra_dirs, *configured) for n in names]
     return found + [s for n in names if (s := _hf_cache_snapshot(f"madebyollin/{n}")) is not None]
 
 
@@ -443,6 +456,24 @@ def decode(vae: Any, latent: torch.Tensor) -> np.ndarray:
     if not array.any():
         raise DecodeError("The decoded image is entirely black; it was not kept.")
     return array
+
+
+def decode_batch(vae: Any, latents: torch.Tensor) -> list[np.ndarray | None]:
+    """Full VAE decodes of an (N, C, H, W) batch, as :func:`decode` gives each: uint8 H×W×3,
+    or None for an image that is non-finite or entirely black (a NaN anywhere redoes the
+    batch in fp32 first). Equal to lone decodes up to float rounding (see the README)."""
+    images = _decode_once(vae, latents)
+    if not torch.isfinite(images).all() and vae.dtype != torch.float32:
+        original = vae.dtype
+        vae.to(torch.float32)
+        try:
+            images = _decode_once(vae, latents.float())
+        finally:
+            vae.to(original)
+    finite = torch.isfinite(images.flatten(1)).all(dim=1).tolist()
+    pixels = ((images.float().permute(0, 2, 3, 1) + 1.0) * 127.5).clamp(0, 255)
+    arrays = torch.nan_to_num(pixels).round().to(torch.uint8).cpu().numpy()
+    return [a if ok and a.any() else None for a, ok in zip(arrays, finite, strict=True)]
 
 
 @torch.no_grad()

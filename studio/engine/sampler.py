@@ -33,10 +33,20 @@ from studio.engine.checkpoint import Checkpoint
 from studio.engine.errors import CheckpointError, NonFiniteError, OutOfMemoryError
 from studio.engine.memory_saving import tiling_when_short
 from studio.engine.models import LoadedModel
-from studio.engine.preview import decode, linear_preview, preview_image
+from studio.engine.preview import (
+    decode,
+    decode_batch,
+    linear_preview,
+    preview_image,
+    tiny_previews,
+)
 from studio.engine.recipe import Recipe, RecipeError
 
 OOM_ADVICE = "Try a smaller size, fewer steps or a smaller model."
+PREVIEW_BATCH = 16
+"""Latents the tiny decoder takes at once in :meth:`Sampler.tiny_previews`."""
+DECODE_BATCH = 8
+"""Latents the full VAE decode takes at once in :meth:`Sampler.decode_many` at most."""
 WORD_LEVEL_VOCAB = 8192
 """A vocabulary this small holds whole words (plus the 512 byte symbols), not subwords."""
 
@@ -73,6 +83,9 @@ class Step:
     preview_x0: np.ndarray
     preview_xt: np.ndarray
     checkpoint: Checkpoint
+    tiny_preview_skipped: bool = False
+    """True when the frame gate gave this step the linear map although the model has a
+    tiny decoder: :meth:`Sampler.tiny_previews` of ``x0_pred`` makes the better one later."""
 
     @property
     def is_last(self) -> bool:
@@ -96,12 +109,27 @@ class Sampler:
         decoder only if ``frame_gate()`` says a frame is wanted (the last step always
         does); other steps keep the linear map. None: every step gets the best preview."""
 
-    def _preview_x0(self, x0_pred: torch.Tensor, last: bool) -> np.ndarray:
+    def _preview_x0(self, x0_pred: torch.Tensor, last: bool) -> tuple[np.ndarray, bool]:
+        """The step's x0-hat preview, and whether the tiny decoder was skipped for it."""
         model = self.model
         gate = self.frame_gate
         if gate is None or last or getattr(model, "preview_decoder", None) is None or gate():
-            return preview_image(model, x0_pred)
-        return linear_preview(x0_pred, model.preview_factors, model.preview_bias)
+            return preview_image(model, x0_pred), False
+        return linear_preview(x0_pred, model.preview_factors, model.preview_bias), True
+
+    def tiny_previews(self, latents: Sequence[torch.Tensor]) -> list[np.ndarray]:
+        """The tiny decoder's previews of (1, C, h, w) x0-hat latents, decoded in batches of
+        ``PREVIEW_BATCH`` (the images a step's own preview would have been, up to float
+        rounding); the linear map's for a model without a tiny decoder."""
+        model = self.model
+        decoder = getattr(model, "preview_decoder", None)
+        if decoder is None:
+            return [preview_image(model, latent) for latent in latents]
+        images: list[np.ndarray] = []
+        for start in range(0, len(latents), PREVIEW_BATCH):
+            batch = torch.cat([t.to(model.device) for t in latents[start : start + PREVIEW_BATCH]])
+            images.extend(tiny_previews(decoder, batch))
+        return images
 
     # ---- prompts ----------------------------------------------------------
 
@@ -277,6 +305,7 @@ class Sampler:
                 )
             a, s = levels[index + 1]
             checkpoint = Checkpoint(recipe, index, latent, x0_pred, schedulers.snapshot(scheduler))
+            preview_x0, skipped = self._preview_x0(x0_pred, last=index == recipe.steps - 1)
             yield Step(
                 index=index,
                 total=recipe.steps,
@@ -284,11 +313,12 @@ class Sampler:
                 sigma=s / a if a else float("inf"),
                 latent=latent,
                 x0_pred=x0_pred,
-                preview_x0=self._preview_x0(x0_pred, last=index == recipe.steps - 1),
+                preview_x0=preview_x0,
                 preview_xt=linear_preview(
                     latent / (a * a + s * s) ** 0.5, model.preview_factors, model.preview_bias
                 ),
                 checkpoint=checkpoint,
+                tiny_preview_skipped=skipped,
             )
 
     def _lineage_start(
@@ -554,6 +584,7 @@ class Sampler:
                 checkpoint = Checkpoint(
                     recipe, index, latent, x0_pred, schedulers.snapshot(scheduler)
                 )
+                preview_x0, skipped = self._preview_x0(x0_pred, last=index == lead.steps - 1)
                 yield (
                     position,
                     Step(
@@ -563,13 +594,14 @@ class Sampler:
                         sigma=s / a if a else float("inf"),
                         latent=latent,
                         x0_pred=x0_pred,
-                        preview_x0=self._preview_x0(x0_pred, last=index == lead.steps - 1),
+                        preview_x0=preview_x0,
                         preview_xt=linear_preview(
                             latent / (a * a + s * s) ** 0.5,
                             model.preview_factors,
                             model.preview_bias,
                         ),
                         checkpoint=checkpoint,
+                        tiny_preview_skipped=skipped,
                     ),
                 )
 
@@ -592,6 +624,48 @@ class Sampler:
                 raise
             _release_memory()
             raise OutOfMemoryError(f"Out of memory while decoding the image. {OOM_ADVICE}") from exc
+
+    def decode_many(
+        self, latents: Sequence[torch.Tensor], cancel: threading.Event | None = None
+    ) -> list[np.ndarray | None] | None:
+        """Full-quality VAE decodes of (1, C, H, W) latents, as many at once as
+        :meth:`decode_batch_size` allows: uint8 H×W×3 each, None for one that is NaN or
+        black. Returns None when ``cancel`` is set before the decoder's last block."""
+        images: list[np.ndarray | None] = []
+        size = self.decode_batch_size(latents[0]) if latents else 1
+        vae = self.model.vae
+        try:
+            for start in range(0, len(latents), size):
+                batch = torch.cat([t.to(self.model.device) for t in latents[start : start + size]])
+                with _stops_when(cancel, vae.decoder), tiling_when_short(self.model, batch[:1]):
+                    images.extend(decode_batch(vae, batch))
+        except _Cancelled:
+            return None
+        except RuntimeError as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            _release_memory()
+            raise OutOfMemoryError(
+                f"Out of memory while decoding the images. {OOM_ADVICE}"
+            ) from exc
+        return images
+
+    def decode_batch_size(self, latent: torch.Tensor) -> int:
+        """How many latents like ``latent`` one VAE decode takes: DECODE_BATCH at most, and
+        no more than free memory holds (1 where even one would tile)."""
+        from studio.engine.memory import available_bytes
+        from studio.engine.memory_saving import decode_bytes
+
+        vae = self.model.vae
+        factor = self.model.size_factor
+        try:
+            need = decode_bytes(vae, latent.shape[-2] * factor, latent.shape[-1] * factor)
+            free = available_bytes(next(vae.parameters()).device)
+        except (AttributeError, StopIteration, TypeError, ValueError):
+            return 1
+        if need <= 0 or free <= 0:
+            return DECODE_BATCH
+        return max(1, min(DECODE_BATCH, free // (2 * need)))
 
     def finish(
         self,

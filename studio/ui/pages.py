@@ -56,6 +56,9 @@ class Pages(QWidget):
         session.trajectory_reset.connect(self._reset_timeline)
         session.step_added.connect(self.timeline.append_step)
         session.thumbnails_read.connect(self.timeline.replace_thumbnails)
+        self.timeline.hover.requested.connect(self._hover_decode)
+        session.hover_decoded.connect(self.timeline.hover.show_image)
+        session.trajectory_reset.connect(self.timeline.hover.hide)
         view.compare_changed.connect(self._show_compare)
         view.position_changed.connect(self._draw_compare)
         view.canvas_shown_changed.connect(self._show_canvas)
@@ -109,6 +112,11 @@ class Pages(QWidget):
     def step_by(self, delta: int) -> None:
         last = self.timeline.count() - 1
         self.timeline.set_position(max(0, min(last, self.timeline.position() + delta)))
+
+    def _hover_decode(self, position: int) -> None:
+        image = self._session.request_hover_decode(position)
+        if image is not None:
+            self.timeline.hover.show_image(position, image)
 
     def _reset_timeline(self) -> None:
         session = self._session

@@ -172,6 +172,7 @@ class PanelBinding(QObject):
                     self.panel.width_box.setValue(message.native_size)
                     self.panel.height_box.setValue(message.native_size)
                 self.panel.set_size_factor(message.size_factor, self.session.model.budget)
+                self.panel.show_preview_in_use(message.preview)
                 self._request_tokens()
                 self._validate()
             case ModelFailed() if self.session.model.held is not None:

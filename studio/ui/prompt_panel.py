@@ -121,6 +121,14 @@ class PromptPanel(QWidget):
         self.model_note.setTextFormat(Qt.TextFormat.PlainText)
         self.model_note.setStyleSheet("color: palette(mid); font-size: 11px;")
         self.model_note.hide()
+        self.preview_note = QLabel()
+        self.preview_note.setTextFormat(Qt.TextFormat.PlainText)
+        self.preview_note.setStyleSheet("color: palette(mid); font-size: 11px;")
+        self.preview_note.setToolTip(
+            "How each step is previewed while it runs: a tiny decoder at full size, or the "
+            "linear latent→RGB map where the model has none"
+        )
+        self.preview_note.hide()
         self.size_note = QLabel()
         self.size_note.setWordWrap(True)
         self.size_note.setStyleSheet("color: #e0a030; font-size: 11px;")
@@ -180,6 +188,7 @@ class PromptPanel(QWidget):
         form.addRow("Size", size_row)
         form.addRow("", self.size_note)
         form.addRow("Model", model_row)
+        form.addRow("", self.preview_note)
         form.addRow("", self.model_note)
 
         self.variation_group = QGroupBox("Variation")
@@ -320,6 +329,11 @@ class PromptPanel(QWidget):
                 f"The recipe was made with {_model_label(named)[:80]}, "
                 "which is not in your model folders."
             )
+
+    def show_preview_in_use(self, preview: str) -> None:
+        """Name the loaded model's step preview under the picker ("tiny decoder (taesd)")."""
+        self.preview_note.setText(f"Preview: {preview}" if preview else "")
+        self.preview_note.setVisible(bool(preview))
 
     def show_model_note(self, text: str | None) -> None:
         self.model_note.setText(text or "")

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.ui.filmstrip_hover import FilmstripHover
 from studio.ui.qimage import to_thumbnail
 
 THUMB = 44
@@ -37,7 +38,8 @@ class Timeline(QWidget):
     branches from the first denoising step).
     ``position_changed`` fires at once on every move (the canvas shows the stored
     preview); ``position_settled`` fires once the slider has rested for
-    ``SETTLE_MS`` (the window then asks the worker for a full decode).
+    ``SETTLE_MS`` (the window then asks the worker for a full decode). Resting the
+    pointer on a thumbnail pops up that step's full decode (:attr:`hover`).
     Labels read "step k / N": step k of an N-step run, never a k-step image.
     """
 
@@ -82,6 +84,7 @@ class Timeline(QWidget):
         self.filmstrip.setHorizontalScrollMode(QListView.ScrollMode.ScrollPerPixel)
         self.filmstrip.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.filmstrip.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.hover = FilmstripHover(self.filmstrip)
 
         controls = QHBoxLayout()
         controls.addWidget(self.play_button)

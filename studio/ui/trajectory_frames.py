@@ -1,19 +1,20 @@
-"""Full VAE decodes of a version's steps, asked of the worker one at a time, for exports.
+"""Full VAE decodes of a version's steps, for exports, asked of the worker in one request.
 
-Decode is latest-wins on the worker, so a batch cannot be sent at once: the next
-request goes out only when the previous one is answered, and a request that a
-scrub's Decode replaced is sent again when that one is answered. Answers arrive
-through ``session.message_handled`` on the UI thread; the session keeps them in
-its decode cache too, so a scrub over the same steps afterwards is instant.
+One :class:`~studio.protocol.DecodeSteps` carries every step's checkpoint bytes; the worker
+decodes them a VAE batch at a time on its torch thread (between the steps of a running
+job, beside the scrub's latest-wins Decode) and answers each batch with a StepsDecoded,
+which arrives through ``session.message_handled`` on the UI thread.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QObject, Signal
 
-from studio.protocol import Decode, Decoded, DecodeFailed, DecodeKey, StepRecord
+from studio.protocol import CancelDecodeSteps, DecodeSteps, StepRecord, StepsDecoded
 from studio.session import Session
 
 
@@ -28,9 +29,9 @@ def at_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 class TrajectoryFrames(QObject):
     """Decodes ``steps`` (with their trajectory refs) of one view ("x0" or "xt") in order.
 
-    ``progress(done, total)`` follows each answer; ``finished`` fires once every
-    frame is in :attr:`frames` (a failed decode keeps the step's stored preview,
-    at image size) or after :meth:`cancel`.
+    ``progress(done, total)`` follows each batch; ``finished`` fires once every frame is
+    in :attr:`frames` (a failed decode keeps the step's stored preview, at image size)
+    or after :meth:`cancel`, which also stops the worker's decoding.
     """
 
     progress = Signal(int, int)
@@ -49,54 +50,63 @@ class TrajectoryFrames(QObject):
         self.steps = steps
         self.view = view
         self.size = size
-        self.keys: list[DecodeKey] = [(owner, index, view) for owner, index in refs]
+        self.key = f"trajectory-{next(_requests)}"
+        self.refs = refs
         self.frames: list[np.ndarray | None] = [None] * len(steps)
         self.failures = 0
         self.cancelled = False
-        self._next = 0
+        self._done = 0
         self._listening = False
 
     @property
     def done(self) -> bool:
-        return self.cancelled or self._next >= len(self.steps)
+        return self.cancelled or self._done >= len(self.steps)
 
     def start(self) -> None:
+        if not self.steps:
+            self._finish()
+            return
         self.session.message_handled.connect(self._on_message)
         self._listening = True
-        self._send_or_finish()
+        sigmas = tuple(step.sigma if self.view == "xt" else None for step in self.steps)
+        checkpoints = tuple(step.checkpoint for step in self.steps)
+        self.session.client.send(DecodeSteps(self.key, checkpoints, self.view, sigmas))
 
     def cancel(self) -> None:
         if not self.done:
             self.cancelled = True
+            self.session.client.send(CancelDecodeSteps(self.key))
             self._finish()
-
-    def _send_or_finish(self) -> None:
-        if self._next >= len(self.steps):
-            self._finish()
-            return
-        step = self.steps[self._next]
-        sigma = step.sigma if self.view == "xt" else None
-        self.session.client.send(Decode(self.keys[self._next], step.checkpoint, self.view, sigma))
 
     def _on_message(self, message: object) -> None:
-        if self.done or not isinstance(message, Decoded | DecodeFailed):
+        if self.done or not isinstance(message, StepsDecoded) or message.key != self.key:
             return
-        if message.key != self.keys[self._next]:
-            # Someone else's decode: ours may have been replaced while it waited.
-            self._send_or_finish()
-            return
-        step = self.steps[self._next]
-        if isinstance(message, Decoded):
-            self.frames[self._next] = at_size(message.image, self.size)
+        failed = set(message.failed)
+        for position, image in enumerate(message.images, start=message.start):
+            if position in failed:
+                self._keep_preview(position)
+            else:
+                self.frames[position] = at_size(image, self.size)
+        if message.error or message.cancelled:  # the rest keep their stored previews
+            for position in range(message.start + len(message.images), len(self.steps)):
+                self._keep_preview(position)
+            self._done = len(self.steps)
         else:
-            self.failures += 1
-            self.frames[self._next] = at_size(getattr(step, f"preview_{self.view}"), self.size)
-        self._next += 1
-        self.progress.emit(self._next, len(self.steps))
-        self._send_or_finish()
+            self._done = message.done
+        self.progress.emit(self._done, len(self.steps))
+        if self.done:
+            self._finish()
+
+    def _keep_preview(self, position: int) -> None:
+        self.failures += 1
+        step = self.steps[position]
+        self.frames[position] = at_size(getattr(step, f"preview_{self.view}"), self.size)
 
     def _finish(self) -> None:
         if self._listening:
             self._listening = False
             self.session.message_handled.disconnect(self._on_message)
         self.finished.emit()
+
+
+_requests = itertools.count(1)

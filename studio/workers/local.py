@@ -12,10 +12,15 @@ Threading contract
   the same bits). Decode, Forward and
   TokenInfo are "latest wins": a newer one replaces a waiting older one, and
   they are served between the steps of a running job so scrubbing stays
-  responsive.
+  responsive. DecodeSteps (an export's frames) are served in turn, one VAE batch
+  between steps, each batch posted as a StepsDecoded.
 - Right after each step, on this thread, the step's checkpoint is serialised
   to bytes and sent with its previews as a :class:`~studio.protocol.StepRecord`;
   no tensor ever leaves the thread. Decode requests carry checkpoint bytes too.
+- The tiny-decoder preview is latest wins (FrameShown): a step the UI had no time for is
+  sent with the linear map, and its x0-hat is kept here (SKIPPED_LATENT_BYTES at most)
+  until the job ends; then those steps are decoded with the tiny decoder in batches and
+  sent as one StepPreviews, after the job's ending, to replace the stored previews.
 - Cancel takes effect before the next block of the model (text encoder, UNet,
   VAE decoder; see :mod:`studio.engine.sampler`); ``stop`` cancels everything and
   joins the thread, so closing the window never leaves it running.
@@ -37,13 +42,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from studio.engine.recipe import RecipeError
 from studio.protocol import (
     Cancel,
     CancelAll,
+    CancelDecodeSteps,
     Decode,
     Decoded,
     DecodeFailed,
+    DecodeSteps,
     Forward,
     ForwardMade,
     FrameShown,
@@ -67,14 +76,20 @@ from studio.protocol import (
     Resume,
     Score,
     StepMade,
+    StepPreviews,
     StepRecord,
+    StepsDecoded,
     TokenInfo,
     job_label,
 )
 from studio.workers.client import WorkerClient
 
 FRAME_RATE = 30
-"""Tiny-decoder previews a second at most, the screen's pace; other steps keep the linear map."""
+"""Tiny-decoder previews a second at most, the screen's pace; other steps keep the linear map
+until their run ends (StepPreviews)."""
+SKIPPED_LATENT_BYTES = 64 * 1024 * 1024
+"""The x0-hat latents one run keeps for StepPreviews at most (an SDXL latent is 128 KiB in
+fp16, so about 500 steps); steps past it keep the linear preview."""
 
 
 @dataclass
@@ -94,6 +109,15 @@ class _Job:
 
 
 @dataclass(eq=False)
+class _StepDecodes:
+    """A DecodeSteps being served a batch at a time: how far it is, and its cancel."""
+
+    request: DecodeSteps
+    done: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(eq=False)
 class _Run:
     """A generation job as it runs on the worker thread: what it started from, and how far."""
 
@@ -106,6 +130,9 @@ class _Run:
     steps_done: int = 0
     last: Any = None
     ended: bool = False
+    skipped: list[tuple[int, Any]] = field(default_factory=list)
+    """(step index, x0-hat latent) of steps sent with the linear map (see StepPreviews)."""
+    skipped_bytes: int = 0
 
 
 def request_label(request: JobRequest) -> str:
@@ -181,6 +208,7 @@ class LocalWorker(WorkerClient):
         self._model_request: LoadModel | None = None
         self._configs: dict[str, str] = {}  # the config folder each single-file ref was given
         self._decode_request: Decode | None = None
+        self._step_decodes: deque[_StepDecodes] = deque()
         self._forward_request: Forward | None = None
         self._prompt_request: TokenInfo | None = None
         self._model_list_request: ListModels | None = None
@@ -259,6 +287,12 @@ class LocalWorker(WorkerClient):
                 self._set_request("_model_request", request)
             case Decode():
                 self._set_request("_decode_request", request)
+            case DecodeSteps():
+                with self._cond:
+                    self._step_decodes.append(_StepDecodes(request))
+                    self._cond.notify_all()
+            case CancelDecodeSteps():
+                self._cancel_step_decodes(request.key)
             case Forward():
                 self._set_request("_forward_request", request)
             case TokenInfo():
@@ -284,6 +318,13 @@ class LocalWorker(WorkerClient):
                     self._jobs.remove(job)
                     dropped.append(job)
         self._report_dropped(dropped)
+
+    def _cancel_step_decodes(self, key: str) -> None:
+        with self._cond:
+            for decodes in self._step_decodes:
+                if decodes.request.key == key:
+                    decodes.cancel.set()
+            self._cond.notify_all()
 
     def _cancel_all(self) -> None:
         with self._cond:
@@ -376,7 +417,8 @@ class LocalWorker(WorkerClient):
         self._model_config, self._model_saving = config, saving
         from studio.engine.preview import describe_preview
 
-        description = f"{model.describe()} · preview: {describe_preview(model)}"
+        preview = describe_preview(model)
+        description = f"{model.describe()} · preview: {preview}"
         budget = self._budget()
         self.post(
             ModelLoaded(
@@ -387,6 +429,7 @@ class LocalWorker(WorkerClient):
                 budget.fixed_bytes,
                 budget.bytes_per_pixel,
                 budget.device_bytes,
+                preview,
             )
         )
         # Fill the hash cache once, so exports name the weights without reading them.
@@ -409,11 +452,14 @@ class LocalWorker(WorkerClient):
             or self._forward_request is not None
             or self._prompt_request is not None
             or self._model_list_request is not None
+            or bool(self._step_decodes)
         )
 
     def _serve_side_requests(self) -> None:
-        """Serve the waiting decode, token-info and model-list requests, if any (latest wins)."""
+        """Serve the waiting decode, token-info and model-list requests, if any (latest wins),
+        and one batch of the oldest DecodeSteps."""
         with self._cond:
+            step_decodes = self._step_decodes[0] if self._step_decodes else None
             decode, self._decode_request = self._decode_request, None
             forward, self._forward_request = self._forward_request, None
             prompts, self._prompt_request = self._prompt_request, None
@@ -422,6 +468,9 @@ class LocalWorker(WorkerClient):
             self._decode(decode)
         if forward is not None:
             self._forward(forward)
+        if step_decodes is not None and self._decode_step_batch(step_decodes):
+            with self._cond:
+                self._step_decodes.remove(step_decodes)
         if prompts is not None and self._sampler is not None:
             for text in prompts.texts:
                 try:
@@ -451,6 +500,47 @@ class LocalWorker(WorkerClient):
             self.post(DecodeFailed(request.key, one_sentence(exc)))
             return
         self.post(Decoded(request.key, image))
+
+    def _decode_step_batch(self, decodes: _StepDecodes) -> bool:
+        """Decode the next batch of a DecodeSteps and post it; True when it has ended."""
+        request, start = decodes.request, decodes.done
+        total = len(request.checkpoints)
+
+        def answer(**ending: Any) -> bool:
+            self.post(StepsDecoded(request.key, start, (), start, total, **ending))
+            return True
+
+        if decodes.cancel.is_set():
+            return answer(cancelled=True)
+        if self._sampler is None:
+            return answer(error="No model is loaded.")
+        try:
+            latents = []
+            size = total
+            for position in range(start, total):
+                checkpoint = self._load_checkpoint_fn(request.checkpoints[position])
+                if request.which == "xt":
+                    sigma = request.sigmas[position] if position < len(request.sigmas) else None
+                    latent = _unit_variance(checkpoint.latent, checkpoint.recipe.sampler, sigma)
+                else:
+                    latent = checkpoint.x0_pred
+                latents.append(latent)
+                if position == start:
+                    size = _decode_batch_size(self._sampler, latent)
+                if len(latents) == size:
+                    break
+            images = _decode_many(self._sampler, latents, decodes.cancel)
+        except Exception as exc:
+            return answer(error=one_sentence(exc))
+        if images is None:
+            return answer(cancelled=True)
+        empty = np.zeros((0, 0, 3), np.uint8)
+        failed = tuple(start + i for i, image in enumerate(images) if image is None)
+        done = start + len(images)
+        decodes.done = done
+        images = tuple(empty if image is None else image for image in images)
+        self.post(StepsDecoded(request.key, start, images, done, total, failed))
+        return done >= total
 
     def _forward(self, request: Forward) -> None:
         if self._sampler is None:
@@ -557,6 +647,7 @@ class LocalWorker(WorkerClient):
         that wait; True when the run is to stop here (cancelled, or its ``stop_after``)."""
         run.steps_done += 1
         run.last = step
+        self._keep_skipped(run, step)
         record = StepRecord(
             index=int(step.index),
             total=int(step.total),
@@ -574,7 +665,8 @@ class LocalWorker(WorkerClient):
 
     def _end(self, run: _Run) -> None:
         """JobFinished with the result image when the run reached its last step and was not
-        cancelled; otherwise JobCancelled (a partial version, resumable)."""
+        cancelled; otherwise JobCancelled (a partial version, resumable). Then the tiny
+        previews of the steps the frame gate skipped (StepPreviews)."""
         job, last = run.job, run.last
         run.ended = True
         with self._cond:
@@ -583,14 +675,14 @@ class LocalWorker(WorkerClient):
                 self.post(QueueChanged(self._queue_snapshot()))
         version_id = job.request.version_id
         complete = last is not None and int(last.index) == int(last.total) - 1
-        if job.cancel.is_set() or not complete:
-            self.post(JobCancelled(job.job_id, version_id, run.steps_done))
-            return
-        image = self._result(run.recipe, last.latent, run.images, job.cancel)
-        if image is None:
-            self.post(JobCancelled(job.job_id, version_id, run.steps_done))
-            return
-        self.post(JobFinished(job.job_id, version_id, image, time.perf_counter() - run.began))
+        ending: JobFinished | JobCancelled = JobCancelled(job.job_id, version_id, run.steps_done)
+        if not job.cancel.is_set() and complete:
+            image = self._result(run.recipe, last.latent, run.images, job.cancel)
+            if image is not None:
+                elapsed = time.perf_counter() - run.began
+                ending = JobFinished(job.job_id, version_id, image, elapsed)
+        self.post(ending)
+        self._post_skipped_previews(run)
 
     def _fail(self, run: _Run, exc: Exception) -> None:
         run.ended = True
@@ -599,6 +691,35 @@ class LocalWorker(WorkerClient):
         self.post(
             JobFailed(run.job.job_id, run.job.request.version_id, one_sentence(exc), run.steps_done)
         )
+        self._post_skipped_previews(run)
+
+    def _keep_skipped(self, run: _Run, step: Any) -> None:
+        """Keep the x0-hat of a step the frame gate gave the linear map, for StepPreviews
+        at the end of the run, while the run's kept latents stay under SKIPPED_LATENT_BYTES."""
+        if not getattr(step, "tiny_preview_skipped", False):
+            return
+        latent = step.x0_pred
+        size = latent.numel() * latent.element_size()
+        if run.skipped_bytes + size > SKIPPED_LATENT_BYTES:
+            return
+        run.skipped_bytes += size
+        run.skipped.append((int(step.index), latent.detach().clone()))
+
+    def _post_skipped_previews(self, run: _Run) -> None:
+        """The tiny decoder's previews of the steps it skipped during the run, in batches,
+        as one StepPreviews (none when closing, or when the decode fails: the linear
+        previews stay)."""
+        skipped, run.skipped, run.skipped_bytes = run.skipped, [], 0
+        if not skipped or self._stopping:
+            return
+        try:
+            previews = self._sampler.tiny_previews([latent for _index, latent in skipped])
+        except Exception:
+            traceback.print_exc()
+            return
+        request = run.job.request
+        indices = tuple(index for index, _latent in skipped)
+        self.post(StepPreviews(run.job.job_id, request.version_id, indices, tuple(previews)))
 
     def _result(self, recipe: Any, latent: Any, images: Any, cancel: Any) -> Any:
         """The run's result image: composited with the init image when it started from one."""
@@ -634,6 +755,30 @@ def _is_expected(exc: BaseException) -> bool:
     from studio.engine.recipe import RecipeError
 
     return isinstance(exc, (EngineError, RecipeError))
+
+
+def _decode_batch_size(sampler: Any, latent: Any) -> int:
+    """The sampler's batch for full decodes; 1 for an engine without batched decodes."""
+    size = getattr(sampler, "decode_batch_size", None)
+    return int(size(latent)) if size is not None else 1
+
+
+def _decode_many(sampler: Any, latents: list[Any], cancel: threading.Event) -> Any:
+    """The sampler's batched full decode (None: cancelled); lone decodes where it has none,
+    a failed one as None."""
+    many = getattr(sampler, "decode_many", None)
+    if many is not None:
+        return many(latents, cancel=cancel)
+    images = []
+    for latent in latents:
+        try:
+            image = sampler.decode(latent, cancel=cancel)
+        except Exception:
+            image = None
+        if cancel.is_set():
+            return None
+        images.append(image)
+    return images
 
 
 def _unit_variance(latent: Any, sampler: str, sigma: float | None) -> Any:

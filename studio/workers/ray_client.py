@@ -43,7 +43,9 @@ from studio.engine.errors import EngineError
 from studio.protocol import (
     Cancel,
     CancelAll,
+    CancelDecodeSteps,
     Decode,
+    DecodeSteps,
     Forward,
     FrameShown,
     Generate,
@@ -353,7 +355,15 @@ class RayWorker(WorkerClient):
             case FrameShown():
                 for actor in self._busy_actors():
                     actor.handle.send.remote(to_wire(request))
-            case LoadModel() | Decode() | Forward() | TokenInfo() | ListModels():
+            case (
+                LoadModel()
+                | Decode()
+                | DecodeSteps()
+                | CancelDecodeSteps()
+                | Forward()
+                | TokenInfo()
+                | ListModels()
+            ):
                 with self._cond:
                     if isinstance(request, LoadModel):
                         self._memory_saving = request.memory_saving

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -192,6 +193,23 @@ def test_single_file_models_find_taesd_beside_them(tmp_path):
     (tmp_path / "sd15").mkdir()
     folder = preview_decoder_candidates(tmp_path / "sd15", "sd1")
     assert folder == [tmp_path / "sd15" / "preview_decoder", tmp_path / "taesd"]
+
+
+def test_taesd_in_a_configured_folder_is_found(tmp_path, monkeypatch):
+    from studio.engine.preview import find_preview_decoder
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    model = tmp_path / "models" / "sd15.safetensors"
+    monkeypatch.delenv("NOISE_STUDIO_PREVIEW_DECODERS", raising=False)
+    build_tiny_preview_decoder(tmp_path / "decoders" / "taesd")
+    assert find_preview_decoder(model, "sd1", 4, 2) is None
+    monkeypatch.setenv(
+        "NOISE_STUDIO_PREVIEW_DECODERS",
+        os.pathsep.join([str(tmp_path / "elsewhere"), str(tmp_path / "decoders")]),
+    )
+    found = find_preview_decoder(model, "sd1", 4, 2)
+    assert found is not None and found.folder == tmp_path / "decoders" / "taesd"
+    assert found.describe() == "tiny decoder (taesd)"
 
 
 def test_a_model_without_preview_factors_gets_a_map_fitted_to_its_vae(tiny_model):

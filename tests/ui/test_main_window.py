@@ -59,6 +59,24 @@ def test_status_bar_names_the_device_once_loaded(window):
     assert "preview: linear map" in window.model_label.text()
 
 
+def test_the_model_picker_names_the_preview_in_use(qtbot, window, tiny_model_dir, tmp_path):
+    import shutil
+
+    from tests.tiny_models import build_tiny_preview_decoder
+    from tests.ui.conftest import open_window
+
+    note = window.panel.preview_note
+    assert note.isVisibleTo(window.panel) and note.text() == "Preview: linear map"
+    with_decoder = tmp_path / "with-decoder"
+    shutil.copytree(tiny_model_dir, with_decoder)
+    build_tiny_preview_decoder(with_decoder / "preview_decoder")
+    other = open_window(qtbot, with_decoder, tmp_path / "other.ini")
+    try:
+        assert other.panel.preview_note.text() == "Preview: tiny decoder (preview_decoder)"
+    finally:
+        other.close()
+
+
 def test_generate_streams_a_preview_per_step_and_ends_on_the_full_decode(qtbot, window):
     shown: list[int] = []
     window.session.tree.step_appended.connect(lambda _vid, index: shown.append(index))

@@ -327,6 +327,20 @@ class ProjectStore:
 
         return self.submit(write, f"store step {step.index + 1}")
 
+    def set_step_previews(
+        self, version_id: str, previews: Sequence[tuple[int, Image]]
+    ) -> Future[None]:
+        """Replace stored steps' x0-hat previews, (step index, pixels) each, in one
+        transaction; encoded on the writer thread."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE steps SET preview_x0 = ? WHERE version_id = ? AND idx = ?",
+                [(encode_png(image), version_id, index) for index, image in previews],
+            )
+
+        return self.submit(write, f"store {len(previews)} step previews")
+
     def finish_version(
         self, version_id: str, result: Image | None, *, partial: bool
     ) -> Future[None]:
