@@ -271,6 +271,7 @@ class Session(QObject):
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
         self._shown_key: DecodeKey | None = None
         self._hover: tuple[DecodeKey, int] | None = None  # the hover popup's decode, position
+        self._scrub_decode: Decode | None = None  # the full decode asked for the timeline
         self._closing = False
         self._frame_timer = QTimer(self, singleShot=True, interval=0)
         self._frame_timer.timeout.connect(self._draw_newest_step)
@@ -643,6 +644,14 @@ class Session(QObject):
                 if self._hover is not None and self._hover[0] == message.key:
                     self.hover_decoded.emit(self._hover[1], message.image)
                     self._hover = None
+                    # a hover replaces a waiting decode (latest wins): ask again for the
+                    # step the timeline stopped on if its decode was the one replaced
+                    scrub = self._scrub_decode
+                    on_view = scrub is not None and scrub.key == self._shown_key
+                    if on_view and scrub.key not in self._decoded:
+                        self.client.send(scrub)
+                if self._scrub_decode is not None and self._scrub_decode.key == message.key:
+                    self._scrub_decode = None
                 if message.key == self._shown_key:
                     self._frame_now()
             case ModelLoading():
@@ -942,7 +951,8 @@ class Session(QObject):
         if key in self._decoded or (is_final and not self.view.static):
             return
         which = "xt" if self.view.static else "x0"
-        self.client.send(Decode(key, step.checkpoint, which, step.sigma))
+        self._scrub_decode = Decode(key, step.checkpoint, which, step.sigma)
+        self.client.send(self._scrub_decode)
 
     def request_hover_decode(self, position: int) -> np.ndarray | None:
         """The full decode of the step at ``position`` for the filmstrip's hover popup: at

@@ -75,3 +75,23 @@ def test_an_answer_for_a_thumbnail_the_pointer_left_is_not_shown(qtbot, window):
     _leave(window)
     hover.show_image(1, np.zeros((32, 32, 3), np.uint8))
     assert not hover.popup.isVisible()
+
+
+def test_a_hover_that_replaced_the_timelines_decode_asks_for_it_again(qtbot, window, monkeypatch):
+    from studio.protocol import Decoded
+
+    generate_and_wait(qtbot, window)
+    session = window.session
+    sent: list[Decode] = []
+    monkeypatch.setattr(session.client, "send", sent.append)  # held: nothing answers
+    window.timeline.set_position(2)
+    session.request_full_decode(2)
+    assert session.request_hover_decode(3) is None
+    scrub, hover = sent
+    assert (scrub.key[1], hover.key[1]) == (2, 3)
+    # latest wins on the worker: only the hover's decode comes back
+    session.handle(Decoded(hover.key, np.zeros((4, 4, 3), np.uint8)))
+    assert sent[2:] == [scrub], "the step on view is asked for again"
+    session.handle(Decoded(scrub.key, np.zeros((4, 4, 3), np.uint8)))
+    session.handle(Decoded(hover.key, np.zeros((4, 4, 3), np.uint8)))
+    assert len(sent) == 3
