@@ -439,14 +439,7 @@ def linear_preview(latent: torch.Tensor, factors: torch.Tensor, bias: torch.Tens
 
 def decode(vae: Any, latent: torch.Tensor) -> np.ndarray:
     """Full VAE decode of a (1, C, H, W) latent to uint8 H×W×3."""
-    image = _decode_once(vae, latent)
-    if not torch.isfinite(image).all() and vae.dtype != torch.float32:
-        original = vae.dtype
-        vae.to(torch.float32)
-        try:
-            image = _decode_once(vae, latent.float())
-        finally:
-            vae.to(original)
+    image = _decode_redone_in_fp32_on_nan(vae, latent)
     if not torch.isfinite(image).all():
         raise DecodeError("The decoded image contains NaN values; it was not kept.")
     pixels = (
@@ -462,6 +455,16 @@ def decode_batch(vae: Any, latents: torch.Tensor) -> list[np.ndarray | None]:
     """Full VAE decodes of an (N, C, H, W) batch, as :func:`decode` gives each: uint8 H×W×3,
     or None for an image that is non-finite or entirely black (a NaN anywhere redoes the
     batch in fp32 first). Equal to lone decodes up to float rounding (see the README)."""
+    images = _decode_redone_in_fp32_on_nan(vae, latents)
+    finite = torch.isfinite(images.flatten(1)).all(dim=1).tolist()
+    pixels = ((images.float().permute(0, 2, 3, 1) + 1.0) * 127.5).clamp(0, 255)
+    arrays = torch.nan_to_num(pixels).round().to(torch.uint8).cpu().numpy()
+    return [a if ok and a.any() else None for a, ok in zip(arrays, finite, strict=True)]
+
+
+def _decode_redone_in_fp32_on_nan(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """The VAE's decode of ``latents``; a non-finite value from a half-precision VAE
+    (an fp16 SD VAE overflows) redoes it in fp32."""
     images = _decode_once(vae, latents)
     if not torch.isfinite(images).all() and vae.dtype != torch.float32:
         original = vae.dtype
@@ -470,10 +473,7 @@ def decode_batch(vae: Any, latents: torch.Tensor) -> list[np.ndarray | None]:
             images = _decode_once(vae, latents.float())
         finally:
             vae.to(original)
-    finite = torch.isfinite(images.flatten(1)).all(dim=1).tolist()
-    pixels = ((images.float().permute(0, 2, 3, 1) + 1.0) * 127.5).clamp(0, 255)
-    arrays = torch.nan_to_num(pixels).round().to(torch.uint8).cpu().numpy()
-    return [a if ok and a.any() else None for a, ok in zip(arrays, finite, strict=True)]
+    return images
 
 
 @torch.no_grad()

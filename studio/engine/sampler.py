@@ -613,17 +613,13 @@ class Sampler:
         Returns None only when ``cancel`` is set before the decoder's last block."""
         try:
             with (
+                _out_of_memory_as(f"Out of memory while decoding the image. {OOM_ADVICE}"),
                 _stops_when(cancel, self.model.vae.decoder),
                 tiling_when_short(self.model, latent),
             ):
                 return decode(self.model.vae, latent)
         except _Cancelled:
             return None
-        except RuntimeError as exc:
-            if not _is_out_of_memory(exc):
-                raise
-            _release_memory()
-            raise OutOfMemoryError(f"Out of memory while decoding the image. {OOM_ADVICE}") from exc
 
     def decode_many(
         self, latents: Sequence[torch.Tensor], cancel: threading.Event | None = None
@@ -635,19 +631,15 @@ class Sampler:
         size = self.decode_batch_size(latents[0]) if latents else 1
         vae = self.model.vae
         try:
-            for start in range(0, len(latents), size):
-                batch = torch.cat([t.to(self.model.device) for t in latents[start : start + size]])
-                with _stops_when(cancel, vae.decoder), tiling_when_short(self.model, batch[:1]):
-                    images.extend(decode_batch(vae, batch))
+            with _out_of_memory_as(f"Out of memory while decoding the images. {OOM_ADVICE}"):
+                for start in range(0, len(latents), size):
+                    batch = torch.cat(
+                        [t.to(self.model.device) for t in latents[start : start + size]]
+                    )
+                    with _stops_when(cancel, vae.decoder), tiling_when_short(self.model, batch[:1]):
+                        images.extend(decode_batch(vae, batch))
         except _Cancelled:
             return None
-        except RuntimeError as exc:
-            if not _is_out_of_memory(exc):
-                raise
-            _release_memory()
-            raise OutOfMemoryError(
-                f"Out of memory while decoding the images. {OOM_ADVICE}"
-            ) from exc
         return images
 
     def decode_batch_size(self, latent: torch.Tensor) -> int:
@@ -940,6 +932,19 @@ def _is_out_of_memory(exc: RuntimeError) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or any(
         phrase in text for phrase in ("out of memory", "can't allocate memory", "not enough memory")
     )
+
+
+@contextlib.contextmanager
+def _out_of_memory_as(message: str) -> Iterator[None]:
+    """Turn an allocator failure inside the block into ``OutOfMemoryError(message)``, with
+    the memory released first; any other error passes through."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not _is_out_of_memory(exc):
+            raise
+        _release_memory()
+        raise OutOfMemoryError(message) from exc
 
 
 def _release_memory() -> None:
