@@ -356,14 +356,21 @@ MAX_RECIPE_FILE_BYTES = 16 * 1024 * 1024
 
 def read_recipe_file(path: Path) -> Any:
     """The recipe in ``path``: an image's metadata (PNG, JPEG, WebP) or a JSON file holding a
-    recipe, or a ``render --json`` summary or grid cell holding one under "recipe"."""
+    recipe, or a ``render --json`` summary or grid cell holding one under "recipe". What the
+    reading changed (a prompt cut to its cap, an unknown sampler) goes to stderr as notes."""
+    import os
+    import stat
+
     from studio.engine.recipe import Recipe, RecipeError
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CliError(f"The recipe {path} is not a regular file, so it is not read.")
         with open(path, "rb") as file:
             head = file.read(MAX_RECIPE_FILE_BYTES + 1)
     except OSError as exc:
         raise CliError(f"Cannot read the recipe {path}: {exc.strerror or exc}.") from None
+    notes: list[str] = []
     if head.lstrip()[:1] in (b"{", b"["):
         if len(head) > MAX_RECIPE_FILE_BYTES:
             raise CliError(f"The recipe {path} is larger than any recipe is.")
@@ -374,10 +381,15 @@ def read_recipe_file(path: Path) -> Any:
         if isinstance(data, dict) and isinstance(data.get("recipe"), dict):
             data = data["recipe"]
         try:
-            return Recipe.from_dict(data)
+            recipe = Recipe.from_dict(data, notes)
         except RecipeError as exc:
             raise CliError(f"The recipe {path} is unreadable: {exc}") from None
-    return read_info(path)["recipe_object"]
+    else:
+        info = read_info(path)
+        recipe, notes = info["recipe_object"], info["warnings"]
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return recipe
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

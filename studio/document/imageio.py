@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -126,8 +127,12 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, stat first: a FIFO or a device is refused before it is opened."""
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageImportError(f"{path.name} is not a regular file, so it was not read.")
+        size = info.st_size
         if size > MAX_FILE_BYTES:
             raise ImageImportError(
                 f"{path.name} is larger than {MAX_FILE_BYTES // 2**20} MB and was not imported."

@@ -427,8 +427,9 @@ def check_diffusers_folder(path: str | os.PathLike[str]) -> None:
             f"The model folder {folder} is missing {_join(missing)}.", folder, "missing"
         )
 
-    _check_component_files(folder, components)
-    for name in components:
+    present = _present_components(folder)
+    _check_component_files(folder, present)
+    for name in present:
         if name in _WEIGHT_STEMS:
             for weights in weight_files(folder / name, _WEIGHT_STEMS[name]):
                 check_safetensors(weights)
@@ -470,7 +471,8 @@ def check_config_folder(path: str | os.PathLike[str]) -> None:
     """The checks a single-file model's config folder must pass before diffusers reads it.
 
     model_index.json against the allow-list, then every file of every component
-    it lists sized and every config bounded, as for a diffusers folder.
+    folder in it sized and every config bounded, as for a diffusers folder (listed
+    or not: the single-file loader reads them by name).
     """
     folder = Path(path)
     index_path = folder / "model_index.json"
@@ -480,12 +482,13 @@ def check_config_folder(path: str | os.PathLike[str]) -> None:
         )
     index = read_json_object(index_path)
     check_model_index(index, index_path)
-    components = [
-        name
-        for name in _CHECKED_COMPONENTS
-        if _listed(index.get(name)) and (folder / name).is_dir()
-    ]
-    _check_component_files(folder, components)
+    _check_component_files(folder, _present_components(folder))
+
+
+def _present_components(folder: Path) -> list[str]:
+    # The loaders read these folders by name, whatever model_index.json lists (an entry of
+    # [null, null] or none at all), so every one that exists is checked.
+    return [name for name in _CHECKED_COMPONENTS if (folder / name).is_dir()]
 
 
 def _check_component_files(folder: Path, components: list[str]) -> None:

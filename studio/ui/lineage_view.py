@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
@@ -89,7 +89,8 @@ class LineageView(QWidget):
         """``current()`` gives the id of the version on view (or None)."""
         super().__init__(parent)
         self._tree, self._current = tree, current
-        self.graph = lineage_graph(tree)
+        self._graph: LineageGraph | None = None
+        self._resize_pending = False
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         for signal in (tree.version_added, tree.version_removed, tree.version_renamed):
             signal.connect(self.relayout)
@@ -97,8 +98,23 @@ class LineageView(QWidget):
             signal.connect(lambda *_args: self.update())
         self.relayout()
 
+    @property
+    def graph(self) -> LineageGraph:
+        """The layout of the tree as it is now (laid out again only when read after a change)."""
+        if self._graph is None:
+            self._graph = lineage_graph(self._tree)
+        return self._graph
+
     def relayout(self, *_args: object) -> None:
-        self.graph = lineage_graph(self._tree)
+        # Opening a project adds every version in one go: lay out and resize once, after it,
+        # not once per version (a thousand layouts of a thousand versions).
+        self._graph = None
+        if not self._resize_pending:
+            self._resize_pending = True
+            QTimer.singleShot(0, self, self._resize)
+
+    def _resize(self) -> None:
+        self._resize_pending = False
         self.setMinimumSize(self.sizeHint())
         self.updateGeometry()
         self.update()

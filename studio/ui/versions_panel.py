@@ -6,7 +6,7 @@ its scores; the "Order" box sends the user's choice back (``order_requested``)."
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QPoint, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QPoint, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -66,6 +66,7 @@ class VersionsPanel(QWidget):
         self._origins = origins
         self._items: dict[str, QTreeWidgetItem] = {}
         self._ranked: list[str] | None = None
+        self._resize_pending = False
 
         self.view = QTreeWidget()
         self.view.setColumnCount(2)
@@ -180,8 +181,9 @@ class VersionsPanel(QWidget):
         or, with None, the tree again. The selection is kept."""
         ranked = None if version_ids is None else [v for v in version_ids if v in self._items]
         if ranked == self._ranked:
-            for version_id, item in self._items.items():
-                self._fill(item, self._tree.get(version_id))  # the scores may be new
+            if ranked is not None:  # the tree shows no scores: only a ranked list has new ones
+                for version_id, item in self._items.items():
+                    self._fill(item, self._tree.get(version_id))
             return
         selected, current = self.selected_ids(), self.view.currentItem()
         self._ranked = ranked
@@ -210,14 +212,12 @@ class VersionsPanel(QWidget):
     def shown_order(self) -> list[str]:
         """The version ids as the rows show them, top to bottom (depth first)."""
         order: list[str] = []
-
-        def visit(item: QTreeWidgetItem) -> None:
+        view = self.view
+        stack = [view.topLevelItem(i) for i in reversed(range(view.topLevelItemCount()))]
+        while stack:  # iterative: a lineage may be thousands of branches deep
+            item = stack.pop()
             order.append(item.data(0, _ID_ROLE))
-            for index in range(item.childCount()):
-                visit(item.child(index))
-
-        for index in range(self.view.topLevelItemCount()):
-            visit(self.view.topLevelItem(index))
+            stack.extend(item.child(i) for i in reversed(range(item.childCount())))
         return order
 
     # ---- tree -> view ---------------------------------------------------------------
@@ -301,6 +301,17 @@ class VersionsPanel(QWidget):
         item.setToolTip(0, tip)
         item.setToolTip(1, tip)
         self.view.blockSignals(False)
+        self._resize_later()
+
+    def _resize_later(self) -> None:
+        # Once per burst, after it: opening a project fills every row, and a resize per row
+        # measures every row again (minutes for a thousand versions).
+        if not self._resize_pending:
+            self._resize_pending = True
+            QTimer.singleShot(0, self, self._resize_now)
+
+    def _resize_now(self) -> None:
+        self._resize_pending = False
         self.view.resizeColumnToContents(0)
 
     def _origin(self, version: Version) -> str:

@@ -153,6 +153,40 @@ def test_resume_from_a_fifo_is_refused_without_waiting(tmp_path):
     assert str(fifo) in stderr and "not a regular file" in stderr
 
 
+def test_a_recipe_file_that_is_a_fifo_is_refused_without_waiting(tmp_path):
+    import os
+
+    fifo = tmp_path / "recipe.json"
+    os.mkfifo(fifo)
+    stderr = refusal_of_a_bounded_process("--recipe", str(fifo))
+    assert str(fifo) in stderr and "not a regular file" in stderr
+
+
+@pytest.mark.parametrize("form", ["json", "png"])
+def test_a_recipe_file_with_a_huge_prompt_is_cut_with_a_note(capsys, tmp_path, form):
+    import numpy as np
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from studio import formats
+    from studio.cli import read_recipe_file
+    from studio.engine.recipe import MAX_PROMPT_CHARS, Recipe
+
+    huge = Recipe("h" * 1_000_000, seed=6)
+    if form == "json":
+        path = tmp_path / "huge.json"
+        path.write_text(huge.to_json())
+    else:
+        info = PngInfo()
+        info.add_itxt(formats.RECIPE_KEY, huge.to_json())
+        path = tmp_path / "huge.png"
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path, pnginfo=info)
+    recipe = read_recipe_file(path)
+    assert recipe.prompt == "h" * MAX_PROMPT_CHARS and recipe.seed == 6
+    err = capsys.readouterr().err
+    assert err.startswith("note: ") and "1,000,000" in err and err.count("\n") == 1
+
+
 def test_resume_from_an_oversized_file_is_refused_before_reading(
     capsys, tmp_path, no_model_loading
 ):

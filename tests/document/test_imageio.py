@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -264,3 +265,30 @@ def test_info_cuts_a_one_megabyte_one_word_prompt_with_a_note(tmp_path, capsys) 
     printed = json.loads(capsys.readouterr().out)
     assert len(printed["recipe"]["prompt"]) == MAX_PROMPT_CHARS
     assert any("1,000,000" in w for w in printed["warnings"])
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+@pytest.mark.parametrize("reader", [imageio.read_layer, imageio.read_metadata])
+def test_a_fifo_named_like_an_image_is_refused_without_waiting(tmp_path, reader) -> None:
+    import threading
+
+    fifo = tmp_path / "picture.png"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            reader(fifo)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():  # opening the FIFO waits for a writer: be one, so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(10)
+        pytest.fail("reading a FIFO waited for a writer")
+    (error,) = outcome
+    assert isinstance(error, ImageImportError) and "not a regular file" in str(error)

@@ -453,6 +453,62 @@ def test_a_second_process_can_neither_open_nor_overwrite_a_held_project(tmp_path
         assert len(store.versions()) == 3
 
 
+_DELETING_HOLDER = textwrap.dedent(
+    """
+    import sys
+    from studio.document.store import ProjectStore
+    store = ProjectStore.open(sys.argv[1])
+    store.delete_version(store.versions()[1].id).result()  # undoable: the row stays, hidden
+    print("holding", flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def _hidden_through_the_journal(path: Path) -> int:
+    """Soft-deleted versions as the holder sees them, its -wal included."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM versions WHERE deleted != 0").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_second_process_never_purges_the_holders_undoable_delete(tmp_path, qapp):
+    from studio.document import recovery
+
+    held = good_project(tmp_path / "held.studio", deleted=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _DELETING_HOLDER, str(held)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert holder.stdout.readline() == b"holding\n", holder.stderr.read().decode()[-2000:]
+        assert _hidden_through_the_journal(held) == 1
+        with pytest.raises(ProjectError) as caught:
+            ProjectStore.open(held)
+        assert caught.value.reason is R.IN_USE
+        store, lock = recovery.copy_to_untitled(held, tmp_path / "recovery")
+        try:
+            store.start_writing()  # the copy purges its own hidden rows, not the held file's
+            store.flush()
+            assert [v.name for v in store.versions()] == ["v1", "v3"]
+        finally:
+            store.close()
+            lock.release(remove_project=True)
+        assert _hidden_through_the_journal(held) == 1, "the holder can still undo its delete"
+    finally:
+        holder.kill()
+        holder.wait(10)
+        for stream in (holder.stdin, holder.stdout, holder.stderr):
+            stream.close()
+    assert _hidden_through_the_journal(held) == 1
+
+
 def test_an_untitled_copy_of_a_held_project_leaves_it_untouched(tmp_path, holder_of, qapp):
     from studio.document import recovery
 

@@ -236,6 +236,36 @@ def test_an_enormous_file_in_a_config_folder_is_refused_unread(model_copy, relat
     assert str(big) in str(error)
 
 
+@pytest.mark.parametrize("entry", ["omitted", "null"])
+def test_a_tokenizer_the_config_folder_does_not_list_is_still_sized(model_copy, tmp_path, entry):
+    """The single-file loader reads tokenizer/ by name, so listing it as none hides nothing."""
+    from studio.engine.models import load_model
+
+    index = json.loads((model_copy / "model_index.json").read_text())
+    if entry == "omitted":
+        del index["tokenizer"]
+    else:
+        index["tokenizer"] = [None, None]
+    (model_copy / "model_index.json").write_text(json.dumps(index))
+    big = _enormous(model_copy / "tokenizer" / "merges.txt")
+    error = _refused_without_reading(lambda f: model_files.check_config_folder(f), model_copy)
+    assert str(big) in str(error)
+    weights = _single_file(tmp_path / "model.safetensors")
+    with pytest.raises(ModelError, match="more than the"):
+        load_model(str(weights), device="cpu", config_dir=str(model_copy))
+
+
+def test_an_xl_folder_listing_its_second_tokenizer_as_none_still_sizes_it(
+    tiny_xl_model_dir, tmp_path
+):
+    """An XL folder's loader reads tokenizer_2/ whenever model_index.json has the key."""
+    folder = Path(shutil.copytree(tiny_xl_model_dir, tmp_path / "xl"))
+    _edit_json(folder / "model_index.json", tokenizer_2=[None, None], text_encoder_2=[None, None])
+    big = _enormous(folder / "tokenizer_2" / "merges.txt")
+    error = _refused_without_reading(check_model_folder, folder)
+    assert str(big) in str(error) and "more than the" in str(error)
+
+
 @pytest.mark.parametrize(
     ("relative", "limit"),
     [

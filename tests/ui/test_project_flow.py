@@ -573,3 +573,74 @@ def test_a_project_recipe_with_a_huge_prompt_opens_cut_with_a_warning(
     (version,) = window.session.tree.versions()
     assert len(version.recipe.prompt) == MAX_PROMPT_CHARS
     assert "cut" in window.statusBar().currentMessage()
+
+
+CHAIN = 1200
+
+
+def _project_with_a_chain_of_branches(path: Path) -> list[str]:
+    """``CHAIN`` versions, each a branch after step 1 of the one before, with a result and a step."""
+    from studio.document.imageio import encode_png
+    from studio.engine.recipe import Recipe
+
+    png = encode_png(np.full((8, 8, 3), 90, np.uint8))
+    recipe = Recipe("a fox", steps=4, width=16, height=16).to_json()
+    ids = [f"id{n:05d}" for n in range(CHAIN)]
+    with ProjectStore.create(path) as store:
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO versions(id, parent_id, branch_step, name, recipe_json, created,"
+                " result_png) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        ids[n],
+                        ids[n - 1] if n else None,
+                        0 if n else None,
+                        f"v{n + 1}",
+                        recipe,
+                        n,
+                        png,
+                    )
+                    for n in range(CHAIN)
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO steps(version_id, idx, total, timestep, checkpoint, preview_x0, preview_xt)"
+                " VALUES (?, ?, 4, 0, x'00', ?, ?)",
+                [(ids[0], 0, png, png)] + [(ids[n], 1, png, png) for n in range(CHAIN)],
+            )
+
+        store.submit(write).result()
+    return ids
+
+
+def test_a_chain_of_1200_branches_opens_and_shows_without_redoing_the_panels_per_version(
+    qtbot, window, session, tmp_path, monkeypatch
+):
+    from studio.ui import lineage_view, versions_panel
+
+    ids = _project_with_a_chain_of_branches(tmp_path / "chain.studio")
+    work = {"rows filled": 0, "layouts": 0}
+    fill, layout = versions_panel.VersionsPanel._fill, lineage_view.lineage_graph
+
+    def counted_fill(panel, item, version):
+        work["rows filled"] += 1
+        fill(panel, item, version)
+
+    def counted_layout(tree):
+        work["layouts"] += 1
+        return layout(tree)
+
+    monkeypatch.setattr(versions_panel.VersionsPanel, "_fill", counted_fill)
+    monkeypatch.setattr(lineage_view, "lineage_graph", counted_layout)
+    assert session.open_project(tmp_path / "chain.studio")
+    qtbot.wait(50)  # the deferred column width and lineage layout
+    # Once per version, not once per version for every version added before it (minutes).
+    assert work["rows filled"] <= 2 * CHAIN and work["layouts"] <= 3, work
+
+    window.session.show_version(ids[-1])
+    window.session.view.set_position(0)  # the root's step, found up 1,200 parents
+    window.session.view.set_position(1)
+    assert window.lineage.view.graph.places[ids[-1]] == (CHAIN - 1, 0)
+    assert window.versions.shown_order() == ids
