@@ -8,7 +8,7 @@ computed now and those read back from the project file, which need no rescoring)
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 
 from studio.scores import PLUGIN_ORDER, TasteState, panel_order, plugin_names
 from studio.session import Session
@@ -26,13 +26,23 @@ class VersionOrder(QObject):
         state.panel_key_changed.connect(self._on_key)
         state.explore_changed.connect(self.apply)
         state.cost_changed.connect(self.apply)
+        # a burst of versions or scores (a project opening, a brood scored) ranks once
+        self._soon = QTimer(self, singleShot=True, interval=0)
+        self._soon.timeout.connect(self.apply)
         tree = session.tree
         for signal in (tree.scores_changed, tree.version_added, tree.version_removed):
-            signal.connect(self.apply)
-        session.scores_changed.connect(self.apply)
+            signal.connect(self._apply_soon)
+        session.scores_changed.connect(self._apply_soon)
         self._on_key(state.panel_key)
 
+    def _apply_soon(self, *_args: object) -> None:
+        if self._state.panel_key == "created":
+            self.apply()  # the tree's own order: nothing is ranked
+        else:
+            self._soon.start()
+
     def apply(self, *_args: object) -> None:
+        self._soon.stop()
         names = plugin_names(self._session.scores)
         self._panel.show_plugin_orders(names)
         key = self._state.panel_key

@@ -644,3 +644,25 @@ def test_a_chain_of_1200_branches_opens_and_shows_without_redoing_the_panels_per
     window.session.view.set_position(1)
     assert window.lineage.view.graph.places[ids[-1]] == (CHAIN - 1, 0)
     assert window.versions.shown_order() == ids
+
+
+def test_a_project_opened_with_the_panel_ranked_by_a_score_is_ranked_once(
+    qtbot, window, session, tmp_path, monkeypatch
+):
+    from studio.ui.versions_panel import VersionsPanel
+
+    _project_with_a_chain_of_branches(tmp_path / "chain.studio")
+    window.scores.state.set_panel_key("fidelity")
+    ranked = {"times": 0}
+    show_ranked = VersionsPanel.show_ranked
+
+    def counted(panel, version_ids):
+        ranked["times"] += 1
+        show_ranked(panel, version_ids)
+
+    monkeypatch.setattr(VersionsPanel, "show_ranked", counted)
+    assert session.open_project(tmp_path / "chain.studio")
+    qtbot.wait(50)
+    # Once for the burst (a few for the open's own resets), not once per version added.
+    assert 1 <= ranked["times"] <= 5, ranked
+    assert len(window.versions.shown_order()) == CHAIN
