@@ -7,6 +7,7 @@ format of ``studio.formats`` (A1111 ``parameters`` text plus our JSON recipe).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import xml.etree.ElementTree as ET
@@ -192,11 +193,8 @@ def export_ora(stack: LayerStack, path: str | os.PathLike[str]) -> Path:
 
 
 def psd_available() -> bool:
-    try:
-        import psd_tools  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether psd-tools is installed; found without importing it (that takes 0.1 s)."""
+    return importlib.util.find_spec("psd_tools") is not None
 
 
 def export_psd(stack: LayerStack, path: str | os.PathLike[str]) -> Path:
