@@ -260,6 +260,23 @@ def test_a_preview_that_fails_to_decode_when_shown_becomes_a_placeholder(tmp_pat
         project.close()
 
 
+def test_a_big_file_leaves_step_previews_to_their_own_check_when_read(tmp_path, qapp, monkeypatch):
+    from studio.document.store import checks
+
+    monkeypatch.setattr(checks, "FULL_CHECK_BYTES", 0)  # the lighter check of a big file
+    path = good_project(tmp_path / "big.studio", deleted=False)
+    _bomb_preview(path)
+    project = Project.load(ProjectStore.open(path))  # not every step's header is read
+    try:
+        version = project.tree.versions()[0]
+        step = project.tree.step(version.id, 0)
+        assert step.preview_xt.shape == (64, 64, 3) and (step.preview_xt == 128).all()
+    finally:
+        project.close()
+    _bomb_result(path)
+    refused(path, R.INVALID)  # results, layers and init images are still all checked
+
+
 # ---- 8: nothing is written before every check has passed -------------------------
 
 
