@@ -18,7 +18,8 @@ from studio.ui.qimage import to_pixmap
 
 HOVER_MS = 300
 POPUP_SIDE = 256
-"""The popup's longer side in pixels at most (an image smaller than this shows at its size)."""
+"""The popup's longer side in pixels: a bigger image is shrunk to it, a smaller one (the
+bundled model's 64×64) enlarged, so the popup is always larger than the thumbnail."""
 
 
 class FilmstripHover(QObject):
@@ -30,6 +31,7 @@ class FilmstripHover(QObject):
         super().__init__(filmstrip)
         self.filmstrip = filmstrip
         self.row: int | None = None
+        self.image: np.ndarray | None = None  # the decode on show, before it is scaled
         self.popup = QLabel(filmstrip, Qt.WindowType.ToolTip)
         self.popup.setStyleSheet("background: #202020; border: 1px solid #808080; padding: 2px")
         self._timer = QTimer(self, singleShot=True, interval=HOVER_MS)
@@ -43,14 +45,13 @@ class FilmstripHover(QObject):
         item = self.filmstrip.item(row)
         if row != self.row or item is None or self._timer.isActive():
             return
-        pixmap = to_pixmap(np.ascontiguousarray(image[..., :3]))
-        if max(pixmap.width(), pixmap.height()) > POPUP_SIDE:
-            pixmap = pixmap.scaled(
-                POPUP_SIDE,
-                POPUP_SIDE,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
+        self.image = image
+        pixmap = to_pixmap(np.ascontiguousarray(image[..., :3])).scaled(
+            POPUP_SIDE,
+            POPUP_SIDE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
         self.popup.setPixmap(pixmap)
         self.popup.adjustSize()
         rect = self.filmstrip.visualItemRect(item)

@@ -4,10 +4,12 @@ the worker off the UI thread and cached, so a second hover shows it at once."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QPoint
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QLabel
 
 from studio.protocol import Decode
-from studio.ui.filmstrip_hover import HOVER_MS
+from studio.ui.filmstrip_hover import HOVER_MS, POPUP_SIDE
+from studio.ui.qimage import to_pixmap
 from tests.ui.conftest import generate_and_wait
 
 
@@ -58,7 +60,19 @@ def test_hovering_a_thumbnail_shows_its_full_decode_after_a_pause(
     step = window.session.tree.steps.step(version.id, 2)
     expected = decode(tiny_model.vae, Checkpoint.from_bytes(step.checkpoint).x0_pred)
     assert step.preview_x0.shape != expected.shape  # the stored preview is the 16×16 map
-    assert np.array_equal(_pixels(hover.popup), expected)
+    assert np.array_equal(hover.image, expected)
+    shown = _pixels(hover.popup)
+    assert max(shown.shape[:2]) == POPUP_SIDE, "enlarged past the thumbnail"
+    label = QLabel()
+    label.setPixmap(
+        to_pixmap(expected).scaled(
+            POPUP_SIDE,
+            POPUP_SIDE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+    )
+    assert np.array_equal(shown, _pixels(label)), "that decode, enlarged"
 
     _leave(window)
     assert not hover.popup.isVisible()
