@@ -16,6 +16,7 @@ Without a loaded model the stored previews are used, enlarged to the image size.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,8 @@ class ExportActions(QObject):
         self.settings = settings or QSettings("Noise Studio", "Noise Studio")
         self.parent_widget = parent
         self.workspace = workspace
+        # whether the work is untitled (in the recovery folder): set by the window's wiring
+        self.untitled: Callable[[], bool] = lambda: self.session.project is None
         self.menu = QMenu("Export", parent)
         self.image_action = self.menu.addAction("Image…")
         self.image_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
@@ -300,7 +303,7 @@ class ExportActions(QObject):
     def proposed_name(self, what: str, suffix: str) -> str:
         """``myproject-v3-step12.png``: the project, the version and the step on view."""
         project = self.session.project
-        parts = [_safe(project.name) if project is not None else "untitled"]
+        parts = ["untitled" if project is None or self.untitled() else _safe(project.name)]
         version, frame, _at_end = self.session.on_view()
         if what in ("image", "trajectory", "steps") and version is not None:
             parts.append(_safe(version.name))

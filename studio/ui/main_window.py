@@ -205,6 +205,7 @@ class MainWindow(QMainWindow):
         """Place the project controller's File menu entries and follow its resumed work."""
         projects.place_in(self.menus["file"])
         projects.work_resumed.connect(self.panel.set_recipe)
+        self.exports.untitled = projects.is_untitled
 
     def _restore_layout(self) -> None:
         geometry = self.settings.value(GEOMETRY_KEY)

@@ -611,8 +611,12 @@ class ProjectSession(QObject):
             session.layers.remove(layer.id)
         session.layers.set_size(0, 0)
 
+    def is_untitled(self) -> bool:
+        """The work has no name yet: it lives in the recovery folder (or nowhere)."""
+        return self.lock is not None or self.project is None
+
     def _update_title(self) -> None:
-        name = UNTITLED if self.lock is not None or self.project is None else self.project.name
+        name = UNTITLED if self.is_untitled() else self.project.name
         self.parent_widget.setWindowTitle(f"{name} — {APP_TITLE}")
 
     # ---- errors and closing ---------------------------------------------------------------

@@ -555,6 +555,19 @@ def test_ctrl_s_saves_untitled_work_as_and_confirms_a_named_project(
     assert session.project.path == tmp_path / "kept.studio"
 
 
+def test_export_names_untitled_work_untitled_and_a_saved_project_by_its_name(
+    qtbot, window, tmp_path, answers
+):
+    session = attach_session(window, tmp_path / "recovery", answers)
+    session.start()
+    generate_and_wait(qtbot, window)
+    assert session.project.path.parent == tmp_path / "recovery"  # named by a timestamp there
+    assert window.exports.proposed_name("image", ".png") == "untitled-v1.png"
+    answers.save_path = str(tmp_path / "my project.studio")
+    session.save_action.trigger()
+    assert window.exports.proposed_name("image", ".png") == "my-project-v1.png"
+
+
 def test_a_project_recipe_with_a_huge_prompt_opens_cut_with_a_warning(
     qtbot, window, tmp_path, answers
 ):
