@@ -526,10 +526,10 @@ class LocalWorker(WorkerClient):
                     latent = checkpoint.x0_pred
                 latents.append(latent)
                 if position == start:
-                    size = _decode_batch_size(self._sampler, latent)
+                    size = self._sampler.decode_batch_size(latent)
                 if len(latents) == size:
                     break
-            images = _decode_many(self._sampler, latents, decodes.cancel)
+            images = self._sampler.decode_many(latents, cancel=decodes.cancel)
         except Exception as exc:
             return answer(error=one_sentence(exc))
         if images is None:
@@ -755,30 +755,6 @@ def _is_expected(exc: BaseException) -> bool:
     from studio.engine.recipe import RecipeError
 
     return isinstance(exc, (EngineError, RecipeError))
-
-
-def _decode_batch_size(sampler: Any, latent: Any) -> int:
-    """The sampler's batch for full decodes; 1 for an engine without batched decodes."""
-    size = getattr(sampler, "decode_batch_size", None)
-    return int(size(latent)) if size is not None else 1
-
-
-def _decode_many(sampler: Any, latents: list[Any], cancel: threading.Event) -> Any:
-    """The sampler's batched full decode (None: cancelled); lone decodes where it has none,
-    a failed one as None."""
-    many = getattr(sampler, "decode_many", None)
-    if many is not None:
-        return many(latents, cancel=cancel)
-    images = []
-    for latent in latents:
-        try:
-            image = sampler.decode(latent, cancel=cancel)
-        except Exception:
-            image = None
-        if cancel.is_set():
-            return None
-        images.append(image)
-    return images
 
 
 def _unit_variance(latent: Any, sampler: str, sigma: float | None) -> Any:

@@ -94,6 +94,12 @@ class FakeSampler(Gate):
         self.decoded.append(float(latent[0]))
         return np.full((32, 32, 3), int(latent[0]), np.uint8)
 
+    def decode_batch_size(self, latent):
+        return 4
+
+    def decode_many(self, latents, cancel=None):
+        return [self.decode(latent) for latent in latents]
+
     def prompt_info(self, text):
         return {"tokens": len(text.split()), "limit": 75, "dropped_text": ""}
 
@@ -116,6 +122,12 @@ class GatedSampler(Gate):
 
     def decode(self, latent, cancel=None):
         return self.inner.decode(latent)
+
+    def decode_batch_size(self, latent):
+        return self.inner.decode_batch_size(latent)
+
+    def decode_many(self, latents, cancel=None):
+        return self.inner.decode_many(latents, cancel=cancel)
 
     def prompt_info(self, text):
         return self.inner.prompt_info(text)
