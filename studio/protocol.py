@@ -131,14 +131,16 @@ class GenerateBatch:
 class Decode:
     """Full VAE decode of a stored step's x0-hat (``which="x0"``) or x_t (``"xt"``).
 
-    Latest wins: a newer Decode replaces a waiting one. ``sigma`` is the step's
-    noise level; x_t is brought to unit variance with it first, as the fast
-    preview does."""
+    Latest wins within a ``slot``: a newer Decode replaces a waiting one of the same
+    slot, so the filmstrip's "hover" never drops the timeline's "view". ``sigma`` is
+    the step's noise level; x_t is brought to unit variance with it first, as the
+    fast preview does."""
 
     key: DecodeKey
     checkpoint: bytes
     which: Literal["x0", "xt"] = "x0"
     sigma: float | None = None
+    slot: str = "view"
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,6 @@ class Session(QObject):
         self._decoded: OrderedDict[DecodeKey, np.ndarray] = OrderedDict()
         self._shown_key: DecodeKey | None = None
         self._hover: tuple[DecodeKey, int] | None = None  # the hover popup's decode, position
-        self._scrub_decode: Decode | None = None  # the full decode asked for the timeline
         self._closing = False
         self._frame_timer = QTimer(self, singleShot=True, interval=0)
         self._frame_timer.timeout.connect(self._draw_newest_step)
@@ -644,14 +643,6 @@ class Session(QObject):
                 if self._hover is not None and self._hover[0] == message.key:
                     self.hover_decoded.emit(self._hover[1], message.image)
                     self._hover = None
-                    # a hover replaces a waiting decode (latest wins): ask again for the
-                    # step the timeline stopped on if its decode was the one replaced
-                    scrub = self._scrub_decode
-                    on_view = scrub is not None and scrub.key == self._shown_key
-                    if on_view and scrub.key not in self._decoded:
-                        self.client.send(scrub)
-                if self._scrub_decode is not None and self._scrub_decode.key == message.key:
-                    self._scrub_decode = None
                 if message.key == self._shown_key:
                     self._frame_now()
             case ModelLoading():
@@ -951,13 +942,12 @@ class Session(QObject):
         if key in self._decoded or (is_final and not self.view.static):
             return
         which = "xt" if self.view.static else "x0"
-        self._scrub_decode = Decode(key, step.checkpoint, which, step.sigma)
-        self.client.send(self._scrub_decode)
+        self.client.send(Decode(key, step.checkpoint, which, step.sigma))
 
     def request_hover_decode(self, position: int) -> np.ndarray | None:
         """The full decode of the step at ``position`` for the filmstrip's hover popup: at
         once when it is the result or cached, else None and asked of the worker (latest
-        wins), arriving in ``hover_decoded``. A forward frame is its own image."""
+        wins in the "hover" slot, beside the timeline's), arriving in ``hover_decoded``. A forward frame is its own image."""
         version = self.current_version()
         if version is None:
             return None
@@ -977,7 +967,7 @@ class Session(QObject):
         step = self.step_at(position)
         assert step is not None
         self._hover = (key, position)
-        self.client.send(Decode(key, step.checkpoint, key[2], step.sigma))
+        self.client.send(Decode(key, step.checkpoint, key[2], step.sigma, slot="hover"))
         return None
 
     def branch_target(self, position: int) -> tuple[BranchTarget, str] | None:

@@ -9,7 +9,7 @@ Threading contract
   a :class:`~studio.protocol.GenerateBatch`, which run together as one UNet batch
   (``Sampler.run_batch``), each still its own job: its own steps, ending and cancel (a
   cancelled member leaves the batch before its next step; the others run on, with
-  the same bits). Decode, Forward and
+  the same bits). Decode (per slot), Forward and
   TokenInfo are "latest wins": a newer one replaces a waiting older one, and
   they are served between the steps of a running job so scrubbing stays
   responsive. DecodeSteps (an export's frames) are served in turn, one VAE batch
@@ -207,7 +207,7 @@ class LocalWorker(WorkerClient):
         self._batches = itertools.count(1)
         self._model_request: LoadModel | None = None
         self._configs: dict[str, str] = {}  # the config folder each single-file ref was given
-        self._decode_request: Decode | None = None
+        self._decode_requests: dict[str, Decode] = {}  # the latest waiting one per slot
         self._step_decodes: deque[_StepDecodes] = deque()
         self._forward_request: Forward | None = None
         self._prompt_request: TokenInfo | None = None
@@ -286,7 +286,9 @@ class LocalWorker(WorkerClient):
             case LoadModel():
                 self._set_request("_model_request", request)
             case Decode():
-                self._set_request("_decode_request", request)
+                with self._cond:
+                    self._decode_requests[request.slot] = request
+                    self._cond.notify_all()
             case DecodeSteps():
                 with self._cond:
                     self._step_decodes.append(_StepDecodes(request))
@@ -448,7 +450,7 @@ class LocalWorker(WorkerClient):
 
     def _has_side_requests(self) -> bool:
         return (
-            self._decode_request is not None
+            bool(self._decode_requests)
             or self._forward_request is not None
             or self._prompt_request is not None
             or self._model_list_request is not None
@@ -460,11 +462,12 @@ class LocalWorker(WorkerClient):
         and one batch of the oldest DecodeSteps."""
         with self._cond:
             step_decodes = self._step_decodes[0] if self._step_decodes else None
-            decode, self._decode_request = self._decode_request, None
+            decodes = list(self._decode_requests.values())
+            self._decode_requests.clear()
             forward, self._forward_request = self._forward_request, None
             prompts, self._prompt_request = self._prompt_request, None
             listing, self._model_list_request = self._model_list_request, None
-        if decode is not None:
+        for decode in decodes:
             self._decode(decode)
         if forward is not None:
             self._forward(forward)

@@ -91,9 +91,9 @@ def test_an_answer_for_a_thumbnail_the_pointer_left_is_not_shown(qtbot, window):
     assert not hover.popup.isVisible()
 
 
-def test_a_hover_that_replaced_the_timelines_decode_asks_for_it_again(qtbot, window, monkeypatch):
-    from studio.protocol import Decoded
-
+def test_a_hover_asks_in_its_own_slot_so_the_timelines_decode_is_not_replaced(
+    qtbot, window, monkeypatch
+):
     generate_and_wait(qtbot, window)
     session = window.session
     sent: list[Decode] = []
@@ -102,10 +102,4 @@ def test_a_hover_that_replaced_the_timelines_decode_asks_for_it_again(qtbot, win
     session.request_full_decode(2)
     assert session.request_hover_decode(3) is None
     scrub, hover = sent
-    assert (scrub.key[1], hover.key[1]) == (2, 3)
-    # latest wins on the worker: only the hover's decode comes back
-    session.handle(Decoded(hover.key, np.zeros((4, 4, 3), np.uint8)))
-    assert sent[2:] == [scrub], "the step on view is asked for again"
-    session.handle(Decoded(scrub.key, np.zeros((4, 4, 3), np.uint8)))
-    session.handle(Decoded(hover.key, np.zeros((4, 4, 3), np.uint8)))
-    assert len(sent) == 3
+    assert (scrub.key[1], scrub.slot) == (2, "view") and (hover.key[1], hover.slot) == (3, "hover")

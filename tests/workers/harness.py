@@ -191,8 +191,8 @@ class Driver:
     def load_model(self, ref: str) -> None:
         self.client.send(LoadModel(ref))
 
-    def request_decode(self, key, checkpoint: bytes, which="x0", sigma=None) -> None:
-        self.client.send(Decode(key, checkpoint, which, sigma))
+    def request_decode(self, key, checkpoint: bytes, which="x0", sigma=None, slot="view") -> None:
+        self.client.send(Decode(key, checkpoint, which, sigma, slot))
 
     def stop(self, timeout: float = 10.0) -> bool:
         return self.client.stop(timeout=timeout)

@@ -230,6 +230,23 @@ def test_decode_requests_are_latest_wins_and_served_between_steps(worker):
     assert [m.key for m in collector.of(Decoded)] == [("v", 3, "x0")]
 
 
+def test_a_decode_replaces_only_a_waiting_one_of_its_own_slot(worker):
+    driver, sampler, collector, recipe = worker
+    driver.submit(recipe)
+    _wait(collector, JobFinished)
+    steps = [m.step for m in collector.of(StepMade)]
+    sampler.gate = threading.Semaphore(0)
+    driver.submit(recipe)  # holds the worker inside its first step
+    _wait(collector, JobStarted, 2)
+    driver.request_decode(("v", steps[1].index, "x0"), steps[1].checkpoint)  # the timeline's
+    driver.request_decode(("v", steps[2].index, "x0"), steps[2].checkpoint, slot="hover")
+    driver.request_decode(("v", steps[3].index, "x0"), steps[3].checkpoint, slot="hover")
+    for _ in range(5):
+        sampler.gate.release()
+    _wait(collector, JobFinished, 2)
+    assert sorted(m.key for m in collector.of(Decoded)) == [("v", 1, "x0"), ("v", 3, "x0")]
+
+
 def _wait_until(condition, timeout=20.0):
     import time
 
