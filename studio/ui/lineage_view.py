@@ -90,7 +90,8 @@ class LineageView(QWidget):
         super().__init__(parent)
         self._tree, self._current = tree, current
         self._graph: LineageGraph | None = None
-        self._resize_pending = False
+        self._resize_soon = QTimer(self, singleShot=True, interval=0)
+        self._resize_soon.timeout.connect(self._resize)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         for signal in (tree.version_added, tree.version_removed, tree.version_renamed):
             signal.connect(self.relayout)
@@ -109,12 +110,9 @@ class LineageView(QWidget):
         # Opening a project adds every version in one go: lay out and resize once, after it,
         # not once per version (a thousand layouts of a thousand versions).
         self._graph = None
-        if not self._resize_pending:
-            self._resize_pending = True
-            QTimer.singleShot(0, self, self._resize)
+        self._resize_soon.start()
 
     def _resize(self) -> None:
-        self._resize_pending = False
         self.setMinimumSize(self.sizeHint())
         self.updateGeometry()
         self.update()

@@ -66,7 +66,10 @@ class VersionsPanel(QWidget):
         self._origins = origins
         self._items: dict[str, QTreeWidgetItem] = {}
         self._ranked: list[str] | None = None
-        self._resize_pending = False
+        # Once per burst, after it: opening a project fills every row, and a resize per row
+        # measures every row again (minutes for a thousand versions).
+        self._resize_soon = QTimer(self, singleShot=True, interval=0)
+        self._resize_soon.timeout.connect(lambda: self.view.resizeColumnToContents(0))
 
         self.view = QTreeWidget()
         self.view.setColumnCount(2)
@@ -301,18 +304,7 @@ class VersionsPanel(QWidget):
         item.setToolTip(0, tip)
         item.setToolTip(1, tip)
         self.view.blockSignals(False)
-        self._resize_later()
-
-    def _resize_later(self) -> None:
-        # Once per burst, after it: opening a project fills every row, and a resize per row
-        # measures every row again (minutes for a thousand versions).
-        if not self._resize_pending:
-            self._resize_pending = True
-            QTimer.singleShot(0, self, self._resize_now)
-
-    def _resize_now(self) -> None:
-        self._resize_pending = False
-        self.view.resizeColumnToContents(0)
+        self._resize_soon.start()
 
     def _origin(self, version: Version) -> str:
         parts = []
