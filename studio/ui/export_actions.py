@@ -163,24 +163,20 @@ class ExportActions(QObject):
         last_ref = tree.trajectory(version.id)[-1]
         use_result = result is not None and refs[-1] == last_ref
         to_decode = len(steps) - 1 if use_result else len(steps)
-        images = self._decode(refs[:to_decode], steps[:to_decode], view, size)
+        images = self._decode(steps[:to_decode], view, size)
         if use_result:
             images.append(at_recipe_size(result, size))
         return [(step.index, image) for step, image in zip(steps, images, strict=True)]
 
     def _decode(
-        self,
-        refs: list[tuple[str, int]],
-        steps: list[StepRecord],
-        view: str,
-        size: tuple[int, int],
+        self, steps: list[StepRecord], view: str, size: tuple[int, int]
     ) -> list[np.ndarray]:
         if not steps:
             return []
         if not self.session.model.loaded:
             self.session.status.emit("No model is loaded: the stored previews were used.", 8000)
             return [at_size(getattr(s, f"preview_{view}"), size) for s in steps]
-        job = TrajectoryFrames(self.session, refs, steps, view, size)
+        job = TrajectoryFrames(self.session, steps, view, size)
         progress = QProgressDialog(
             "Decoding each step…", "Cancel", 0, len(steps), self.parent_widget
         )

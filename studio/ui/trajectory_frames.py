@@ -27,7 +27,7 @@ def at_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class TrajectoryFrames(QObject):
-    """Decodes ``steps`` (with their trajectory refs) of one view ("x0" or "xt") in order.
+    """Decodes ``steps`` of one view ("x0" or "xt") in order.
 
     ``progress(done, total)`` follows each batch; ``finished`` fires once every frame is
     in :attr:`frames` (a failed decode keeps the step's stored preview, at image size)
@@ -40,7 +40,6 @@ class TrajectoryFrames(QObject):
     def __init__(
         self,
         session: Session,
-        refs: list[tuple[str, int]],
         steps: list[StepRecord],
         view: str,
         size: tuple[int, int],
@@ -51,7 +50,6 @@ class TrajectoryFrames(QObject):
         self.view = view
         self.size = size
         self.key = f"trajectory-{next(_requests)}"
-        self.refs = refs
         self.frames: list[np.ndarray | None] = [None] * len(steps)
         self.failures = 0
         self.cancelled = False
