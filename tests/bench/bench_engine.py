@@ -183,7 +183,10 @@ def main() -> None:
 
 class _WorkerRun:
     """The app's own path: a job through the in-process worker, every step's checkpoint
-    serialised to bytes and posted as a protocol message, then the final decode."""
+    serialised to bytes and posted as a protocol message, then the final decode. Each
+    step is answered with FrameShown, as the window does once it has drawn it, and a run
+    counts until the worker is idle again: the tiny previews of the steps the frame gate
+    skipped (StepPreviews, sent after JobFinished) are part of its cost."""
 
     def __init__(self, model, sampler) -> None:
         import itertools
@@ -198,17 +201,21 @@ class _WorkerRun:
         self.client.start()
 
     def _on_message(self, message) -> None:
-        from studio.protocol import JobFailed, JobFinished
+        from studio.protocol import FrameShown, JobFailed, JobFinished, PromptInfo, StepMade
 
-        if isinstance(message, (JobFinished, JobFailed)):
+        if isinstance(message, StepMade):
+            self.client.send(FrameShown())
+        if isinstance(message, (JobFinished, JobFailed, PromptInfo)):
             self._done.put(message)
 
     def run(self, recipe) -> None:
-        from studio.protocol import Generate, JobFinished
+        from studio.protocol import Generate, JobFinished, PromptInfo, TokenInfo
 
         self.client.send(Generate(next(self._ids), "bench", recipe))
         message = self._done.get(timeout=600)
         assert isinstance(message, JobFinished), message
+        self.client.send(TokenInfo((recipe.prompt,)))  # answered once the job's tail is done
+        assert isinstance(self._done.get(timeout=600), PromptInfo)
 
     def stop(self) -> None:
         self.client.stop()
